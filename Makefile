@@ -1,0 +1,45 @@
+# The commands CI runs (`make test`) and a newcomer's first steps (`make run`).
+# One target/ and one release profile for build, test and benches, so
+# wasmtime is compiled once.
+
+CARGO ?= cargo
+GUEST_TARGET := wasm32-unknown-unknown
+QUOTA := target/release/quota
+
+.PHONY: all toolchain build policy lint test conformance run clean
+
+all: build
+
+# The guest target: the reference policy is built for it by a build script.
+toolchain:
+	rustup target add $(GUEST_TARGET)
+
+build: toolchain
+	$(CARGO) build --release --locked
+
+# The reference policy component on its own, for other hosts (jco, wasmtime CLI).
+policy: toolchain
+	$(CARGO) build --release --locked -p quota-reference-policy
+	@echo "reference policy component: target/guest/reference-policy.wasm"
+
+lint: toolchain
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p quota-policy --target $(GUEST_TARGET) -- -D warnings
+
+# The conformance corpus through the real binary and the built-in component.
+conformance: build
+	$(QUOTA) policy test tests/conformance/*.json
+
+test: lint build
+	$(CARGO) test --release --locked --workspace
+	$(MAKE) --no-print-directory conformance
+
+run: build
+	@echo "The HTTP service (quota serve) is not built yet. Until it is, try the policy tooling:"
+	@echo "  $(QUOTA) policy inspect"
+	@echo "  $(QUOTA) policy eval --input tests/examples/grace-walk.jsonl"
+	@echo "  $(QUOTA) policy test tests/conformance/*.json"
+
+clean:
+	$(CARGO) clean

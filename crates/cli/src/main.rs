@@ -1,0 +1,46 @@
+//! `quota`: entitlement and quota enforcement with a WebAssembly policy.
+//!
+//! Exit status: 0 success; 1 `policy test` had failing cases; 2 usage error,
+//! unreadable file or a component that cannot be loaded.
+
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Entitlement and quota enforcement with a WebAssembly policy component.
+#[derive(Debug, Parser)]
+#[command(name = "quota", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Policy tooling: evaluate, test and inspect policy components (no database needed).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

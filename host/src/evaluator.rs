@@ -1,0 +1,217 @@
+//! One live policy instance: calls with a deadline and a memory cap,
+//! replaced after a trap or a bounded number of calls.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use quota_policy_core::{Decision, DecisionInput, PolicyError, Status, UNLIMITED, UsageKeyInfo};
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use crate::bindings::{self, Policy};
+use crate::error::CallError;
+use crate::module::PolicyModule;
+
+/// Most usage keys cached per evaluator before the cache starts over.
+const USAGE_KEY_CACHE_MAX: usize = 1024;
+
+/// Per-instance host state: the memory limiter.
+pub(crate) struct StoreData {
+    memory_cap: usize,
+    memory_denied: bool,
+    deadline: Duration,
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+struct Live {
+    store: Store<StoreData>,
+    policy: Policy,
+    calls: u64,
+}
+
+/// One live instance of a policy, for one thread at a time.
+///
+/// Reuses its instance across calls (instantiating costs far more than a
+/// decision); discards it after any trap, deadline or memory-cap failure,
+/// and after [`crate::Limits::calls_per_instance`] calls.
+pub struct Evaluator {
+    module: PolicyModule,
+    live: Option<Live>,
+    usage_keys: HashMap<String, UsageKeyInfo>,
+}
+
+impl std::fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("module", &self.module)
+            .field("live", &self.live.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Evaluator {
+    pub(crate) fn new(module: PolicyModule) -> Result<Self, CallError> {
+        let mut evaluator = Evaluator {
+            module,
+            live: None,
+            usage_keys: HashMap::new(),
+        };
+        evaluator.live()?;
+        Ok(evaluator)
+    }
+
+    /// The module this evaluator runs.
+    pub fn module(&self) -> &PolicyModule {
+        &self.module
+    }
+
+    fn live(&mut self) -> Result<&mut Live, CallError> {
+        let limits = self.module.runtime().limits;
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.calls >= limits.calls_per_instance)
+        {
+            self.live = None;
+        }
+        match &mut self.live {
+            Some(live) => Ok(live),
+            slot @ None => {
+                let mut store = Store::new(
+                    &self.module.runtime().engine,
+                    StoreData {
+                        memory_cap: limits.memory_bytes,
+                        memory_denied: false,
+                        deadline: limits.call_deadline,
+                    },
+                );
+                store.limiter(|data| data as &mut dyn ResourceLimiter);
+                store.set_epoch_deadline(limits.deadline_ticks());
+                let policy = self
+                    .module
+                    .pre()
+                    .instantiate(&mut store)
+                    .map_err(|e| classify(&store, e, "instantiate"))?;
+                Ok(slot.insert(Live {
+                    store,
+                    policy,
+                    calls: 0,
+                }))
+            }
+        }
+    }
+
+    /// Runs `f` on the live instance with a fresh deadline; discards the
+    /// instance if the call fails.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Policy, &mut Store<StoreData>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let ticks = self.module.runtime().limits.deadline_ticks();
+        let live = self.live()?;
+        live.calls += 1;
+        live.store.set_epoch_deadline(ticks);
+        match f(&live.policy, &mut live.store) {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                let err = classify(&live.store, e, "call");
+                self.live = None;
+                Err(err)
+            }
+        }
+    }
+
+    /// Asks the policy which usage counter `key` reads (cached per evaluator).
+    pub fn usage_key(&mut self, key: &str) -> Result<UsageKeyInfo, CallError> {
+        if let Some(info) = self.usage_keys.get(key) {
+            return Ok(info.clone());
+        }
+        let info = self
+            .call(|policy, store| {
+                policy
+                    .quota_policy_engine()
+                    .call_usage_key(store, &key.to_owned())
+            })
+            .map(bindings::usage_key_from_wit)?;
+        if self.usage_keys.len() >= USAGE_KEY_CACHE_MAX {
+            self.usage_keys.clear();
+        }
+        self.usage_keys.insert(key.to_owned(), info.clone());
+        Ok(info)
+    }
+
+    /// Asks the policy to decide. The outer error is the host's (trap,
+    /// deadline, memory, impossible decision); the inner one the policy's.
+    pub fn decide(
+        &mut self,
+        input: &DecisionInput,
+    ) -> Result<Result<Decision, PolicyError>, CallError> {
+        let wit_input = bindings::input_to_wit(input);
+        let outcome =
+            self.call(|policy, store| policy.quota_policy_engine().call_decide(store, &wit_input))?;
+        match outcome {
+            Ok(decision) => {
+                let decision = bindings::decision_from_wit(decision);
+                check_invariants(input, &decision).map_err(CallError::InvalidDecision)?;
+                Ok(Ok(decision))
+            }
+            Err(e) => Ok(Err(bindings::error_from_wit(e))),
+        }
+    }
+}
+
+fn classify(store: &Store<StoreData>, e: wasmtime::Error, what: &str) -> CallError {
+    if store.data().memory_denied {
+        return CallError::MemoryCap(store.data().memory_cap);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Deadline(store.data().deadline),
+        _ if what == "instantiate" => CallError::Instantiate(format!("{e:#}")),
+        _ => CallError::Trap(format!("{e:#}")),
+    }
+}
+
+/// The contract's invariants every decision must keep, whatever policy made it.
+fn check_invariants(input: &DecisionInput, d: &Decision) -> Result<(), String> {
+    let fail = |what: &str| Err(what.to_owned());
+    if d.usage != input.usage || d.requested != input.requested {
+        return fail("usage or requested not echoed");
+    }
+    if d.limit < UNLIMITED {
+        return fail("limit below -1");
+    }
+    if d.overage < 0 || d.grace_to_consume < 0 || d.grace_remaining < 0 {
+        return fail("negative overage or grace");
+    }
+    match d.status {
+        Status::AllowGrace => {}
+        _ if d.grace_to_consume != 0 => return fail("grace consumed without allow_grace"),
+        _ => {}
+    }
+    if d.status == Status::Block && d.limit == UNLIMITED {
+        return fail("block with an unlimited limit");
+    }
+    Ok(())
+}

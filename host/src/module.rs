@@ -1,0 +1,97 @@
+//! A compiled, type-checked policy component.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+
+use crate::bindings::PolicyPre;
+use crate::error::{CallError, LoadError};
+use crate::evaluator::{Evaluator, StoreData};
+use crate::inspect::{self, ComponentInfo};
+use crate::runtime::Runtime;
+
+/// A policy component that passed loading: compiled, importing nothing, and
+/// exporting the policy interface with the right types.
+///
+/// Cheap to clone and `Send + Sync`; each thread makes its own
+/// [`Evaluator`] from it.
+#[derive(Clone)]
+pub struct PolicyModule {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    pre: PolicyPre<StoreData>,
+    info: ComponentInfo,
+}
+
+impl std::fmt::Debug for PolicyModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyModule")
+            .field("sha256", &self.inner.info.sha256)
+            .field("size_bytes", &self.inner.info.size_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lowercase hex sha256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    hex
+}
+
+impl PolicyModule {
+    pub(crate) fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
+        let (component, info) = inspect::compile(runtime, bytes)?;
+        if !info.imports.is_empty() {
+            return Err(LoadError::Imports(info.imports));
+        }
+        let linker = Linker::<StoreData>::new(&runtime.engine);
+        let instance_pre =
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::WrongWorld {
+                    reason: format!("{e:#}"),
+                })?;
+        let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+            reason: format!("{e:#}"),
+        })?;
+        Ok(PolicyModule {
+            inner: Arc::new(Inner {
+                runtime: runtime.clone(),
+                pre,
+                info,
+            }),
+        })
+    }
+
+    /// The lowercase hex sha256 of the component's bytes: the policy version.
+    pub fn sha256(&self) -> &str {
+        &self.inner.info.sha256
+    }
+
+    /// What the component is: hash, size, package, exports and imports.
+    pub fn info(&self) -> &ComponentInfo {
+        &self.inner.info
+    }
+
+    /// A fresh evaluator (one live instance) for the calling thread.
+    pub fn evaluator(&self) -> Result<Evaluator, CallError> {
+        Evaluator::new(self.clone())
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn pre(&self) -> &PolicyPre<StoreData> {
+        &self.inner.pre
+    }
+}

@@ -1,0 +1,102 @@
+//! The reference quota policy as a WebAssembly component.
+//!
+//! A thin adapter: it converts the WIT types of `quota:policy/engine` to the
+//! plain Rust types of `quota-policy-core`, calls it, and converts back. All
+//! decision logic lives in policy-core. Built for `wasm32-unknown-unknown`
+//! and encoded as a component, it imports nothing.
+
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code, missing_debug_implementations)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "policy",
+    });
+
+    // Exported only for WebAssembly: the canonical ABI symbol names (with
+    // `:` and `/`) cannot be linked into a native shared library.
+    #[cfg(target_arch = "wasm32")]
+    use super::Reference;
+    #[cfg(target_arch = "wasm32")]
+    export!(Reference);
+}
+
+use bindings::exports::quota::policy::engine as wit;
+use quota_policy_core as core;
+
+/// The reference policy.
+#[derive(Debug)]
+pub struct Reference;
+
+impl wit::Guest for Reference {
+    fn usage_key(key: String) -> wit::UsageKeyInfo {
+        let info = core::usage_key(&key);
+        wit::UsageKeyInfo {
+            usage_key: info.usage_key,
+            fallback: info.fallback,
+        }
+    }
+
+    fn decide(input: wit::DecisionInput) -> Result<wit::Decision, wit::PolicyError> {
+        core::decide(&input_from_wit(input))
+            .map(decision_to_wit)
+            .map_err(|e| wit::PolicyError {
+                code: match e.code {
+                    core::ErrorCode::InvalidInput => wit::ErrorCode::InvalidInput,
+                },
+                message: e.message,
+            })
+    }
+}
+
+fn input_from_wit(i: wit::DecisionInput) -> core::DecisionInput {
+    core::DecisionInput {
+        user_id: i.user_id,
+        plan_id: i.plan_id,
+        entitlement_key: i.entitlement_key,
+        requested: i.requested,
+        now_ms: i.now_ms,
+        usage: i.usage,
+        r#override: i.override_.map(|o| core::Override {
+            value: o.value,
+            expires_at_ms: o.expires_at_ms,
+        }),
+        plan: i.plan.map(|p| core::PlanInfo {
+            limit: p.limit,
+            enforcement_enabled: p.enforcement_enabled,
+            grace_count: p.grace_count,
+            rollout_percent: p.rollout_percent,
+        }),
+        default_limit: i.default_limit,
+        grace_used: i.grace_used,
+    }
+}
+
+fn decision_to_wit(d: core::Decision) -> wit::Decision {
+    wit::Decision {
+        status: match d.status {
+            core::Status::Allow => wit::Status::Allow,
+            core::Status::AllowGrace => wit::Status::AllowGrace,
+            core::Status::WarnOnly => wit::Status::WarnOnly,
+            core::Status::Block => wit::Status::Block,
+        },
+        limit: d.limit,
+        limit_source: match d.limit_source {
+            core::LimitSource::Override => wit::LimitSource::Override,
+            core::LimitSource::Plan => wit::LimitSource::Plan,
+            core::LimitSource::Default => wit::LimitSource::Default,
+            core::LimitSource::None => wit::LimitSource::None,
+        },
+        override_applied: d.override_applied,
+        override_expired: d.override_expired,
+        usage: d.usage,
+        requested: d.requested,
+        projected_usage: d.projected_usage,
+        overage: d.overage,
+        enforced: d.enforced,
+        grace_to_consume: d.grace_to_consume,
+        grace_remaining: d.grace_remaining,
+        reason: d.reason,
+    }
+}
