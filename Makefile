@@ -29,7 +29,7 @@ lint: toolchain
 
 # The conformance corpus through the real binary and the built-in component.
 conformance: build
-	$(QUOTA) policy test tests/conformance/*.json
+	$(QUOTA) policy test tests/conformance/*.json examples/cases.json
 
 test: lint build
 	$(CARGO) test --release --locked --workspace
@@ -38,8 +38,8 @@ test: lint build
 run: build
 	@echo "The HTTP service (quota serve) is not built yet. Until it is, try the policy tooling:"
 	@echo "  $(QUOTA) policy inspect"
-	@echo "  $(QUOTA) policy eval --input tests/examples/grace-walk.jsonl"
-	@echo "  $(QUOTA) policy test tests/conformance/*.json"
+	@echo "  $(QUOTA) policy eval --input examples/grace-walk.jsonl"
+	@echo "  $(QUOTA) policy test examples/cases.json tests/conformance/*.json"
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,10 @@ pub enum LoadError {
         /// What wasmtime found missing or mistyped.
         reason: String,
     },
+    /// The component has the right shape but a first instance failed
+    /// (its start code trapped, ran out of time or of memory).
+    #[error("the component could not be instantiated: {0}")]
+    Start(CallError),
 }
 
 /// A call into a policy failed. The decision is unknown: fail closed.

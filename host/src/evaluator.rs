@@ -60,6 +60,7 @@ pub struct Evaluator {
     module: PolicyModule,
     live: Option<Live>,
     usage_keys: HashMap<String, UsageKeyInfo>,
+    instantiations: u64,
 }
 
 impl std::fmt::Debug for Evaluator {
@@ -77,9 +78,16 @@ impl Evaluator {
             module,
             live: None,
             usage_keys: HashMap::new(),
+            instantiations: 0,
         };
         evaluator.live()?;
         Ok(evaluator)
+    }
+
+    /// How many instances this evaluator has created: one at first, one more
+    /// after every failed call and every [`crate::Limits::calls_per_instance`] calls.
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations
     }
 
     /// The module this evaluator runs.
@@ -109,6 +117,7 @@ impl Evaluator {
                 );
                 store.limiter(|data| data as &mut dyn ResourceLimiter);
                 store.set_epoch_deadline(limits.deadline_ticks());
+                self.instantiations += 1;
                 let policy = self
                     .module
                     .pre()
@@ -182,36 +191,64 @@ impl Evaluator {
     }
 }
 
+#[cfg(feature = "json")]
+impl Evaluator {
+    /// Decides and fills in the usage key: the decision, the policy's
+    /// error, or why the policy could not be run.
+    pub fn evaluate(&mut self, input: &DecisionInput) -> quota_policy_core::json::Evaluated {
+        use quota_policy_core::json::Evaluated;
+        let decided = self.decide(input).and_then(|outcome| match outcome {
+            Ok(decision) => self
+                .usage_key(&input.entitlement_key)
+                .map(|key| Evaluated::Decision(decision, key)),
+            Err(policy_error) => Ok(Evaluated::PolicyError(policy_error)),
+        });
+        decided.unwrap_or_else(|e| Evaluated::Unavailable(e.to_string()))
+    }
+
+    /// Evaluates one decision input in its JSON form (SPEC §2.1) and returns
+    /// the JSON output: a decision with its usage key, or an error object.
+    pub fn evaluate_json(&mut self, value: &serde_json::Value) -> serde_json::Value {
+        use quota_policy_core::json::{Evaluated, input_from_value};
+        match input_from_value(value) {
+            Ok(input) => self.evaluate(&input).to_value(),
+            Err(e) => Evaluated::PolicyError(e).to_value(),
+        }
+    }
+}
+
 fn classify(store: &Store<StoreData>, e: wasmtime::Error, what: &str) -> CallError {
     if store.data().memory_denied {
         return CallError::MemoryCap(store.data().memory_cap);
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Deadline(store.data().deadline),
-        _ if what == "instantiate" => CallError::Instantiate(format!("{e:#}")),
-        _ => CallError::Trap(format!("{e:#}")),
+        Some(trap) => CallError::Trap(trap.to_string()),
+        None if what == "instantiate" => CallError::Instantiate(format!("{e:#}")),
+        None => CallError::Trap(format!("{e:#}")),
     }
 }
 
-/// The contract's invariants every decision must keep, whatever policy made it.
+/// The contract's invariants every decision must keep, whatever policy made
+/// it. A decision that breaks one is refused: the request fails closed.
 fn check_invariants(input: &DecisionInput, d: &Decision) -> Result<(), String> {
-    let fail = |what: &str| Err(what.to_owned());
-    if d.usage != input.usage || d.requested != input.requested {
-        return fail("usage or requested not echoed");
-    }
-    if d.limit < UNLIMITED {
-        return fail("limit below -1");
-    }
-    if d.overage < 0 || d.grace_to_consume < 0 || d.grace_remaining < 0 {
-        return fail("negative overage or grace");
-    }
-    match d.status {
-        Status::AllowGrace => {}
-        _ if d.grace_to_consume != 0 => return fail("grace consumed without allow_grace"),
-        _ => {}
-    }
-    if d.status == Status::Block && d.limit == UNLIMITED {
-        return fail("block with an unlimited limit");
-    }
-    Ok(())
+    let within = d.limit == UNLIMITED || d.projected_usage <= d.limit;
+    let broken = if d.usage != input.usage || d.requested != input.requested {
+        "usage or requested not echoed"
+    } else if d.projected_usage != input.usage.saturating_add(input.requested) {
+        "projected_usage is not usage + requested"
+    } else if d.limit < UNLIMITED {
+        "limit below -1"
+    } else if d.overage < 0 || d.grace_to_consume < 0 || d.grace_remaining < 0 {
+        "negative overage or grace"
+    } else if d.status != Status::AllowGrace && d.grace_to_consume != 0 {
+        "grace to consume without allow_grace"
+    } else if d.status == Status::Allow && (!within || d.overage != 0) {
+        "allow beyond the limit"
+    } else if matches!(d.status, Status::AllowGrace | Status::Block) && within {
+        "allow_grace or block within the limit"
+    } else {
+        return Ok(());
+    };
+    Err(broken.to_owned())
 }

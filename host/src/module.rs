@@ -63,13 +63,21 @@ impl PolicyModule {
         let pre = PolicyPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
             reason: format!("{e:#}"),
         })?;
-        Ok(PolicyModule {
+        let module = PolicyModule {
             inner: Arc::new(Inner {
                 runtime: runtime.clone(),
                 pre,
                 info,
             }),
-        })
+        };
+        // Export names were checked above; the function types are checked
+        // when the bindings are looked up in an instance, so make one now
+        // rather than at the first decision.
+        match module.evaluator() {
+            Ok(_) => Ok(module),
+            Err(CallError::Instantiate(reason)) => Err(LoadError::WrongWorld { reason }),
+            Err(other) => Err(LoadError::Start(other)),
+        }
     }
 
     /// The lowercase hex sha256 of the component's bytes: the policy version.

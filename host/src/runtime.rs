@@ -79,6 +79,8 @@ impl Runtime {
             .concurrency_support(false)
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_bytes)
+            // A trap's message is enough; no wasm backtraces.
+            .wasm_backtrace_max_frames(None)
             .cranelift_opt_level(OptLevel::Speed);
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         spawn_ticker(&engine, limits.tick).map_err(|e| LoadError::Engine(e.to_string()))?;

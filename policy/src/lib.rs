@@ -4,26 +4,35 @@
 //! plain Rust types of `quota-policy-core`, calls it, and converts back. All
 //! decision logic lives in policy-core. Built for `wasm32-unknown-unknown`
 //! and encoded as a component, it imports nothing.
+//!
+//! With the default `export` feature the crate exports [`Reference`] as the
+//! component's implementation. Without it, another guest crate can wrap
+//! [`Reference`] and export itself with
+//! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`.
 
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code, missing_debug_implementations)]
-mod bindings {
+/// The generated bindings of the `quota:policy/policy` world.
+#[allow(unsafe_code, missing_debug_implementations, missing_docs)]
+pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
         world: "policy",
+        pub_export_macro: true,
     });
-
-    // Exported only for WebAssembly: the canonical ABI symbol names (with
-    // `:` and `/`) cannot be linked into a native shared library.
-    #[cfg(target_arch = "wasm32")]
-    use super::Reference;
-    #[cfg(target_arch = "wasm32")]
-    export!(Reference);
 }
 
-use bindings::exports::quota::policy::engine as wit;
+pub use bindings::exports::quota::policy::engine as wit;
 use quota_policy_core as core;
+
+// Exported only for WebAssembly: the canonical ABI symbol names (with `:`
+// and `/`) cannot be linked into a native shared library.
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
+#[allow(unsafe_code)]
+mod export {
+    use super::{Reference, bindings};
+    bindings::export!(Reference with_types_in bindings);
+}
 
 /// The reference policy.
 #[derive(Debug)]

@@ -8,4 +8,4 @@
 //! ```
 
 /// The component's bytes.
-pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reference_policy.wasm"));
+pub const COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/reference-policy.wasm"));

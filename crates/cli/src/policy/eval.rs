@@ -9,7 +9,7 @@ use clap::Args;
 use quota_policy_core::json::{INVALID_JSON, error_value};
 use serde_json::Value;
 
-use super::{ModuleArg, evaluate_value, read};
+use super::{ModuleArg, read};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -55,7 +55,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     for item in split_inputs(&text) {
         let output = match item {
-            Ok(value) => evaluate_value(&mut evaluator, &value),
+            Ok(value) => evaluator.evaluate_json(&value),
             Err(message) => error_value(INVALID_JSON, &message),
         };
         serde_json::to_writer(&mut out, &output)?;

@@ -9,9 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use quota_host::{Evaluator, Limits, PolicyModule, Runtime};
-use quota_policy_core::DecisionInput;
-use quota_policy_core::json::Evaluated;
+use quota_host::{Limits, PolicyModule, Runtime};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -61,25 +59,5 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Eval(args) => eval::run(args),
         PolicyCommand::Test(args) => test::run(args),
         PolicyCommand::Inspect(args) => inspect::run(args),
-    }
-}
-
-/// Evaluates one parsed input with the component: the decision with its
-/// usage key, the policy's error, or why the policy could not be run.
-fn evaluate(evaluator: &mut Evaluator, input: &DecisionInput) -> Evaluated {
-    let decided = evaluator.decide(input).and_then(|outcome| match outcome {
-        Ok(decision) => evaluator
-            .usage_key(&input.entitlement_key)
-            .map(|key| Evaluated::Decision(decision, key)),
-        Err(policy_error) => Ok(Evaluated::PolicyError(policy_error)),
-    });
-    decided.unwrap_or_else(|e| Evaluated::Unavailable(e.to_string()))
-}
-
-/// Evaluates one JSON input with the component.
-fn evaluate_value(evaluator: &mut Evaluator, value: &serde_json::Value) -> serde_json::Value {
-    match quota_policy_core::json::input_from_value(value) {
-        Ok(input) => evaluate(evaluator, &input).to_value(),
-        Err(e) => Evaluated::PolicyError(e).to_value(),
     }
 }

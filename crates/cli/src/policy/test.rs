@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use quota_policy_core::json::{CaseFile, mismatches};
 
-use super::{ModuleArg, evaluate_value, read};
+use super::{ModuleArg, read};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -38,7 +38,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             }
         };
         for case in &file.cases {
-            let output = evaluate_value(&mut evaluator, &case.input);
+            let output = evaluator.evaluate_json(&case.input);
             let found = mismatches(&case.expect, &output);
             if found.is_empty() {
                 passed += 1;

@@ -1,0 +1,139 @@
+//! Misbehaving policies fail the call with the right error, never the host,
+//! and the next call is served by a fresh instance.
+
+use std::time::{Duration, Instant};
+
+use quota_host::{CallError, Evaluator, Limits, Runtime};
+use quota_policy_core::{DecisionInput, PlanInfo, Status};
+
+fn input(key: &str) -> DecisionInput {
+    DecisionInput {
+        user_id: "mallory".into(),
+        plan_id: "pro".into(),
+        entitlement_key: key.into(),
+        requested: 1,
+        now_ms: 0,
+        usage: 3,
+        r#override: None,
+        plan: Some(PlanInfo {
+            limit: Some(3),
+            enforcement_enabled: true,
+            grace_count: 0,
+            rollout_percent: 100,
+        }),
+        default_limit: None,
+        grace_used: 0,
+    }
+}
+
+fn hostile(limits: Limits) -> Evaluator {
+    let runtime = Runtime::new(limits).unwrap();
+    runtime
+        .load(quota_tests::HOSTILE)
+        .unwrap()
+        .evaluator()
+        .unwrap()
+}
+
+/// After a failure, an ordinary request is decided correctly by a new instance.
+fn still_serves(evaluator: &mut Evaluator, instances_before: u64) {
+    let decision = evaluator.decide(&input("drafts.max")).unwrap().unwrap();
+    assert_eq!(decision.status, Status::Block);
+    assert_eq!(evaluator.instantiations(), instances_before + 1);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let deadline = Duration::from_millis(20);
+    let mut evaluator = hostile(Limits {
+        call_deadline: deadline,
+        ..Limits::default()
+    });
+    let started = Instant::now();
+    let err = evaluator.decide(&input("hostile.loop")).unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, CallError::Deadline(d) if d == deadline),
+        "{err}"
+    );
+    assert!(took >= deadline, "stopped after {took:?}");
+    assert!(took < Duration::from_secs(2), "stopped only after {took:?}");
+    still_serves(&mut evaluator, 1);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_cap() {
+    let mut evaluator = hostile(Limits {
+        memory_bytes: 4 << 20,
+        ..Limits::default()
+    });
+    let err = evaluator.decide(&input("hostile.grow")).unwrap_err();
+    assert!(
+        matches!(err, CallError::MemoryCap(cap) if cap == 4 << 20),
+        "{err}"
+    );
+    still_serves(&mut evaluator, 1);
+}
+
+#[test]
+fn endless_recursion_hits_the_stack_limit() {
+    let mut evaluator = hostile(Limits::default());
+    let err = evaluator.decide(&input("hostile.stack")).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trap(m) if m.contains("stack")),
+        "{err}"
+    );
+    still_serves(&mut evaluator, 1);
+}
+
+#[test]
+fn a_trap_fails_the_call_and_the_instance_is_replaced() {
+    let mut evaluator = hostile(Limits::default());
+    assert!(matches!(
+        evaluator.decide(&input("hostile.trap")),
+        Err(CallError::Trap(_))
+    ));
+    still_serves(&mut evaluator, 1);
+    assert!(matches!(
+        evaluator.usage_key("hostile.trap"),
+        Err(CallError::Trap(_))
+    ));
+    still_serves(&mut evaluator, 2);
+}
+
+#[test]
+fn impossible_decisions_are_refused() {
+    let mut evaluator = hostile(Limits::default());
+    let err = evaluator.decide(&input("hostile.lie-grace")).unwrap_err();
+    assert!(
+        matches!(&err, CallError::InvalidDecision(m) if m.contains("grace")),
+        "{err}"
+    );
+    let err = evaluator.decide(&input("hostile.lie-allow")).unwrap_err();
+    assert!(
+        matches!(&err, CallError::InvalidDecision(m) if m.contains("allow beyond")),
+        "{err}"
+    );
+}
+
+#[test]
+fn instances_are_replaced_after_the_configured_number_of_calls() {
+    let mut evaluator = hostile(Limits {
+        calls_per_instance: 3,
+        ..Limits::default()
+    });
+    for _ in 0..10 {
+        evaluator.decide(&input("drafts.max")).unwrap().unwrap();
+    }
+    assert_eq!(evaluator.instantiations(), 4);
+}
+
+#[test]
+fn a_policy_error_is_a_value_not_a_failure() {
+    let mut evaluator = hostile(Limits::default());
+    let mut bad = input("drafts.max");
+    bad.requested = 0;
+    let err = evaluator.decide(&bad).unwrap().unwrap_err();
+    assert!(err.message.contains("`requested`"), "{}", err.message);
+    assert_eq!(evaluator.instantiations(), 1);
+}
