@@ -29,11 +29,15 @@ lint: toolchain
 
 # The conformance corpus through the real binary and the built-in component.
 conformance: build
-	$(QUOTA) policy test tests/conformance/*.json examples/cases.json
+	$(QUOTA) policy test $(CASES)
 
-test: lint build
+CASES := tests/conformance/*.json examples/cases.json
+
+# `cargo test` builds target/release/quota itself (the CLI's tests run it), with
+# the same features as the tests, so wasmtime is compiled once for both.
+test: lint
 	$(CARGO) test --release --locked --workspace
-	$(MAKE) --no-print-directory conformance
+	$(QUOTA) policy test $(CASES)
 
 run: build
 	@echo "The HTTP service (quota serve) is not built yet. Until it is, try the policy tooling:"

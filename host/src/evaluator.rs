@@ -191,7 +191,6 @@ impl Evaluator {
     }
 }
 
-#[cfg(feature = "json")]
 impl Evaluator {
     /// Decides and fills in the usage key: the decision, the policy's
     /// error, or why the policy could not be run.

@@ -40,12 +40,16 @@
 //! ```
 
 mod bindings;
+pub mod engine;
 mod error;
 mod evaluator;
 mod inspect;
 mod module;
 mod runtime;
 
+pub use engine::{
+    Checked, EnforceError, Enforced, Engine, FailMode, Outcome, QuotaExceeded, QuotaRequest,
+};
 pub use error::{CallError, LoadError};
 pub use evaluator::Evaluator;
 pub use inspect::ComponentInfo;

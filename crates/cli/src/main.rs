@@ -1,8 +1,10 @@
 //! `quota`: entitlement and quota enforcement with a WebAssembly policy.
 //!
 //! Exit status: 0 success; 1 `policy test` had failing cases; 2 usage error,
-//! unreadable file or a component that cannot be loaded.
+//! unreadable file, a component that cannot be loaded, or any other error;
+//! 3 a quota block (the SPEC §4 error body is printed on stdout).
 
+mod db;
 mod policy;
 
 use std::process::ExitCode;
@@ -13,6 +15,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "quota", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    db: db::DbArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +26,8 @@ enum Command {
     /// Policy tooling: evaluate, test and inspect policy components (no database needed).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    #[command(flatten)]
+    Db(db::DbCommand),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Db(cmd) => db::run(&cli.db, cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,281 @@
+//! `plan`, `default`, `user`, `override`, `audit`.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use quota_store::PlanChange;
+use serde_json::{Value, json};
+
+use super::{DbArgs, now_ms, print};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// `KEY=N`, N an integer (`-1` unlimited).
+fn key_value(text: &str) -> Result<(String, i64), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=N, got `{text}`"))?;
+    let value = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not an integer"))?;
+    Ok((key.trim().to_owned(), value))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Create a plan, or change only the fields given. A new plan has enforcement off,
+    /// grace 0, rollout 100 and no limits.
+    Set {
+        /// The plan id.
+        plan: String,
+        /// A limit for an entitlement, e.g. `drafts.max=10` (`-1` unlimited). Repeatable.
+        #[arg(long = "limit", value_name = "KEY=N", value_parser = key_value, allow_hyphen_values = true)]
+        limits: Vec<(String, i64)>,
+        /// Remove the plan's limit for an entitlement (the default applies). Repeatable.
+        #[arg(long = "unset-limit", value_name = "KEY")]
+        unset_limits: Vec<String>,
+        /// Block once grace is used up (`on`), or only warn (`off`).
+        #[arg(long, value_enum)]
+        enforce: Option<OnOff>,
+        /// Grace units per user and entitlement before blocking.
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
+        grace: Option<i64>,
+        /// Share of the plan's users (0-100) enforcement applies to.
+        #[arg(long, value_name = "PCT", allow_hyphen_values = true)]
+        rollout: Option<i64>,
+    },
+    /// Show a plan.
+    Show {
+        /// The plan id.
+        plan: String,
+    },
+    /// List the plans.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefaultCommand {
+    /// Set the global default limit for an entitlement (`-1` unlimited).
+    Set {
+        /// The entitlement key.
+        key: String,
+        /// The limit.
+        #[arg(allow_hyphen_values = true)]
+        value: i64,
+    },
+    /// List the defaults.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user on a plan.
+    Create {
+        /// The user id.
+        user: String,
+        /// The plan.
+        #[arg(long)]
+        plan: String,
+    },
+    /// Move a user to another plan (resets the user's grace usage).
+    SetPlan {
+        /// The user id.
+        user: String,
+        /// The new plan.
+        plan: String,
+    },
+    /// Show a user: plan, usage counters, grace used.
+    Show {
+        /// The user id.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverrideCommand {
+    /// Set a user's limit for an entitlement, replacing any earlier override.
+    Set {
+        /// The user id.
+        user: String,
+        /// The entitlement key.
+        key: String,
+        /// The limit (`-1` unlimited).
+        #[arg(allow_hyphen_values = true)]
+        value: i64,
+        /// When the override stops applying (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        expires_at: Option<String>,
+        /// Who sets it (recorded with the override and in the audit log).
+        #[arg(long = "by", value_name = "WHO")]
+        by: String,
+    },
+    /// Remove a user's override for an entitlement.
+    Clear {
+        /// The user id.
+        user: String,
+        /// The entitlement key.
+        key: String,
+    },
+    /// List overrides (expired ones are marked).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// At most this many entries.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+fn rfc3339_ms(text: &str) -> anyhow::Result<i64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("`{text}` is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"))?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).context("the time is out of range")
+}
+
+fn ms_rfc3339(ms: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
+    let store = db.store()?;
+    match cmd {
+        PlanCommand::Set {
+            plan,
+            limits,
+            unset_limits,
+            enforce,
+            grace,
+            rollout,
+        } => {
+            let change = PlanChange {
+                limits,
+                remove_limits: unset_limits,
+                enforcement_enabled: enforce.map(|e| matches!(e, OnOff::On)),
+                grace_count: grace,
+                rollout_percent: rollout,
+            };
+            print(
+                &store
+                    .set_plan(&db.actor, &plan, &change, now_ms())?
+                    .to_json(),
+            )
+        }
+        PlanCommand::Show { plan } => print(&store.plan(&plan)?.to_json()),
+        PlanCommand::List => print(
+            &json!({ "plans": store.plans()?.iter().map(|p| p.to_json()).collect::<Vec<_>>() }),
+        ),
+    }
+}
+
+pub fn default(db: &DbArgs, cmd: DefaultCommand) -> anyhow::Result<ExitCode> {
+    let store = db.store()?;
+    match cmd {
+        DefaultCommand::Set { key, value } => {
+            store.set_default(&db.actor, &key, value, now_ms())?;
+            print(&json!({ "entitlement_key": key, "limit": value }))
+        }
+        DefaultCommand::List => {
+            let defaults: serde_json::Map<String, Value> = store
+                .defaults()?
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            print(&json!({ "defaults": defaults }))
+        }
+    }
+}
+
+pub fn user(db: &DbArgs, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let store = db.store()?;
+    match cmd {
+        UserCommand::Create { user, plan } => print(
+            &store
+                .create_user(&db.actor, &user, &plan, now_ms())?
+                .to_json(),
+        ),
+        UserCommand::SetPlan { user, plan } => print(
+            &store
+                .set_user_plan(&db.actor, &user, &plan, now_ms())?
+                .to_json(),
+        ),
+        UserCommand::Show { user } => {
+            let mut out = store.user(&user)?.to_json();
+            let usage: serde_json::Map<String, Value> = store
+                .usage(&user)?
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            out["usage"] = Value::Object(usage);
+            out["grace_used"] = store
+                .grace(&user)?
+                .into_iter()
+                .map(|(plan, key, used)| json!({ "plan_id": plan, "entitlement_key": key, "used": used }))
+                .collect();
+            print(&out)
+        }
+    }
+}
+
+fn override_json(row: &quota_store::OverrideRow, now: i64) -> Value {
+    let mut out = row.to_json(now);
+    out["expires_at"] = row.expires_at_ms.map_or(Value::Null, ms_rfc3339);
+    out
+}
+
+pub fn overrides(db: &DbArgs, cmd: OverrideCommand) -> anyhow::Result<ExitCode> {
+    let store = db.store()?;
+    let now = now_ms();
+    match cmd {
+        OverrideCommand::Set {
+            user,
+            key,
+            value,
+            expires_at,
+            by,
+        } => {
+            let expires_at_ms = expires_at.as_deref().map(rfc3339_ms).transpose()?;
+            if by.trim().is_empty() {
+                bail!("`--by` must name who sets the override");
+            }
+            print(&override_json(
+                &store.set_override(&by, &user, &key, value, expires_at_ms, now)?,
+                now,
+            ))
+        }
+        OverrideCommand::Clear { user, key } => {
+            let removed = store.clear_override(&db.actor, &user, &key, now)?;
+            print(&json!({
+                "cleared": removed.is_some(),
+                "override": removed.map(|r| override_json(&r, now)),
+            }))
+        }
+        OverrideCommand::List { user } => {
+            let rows = store.overrides(user.as_deref())?;
+            print(
+                &json!({ "overrides": rows.iter().map(|r| override_json(r, now)).collect::<Vec<_>>() }),
+            )
+        }
+    }
+}
+
+pub fn audit(db: &DbArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let entries = db.store()?.audit_log(args.limit)?;
+    print(&json!({ "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>() }))
+}

@@ -1,0 +1,110 @@
+//! Commands over a database (`--db FILE`): admin operations and the domain.
+
+mod admin;
+mod domain;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use quota_host::{Engine, Limits, Runtime};
+use quota_store::SqliteStore;
+use serde_json::Value;
+
+pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};
+pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
+
+/// Where the state lives and who acts.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// The SQLite database file (created and migrated if needed).
+    #[arg(long, global = true, value_name = "FILE", env = "QUOTA_DB")]
+    db: Option<PathBuf>,
+    /// Who is acting, for the audit log.
+    #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
+    actor: String,
+    /// A policy component to decide with; default: the built-in reference policy.
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn store(&self) -> anyhow::Result<SqliteStore> {
+        let path = self
+            .db
+            .as_ref()
+            .context("this command needs a database: pass `--db FILE` or set QUOTA_DB")?;
+        SqliteStore::open(path)
+            .with_context(|| format!("cannot open the database `{}`", path.display()))
+    }
+
+    fn engine(&self) -> anyhow::Result<Engine<SqliteStore>> {
+        let runtime = Runtime::new(Limits::default())?;
+        let bytes = match &self.policy {
+            Some(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?
+            }
+            None => quota_reference_policy::COMPONENT.to_vec(),
+        };
+        let policy = runtime.load(&bytes).context("cannot load the policy")?;
+        Ok(Engine::new(self.store()?, policy))
+    }
+}
+
+/// Prints one JSON object on stdout.
+fn print(value: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The current time, Unix ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Admin and domain commands.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or change plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Global default limits per entitlement.
+    #[command(subcommand)]
+    Default(DefaultCommand),
+    /// Create users and move them between plans.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Per-user limit overrides, optionally expiring.
+    #[command(subcommand)]
+    Override(OverrideCommand),
+    /// The audit log of admin changes, newest first.
+    Audit(admin::AuditArgs),
+    /// Drafts (guarded by `drafts.max`).
+    #[command(subcommand)]
+    Draft(DraftCommand),
+    /// Segments of drafts (guarded by `segments.max`).
+    #[command(subcommand)]
+    Segment(SegmentCommand),
+    /// Invites to collaborate (accepting is guarded by the inviter's `collaborators.max`).
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// Soft check: would `requested` more units stay within the limit? Changes nothing.
+    Check(domain::CheckArgs),
+}
+
+pub fn run(db: &DbArgs, command: DbCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DbCommand::Plan(cmd) => admin::plan(db, cmd),
+        DbCommand::Default(cmd) => admin::default(db, cmd),
+        DbCommand::User(cmd) => admin::user(db, cmd),
+        DbCommand::Override(cmd) => admin::overrides(db, cmd),
+        DbCommand::Audit(args) => admin::audit(db, args),
+        DbCommand::Draft(cmd) => domain::draft(db, cmd),
+        DbCommand::Segment(cmd) => domain::segment(db, cmd),
+        DbCommand::Invite(cmd) => domain::invite(db, cmd),
+        DbCommand::Check(args) => domain::check(db, args),
+    }
+}

@@ -1,0 +1,339 @@
+//! The `quota` binary over a database: admin commands and the domain, with
+//! their exit codes (0 done, 2 error, 3 quota exceeded).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn quota(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quota"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("QUOTA_DB")
+        .output()
+        .unwrap()
+}
+
+fn ok(db: &Path, args: &[&str]) -> Value {
+    let out = quota(db, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn fails(db: &Path, args: &[&str], code: i32) -> String {
+    let out = quota(db, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_report_walk_over_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let plan = ok(
+        &db,
+        &[
+            "plan",
+            "set",
+            "pro",
+            "--limit",
+            "drafts.max=3",
+            "--enforce",
+            "on",
+            "--grace",
+            "2",
+        ],
+    );
+    assert_eq!(plan["limits"]["drafts.max"], 3);
+    ok(&db, &["user", "create", "alice", "--plan", "pro"]);
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let out = ok(
+            &db,
+            &[
+                "draft",
+                "create",
+                "--user",
+                "alice",
+                "--title",
+                &format!("d{n}"),
+            ],
+        );
+        assert_eq!(out["draft"]["owner_id"], "alice");
+        statuses.push(
+            out["outcome"]["decision"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        ["allow", "allow", "allow", "allow_grace", "allow_grace"]
+    );
+    let out = quota(
+        &db,
+        &["draft", "create", "--user", "alice", "--title", "six"],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(
+        (
+            body["error"]["limit"].as_i64(),
+            body["error"]["usage"].as_i64()
+        ),
+        (Some(3), Some(5))
+    );
+    let user = ok(&db, &["user", "show", "alice"]);
+    assert_eq!(user["usage"]["drafts.created"], 5);
+    assert_eq!(user["grace_used"][0]["used"], 2);
+    let check = ok(&db, &["check", "--user", "alice", "--key", "drafts.max"]);
+    assert_eq!(check["result"], "would_exceed");
+    assert_eq!(check["outcome"]["decision"]["status"], "block");
+}
+
+#[test]
+fn overrides_with_expiry_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    ok(
+        &db,
+        &[
+            "plan",
+            "set",
+            "free",
+            "--limit",
+            "drafts.max=0",
+            "--enforce",
+            "on",
+        ],
+    );
+    ok(&db, &["user", "create", "bob", "--plan", "free"]);
+    fails(
+        &db,
+        &["draft", "create", "--user", "bob", "--title", "x"],
+        3,
+    );
+    let set = ok(
+        &db,
+        &[
+            "override",
+            "set",
+            "bob",
+            "drafts.max",
+            "2",
+            "--expires-at",
+            "2999-01-01T00:00:00Z",
+            "--by",
+            "support",
+        ],
+    );
+    assert_eq!(
+        (
+            set["value"].as_i64(),
+            set["created_by"].as_str(),
+            set["expired"].as_bool()
+        ),
+        (Some(2), Some("support"), Some(false))
+    );
+    assert_eq!(set["expires_at"], "2999-01-01T00:00:00Z");
+    ok(&db, &["draft", "create", "--user", "bob", "--title", "x"]);
+    ok(
+        &db,
+        &[
+            "override",
+            "set",
+            "bob",
+            "drafts.max",
+            "5",
+            "--expires-at",
+            "2000-01-01T00:00:00+02:00",
+            "--by",
+            "support",
+        ],
+    );
+    let list = ok(&db, &["override", "list", "--user", "bob"]);
+    assert_eq!(list["overrides"][0]["expired"], true);
+    fails(
+        &db,
+        &["draft", "create", "--user", "bob", "--title", "y"],
+        3,
+    );
+    assert_eq!(
+        ok(&db, &["override", "clear", "bob", "drafts.max"])["cleared"],
+        true
+    );
+    assert_eq!(
+        ok(&db, &["override", "clear", "bob", "drafts.max"])["cleared"],
+        false
+    );
+    let audit = ok(&db, &["--actor", "ops", "audit", "--limit", "3"]);
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["override.clear", "override.set", "override.set"]);
+    assert_eq!(audit["entries"][1]["actor"], "support");
+}
+
+#[test]
+fn bad_values_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    ok(&db, &["plan", "set", "free", "--limit", "drafts.max=1"]);
+    ok(&db, &["user", "create", "carl", "--plan", "free"]);
+    let before = ok(&db, &["audit", "--limit", "100"]);
+    let cases: &[&[&str]] = &[
+        &["plan", "set", "free", "--limit", "drafts.max=-2"],
+        &["plan", "set", "free", "--limit", "drafts.max"],
+        &["plan", "set", "free", "--rollout", "101"],
+        &["plan", "set", "free", "--grace", "-1"],
+        &["default", "set", "drafts.max", "-5"],
+        &["user", "create", "dora", "--plan", "nope"],
+        &["user", "create", "carl", "--plan", "free"],
+        &["user", "set-plan", "carl", "nope"],
+        &["user", "set-plan", "nobody", "free"],
+        &["override", "set", "carl", "drafts.max", "-2", "--by", "x"],
+        &[
+            "override",
+            "set",
+            "carl",
+            "drafts.max",
+            "5",
+            "--expires-at",
+            "tomorrow",
+            "--by",
+            "x",
+        ],
+        &["override", "set", "nobody", "drafts.max", "5", "--by", "x"],
+        &["override", "set", "carl", "drafts.max", "5", "--by", " "],
+        &["draft", "create", "--user", "nobody", "--title", "x"],
+        &[
+            "segment", "append", "--user", "carl", "--draft", "42", "--body", "x",
+        ],
+    ];
+    for args in cases {
+        let stderr = fails(&db, args, 2);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    assert_eq!(ok(&db, &["audit", "--limit", "100"]), before);
+    assert_eq!(ok(&db, &["user", "show", "carl"])["plan_id"], "free");
+    assert_eq!(
+        ok(&db, &["override", "list"])["overrides"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn invites_over_the_cli_use_the_inviters_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    ok(
+        &db,
+        &[
+            "plan",
+            "set",
+            "team",
+            "--limit",
+            "collaborators.max=1",
+            "--limit",
+            "drafts.max=-1",
+            "--enforce",
+            "on",
+        ],
+    );
+    for user in ["owner", "ann", "ben"] {
+        ok(&db, &["user", "create", user, "--plan", "team"]);
+    }
+    let draft = ok(&db, &["draft", "create", "--user", "owner", "--title", "t"])["draft"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let a = ok(
+        &db,
+        &[
+            "invite",
+            "create",
+            "--user",
+            "owner",
+            "--draft",
+            &draft,
+            "--invitee",
+            "ann",
+        ],
+    )["invite"]["id"]
+        .to_string();
+    let b = ok(
+        &db,
+        &[
+            "invite",
+            "create",
+            "--user",
+            "owner",
+            "--draft",
+            &draft,
+            "--invitee",
+            "ben",
+        ],
+    )["invite"]["id"]
+        .to_string();
+    fails(
+        &db,
+        &["invite", "accept", "--user", "ben", "--invite", &a],
+        2,
+    );
+    let accepted = ok(&db, &["invite", "accept", "--user", "ann", "--invite", &a]);
+    assert_eq!(accepted["invite"]["status"], "accepted");
+    assert_eq!(accepted["outcome"]["user_id"], "owner");
+    fails(
+        &db,
+        &["invite", "accept", "--user", "ben", "--invite", &b],
+        3,
+    );
+    ok(
+        &db,
+        &[
+            "segment", "append", "--user", "ann", "--draft", &draft, "--body", "hi",
+        ],
+    );
+    fails(
+        &db,
+        &[
+            "segment", "append", "--user", "ben", "--draft", &draft, "--body", "hi",
+        ],
+        2,
+    );
+}
+
+#[test]
+fn a_database_is_required_for_db_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["plan", "list"])
+        .env_remove("QUOTA_DB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--db"));
+}

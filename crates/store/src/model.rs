@@ -1,0 +1,230 @@
+//! The rows the store reads and writes, as plain values.
+
+use quota_policy_core::{Override, PlanInfo};
+use serde_json::{Value, json};
+
+/// What the policy needs about one (user, entitlement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    /// The user's current plan.
+    pub plan_id: String,
+    /// The plan's settings and its limit for the key.
+    pub plan: PlanInfo,
+    /// The user's override for the key, expired or not.
+    pub r#override: Option<Override>,
+    /// The global default for the key.
+    pub default_limit: Option<i64>,
+    /// The usage counter's value.
+    pub usage: i64,
+    /// Grace used for (user, current plan, key).
+    pub grace_used: i64,
+}
+
+/// A plan with all its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The plan id.
+    pub id: String,
+    /// Block once grace is used up (off: warn only).
+    pub enforcement_enabled: bool,
+    /// Grace units per (user, plan, entitlement).
+    pub grace_count: i64,
+    /// Share of users (0..=100) enforcement applies to.
+    pub rollout_percent: i64,
+    /// Limits by entitlement key, sorted by key.
+    pub limits: Vec<(String, i64)>,
+}
+
+impl Plan {
+    /// The JSON form used by the CLI and the audit log.
+    pub fn to_json(&self) -> Value {
+        let limits: serde_json::Map<String, Value> = self
+            .limits
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        json!({
+            "id": self.id,
+            "enforcement_enabled": self.enforcement_enabled,
+            "grace_count": self.grace_count,
+            "rollout_percent": self.rollout_percent,
+            "limits": limits,
+        })
+    }
+}
+
+/// A user and their plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The user id.
+    pub id: String,
+    /// The current plan.
+    pub plan_id: String,
+}
+
+impl User {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({ "id": self.id, "plan_id": self.plan_id })
+    }
+}
+
+/// An override as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverrideRow {
+    /// The user.
+    pub user_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The limit it sets.
+    pub value: i64,
+    /// When it stops applying; `None` never.
+    pub expires_at_ms: Option<i64>,
+    /// Who set it.
+    pub created_by: String,
+    /// When it was first set.
+    pub created_at_ms: i64,
+    /// When it was last changed.
+    pub updated_at_ms: i64,
+}
+
+impl OverrideRow {
+    /// Whether it has expired at `now_ms` (expiring exactly now is expired).
+    pub fn expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
+
+    /// The JSON form; `expired` is computed at `now_ms`.
+    pub fn to_json(&self, now_ms: i64) -> Value {
+        json!({
+            "user_id": self.user_id,
+            "entitlement_key": self.entitlement_key,
+            "value": self.value,
+            "expires_at_ms": self.expires_at_ms,
+            "created_by": self.created_by,
+            "created_at_ms": self.created_at_ms,
+            "updated_at_ms": self.updated_at_ms,
+            "expired": self.expired_at(now_ms),
+        })
+    }
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Increasing id.
+    pub id: i64,
+    /// When.
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `plan.set`.
+    pub action: String,
+    /// On what, e.g. `plan:free`.
+    pub subject: String,
+    /// The state before (null when created).
+    pub before: Value,
+    /// The state after (null when removed).
+    pub after: Value,
+}
+
+impl AuditEntry {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id, "at_ms": self.at_ms, "actor": self.actor, "action": self.action,
+            "subject": self.subject, "before": self.before, "after": self.after,
+        })
+    }
+}
+
+/// A draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The draft id.
+    pub id: i64,
+    /// Its owner.
+    pub owner_id: String,
+    /// Its title.
+    pub title: String,
+    /// When it was created.
+    pub created_at_ms: i64,
+}
+
+impl Draft {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({ "id": self.id, "owner_id": self.owner_id, "title": self.title, "created_at_ms": self.created_at_ms })
+    }
+}
+
+/// A segment appended to a draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The segment id.
+    pub id: i64,
+    /// The draft.
+    pub draft_id: i64,
+    /// Who appended it.
+    pub author_id: String,
+    /// Its text.
+    pub body: String,
+    /// When.
+    pub created_at_ms: i64,
+}
+
+impl Segment {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({ "id": self.id, "draft_id": self.draft_id, "author_id": self.author_id, "body": self.body, "created_at_ms": self.created_at_ms })
+    }
+}
+
+/// Where an invite stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InviteStatus {
+    /// Not accepted yet.
+    Pending,
+    /// Accepted once; the invitee collaborates on the draft.
+    Accepted,
+}
+
+impl InviteStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteStatus::Pending => "pending",
+            InviteStatus::Accepted => "accepted",
+        }
+    }
+}
+
+/// An invite to collaborate on a draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// The invite id.
+    pub id: i64,
+    /// The draft.
+    pub draft_id: i64,
+    /// Who invited (the draft's owner).
+    pub inviter_id: String,
+    /// Who is invited.
+    pub invitee_id: String,
+    /// Pending or accepted.
+    pub status: InviteStatus,
+    /// When it was created.
+    pub created_at_ms: i64,
+    /// When it was accepted.
+    pub accepted_at_ms: Option<i64>,
+}
+
+impl Invite {
+    /// The JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id, "draft_id": self.draft_id, "inviter_id": self.inviter_id,
+            "invitee_id": self.invitee_id, "status": self.status.as_str(),
+            "created_at_ms": self.created_at_ms, "accepted_at_ms": self.accepted_at_ms,
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! The SQLite backend: a pool of configured connections and the guarded
+//! write transaction.
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quota_policy_core::{Override, PlanInfo};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::StoreError;
+use crate::model::QuotaState;
+use crate::schema::MIGRATIONS;
+use crate::{QuotaStore, QuotaTx};
+
+/// How hard SQLite syncs a commit to disk (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to the WAL file before it returns: durable
+    /// across power loss. The default.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: durable across a killed
+    /// process, not across power loss. Faster.
+    Normal,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+    /// How long a connection waits for the write lock before `busy`.
+    pub busy_timeout: Duration,
+    /// Idle connections kept for reuse.
+    pub max_idle: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(10),
+            max_idle: 16,
+        }
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A SQLite database file, shared by threads (and by processes opening the
+/// same file). Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection borrowed from the pool; it goes back when dropped.
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    store: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection").finish_non_exhaustive()
+    }
+}
+
+impl Deref for PooledConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match &self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a pooled connection is present until drop"),
+        }
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && conn.is_autocommit()
+            && let Ok(mut idle) = self.store.idle.lock()
+            && idle.len() < self.store.options.max_idle
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default
+    /// options, and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let store = SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.as_ref().to_path_buf(),
+                options,
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        let mut conn = store.new_connection()?;
+        // Migrations run under the write lock, so processes opening the same
+        // new file at once apply them once.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+        MIGRATIONS
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        store.give_back(conn);
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn new_connection(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.inner.path)?;
+        let options = &self.inner.options;
+        conn.busy_timeout(options.busy_timeout)?;
+        let synchronous = match options.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous};"
+        ))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        drop(PooledConnection {
+            conn: Some(conn),
+            store: self.inner.clone(),
+        });
+    }
+
+    /// A connection from the pool (or a new one), outside any transaction.
+    pub fn connection(&self) -> Result<PooledConnection, StoreError> {
+        let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.new_connection()?,
+        };
+        Ok(PooledConnection {
+            conn: Some(conn),
+            store: self.inner.clone(),
+        })
+    }
+
+    /// Runs `f` on a connection in a read transaction: one consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.connection()?;
+        conn.execute_batch("BEGIN DEFERRED")?;
+        let result = f(&conn);
+        conn.execute_batch("COMMIT")?;
+        result
+    }
+
+    /// Runs `f` in a write transaction and commits if it returns `Ok`.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&SqliteTx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.begin_write()?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+}
+
+/// A write transaction (`BEGIN IMMEDIATE`) on a pooled connection. Dropped
+/// without [`QuotaTx::commit`], it rolls back: nothing it did remains.
+pub struct SqliteTx {
+    conn: PooledConnection,
+    open: bool,
+}
+
+impl std::fmt::Debug for SqliteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTx")
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for SqliteTx {
+    type Target = Connection;
+
+    /// The connection, for the caller's mutation inside the transaction.
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // A failed rollback leaves the connection inside a transaction;
+            // the pool only takes back connections in autocommit mode.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl QuotaStore for SqliteStore {
+    type Tx = SqliteTx;
+
+    fn begin_write(&self) -> Result<SqliteTx, StoreError> {
+        let conn = self.connection()?;
+        // The busy timeout makes this wait for the write lock; a `busy`
+        // error past it is reported, never retried blindly here.
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(SqliteTx { conn, open: true })
+    }
+
+    fn begin_read(&self) -> Result<SqliteTx, StoreError> {
+        let conn = self.connection()?;
+        conn.execute_batch("BEGIN DEFERRED")?;
+        Ok(SqliteTx { conn, open: true })
+    }
+}
+
+const QUOTA_STATE_SQL: &str = "
+    SELECT u.plan_id, p.enforcement_enabled, p.grace_count, p.rollout_percent,
+           (SELECT limit_value FROM plan_entitlements WHERE plan_id = u.plan_id AND entitlement_key = ?2),
+           o.value, o.expires_at_ms,
+           (SELECT limit_value FROM entitlement_defaults WHERE entitlement_key = ?2),
+           COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0),
+           COALESCE((SELECT used FROM grace_usage
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0)
+    FROM users u
+    JOIN plans p ON p.id = u.plan_id
+    LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = ?2
+    WHERE u.id = ?1";
+
+impl QuotaTx for SqliteTx {
+    fn quota_state(
+        &mut self,
+        user_id: &str,
+        entitlement_key: &str,
+        usage_key: &str,
+    ) -> Result<QuotaState, StoreError> {
+        let mut stmt = self.conn.prepare_cached(QUOTA_STATE_SQL)?;
+        let state = stmt
+            .query_row(params![user_id, entitlement_key, usage_key], |row| {
+                let override_value: Option<i64> = row.get(5)?;
+                Ok(QuotaState {
+                    plan_id: row.get(0)?,
+                    plan: PlanInfo {
+                        limit: row.get(4)?,
+                        enforcement_enabled: row.get(1)?,
+                        grace_count: row.get(2)?,
+                        rollout_percent: row.get(3)?,
+                    },
+                    r#override: match override_value {
+                        Some(value) => Some(Override {
+                            value,
+                            expires_at_ms: row.get(6)?,
+                        }),
+                        None => None,
+                    },
+                    default_limit: row.get(7)?,
+                    usage: row.get(8)?,
+                    grace_used: row.get(9)?,
+                })
+            })
+            .optional()?;
+        state.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))
+    }
+
+    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
+             RETURNING value",
+        )?;
+        Ok(stmt.query_row(params![user_id, usage_key, n], |row| row.get(0))?)
+    }
+
+    fn add_grace(
+        &mut self,
+        user_id: &str,
+        plan_id: &str,
+        entitlement_key: &str,
+        n: i64,
+    ) -> Result<i64, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER))
+             ON CONFLICT (user_id, plan_id, entitlement_key)
+             DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
+             RETURNING used",
+        )?;
+        Ok(
+            stmt.query_row(params![user_id, plan_id, entitlement_key, n], |row| {
+                row.get(0)
+            })?,
+        )
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        self.open = false;
+        Ok(())
+    }
+}

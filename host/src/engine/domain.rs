@@ -1,0 +1,110 @@
+//! The application domain, each action guarded before any row changes.
+
+use quota_store::{
+    DomainTx, Draft, Invite, InviteStatus, QuotaStore, QuotaTx, Segment, StoreError,
+};
+
+use super::{EnforceError, Enforced, Engine, QuotaRequest};
+
+/// `drafts.max`, used by [`Engine::create_draft`].
+pub const DRAFTS: &str = "drafts.max";
+/// `segments.max`, used by [`Engine::append_segment`].
+pub const SEGMENTS: &str = "segments.max";
+/// `collaborators.max`, used by [`Engine::accept_invite`].
+pub const COLLABORATORS: &str = "collaborators.max";
+
+impl<S> Engine<S>
+where
+    S: QuotaStore,
+    S::Tx: DomainTx,
+{
+    /// Creates a draft owned by `user_id`, guarded by the user's `drafts.max`.
+    pub fn create_draft(
+        &self,
+        user_id: &str,
+        title: &str,
+    ) -> Result<Enforced<Draft>, EnforceError<StoreError>> {
+        let now = self.now_ms();
+        self.enforce(&QuotaRequest::new(user_id, DRAFTS, 1), |tx, _| {
+            tx.insert_draft(user_id, title, now)
+        })
+    }
+
+    /// Appends a segment to a draft the user owns or collaborates on,
+    /// guarded by the acting user's `segments.max`.
+    pub fn append_segment(
+        &self,
+        user_id: &str,
+        draft_id: i64,
+        body: &str,
+    ) -> Result<Enforced<Segment>, EnforceError<StoreError>> {
+        let now = self.now_ms();
+        self.enforce_with(
+            |tx| {
+                let draft = tx.draft(draft_id)?;
+                if !tx.can_write(user_id, &draft)? {
+                    return Err(StoreError::Forbidden(format!(
+                        "`{user_id}` may not write draft {draft_id}"
+                    )));
+                }
+                Ok((QuotaRequest::new(user_id, SEGMENTS, 1), ()))
+            },
+            |tx, _, ()| tx.insert_segment(draft_id, user_id, body, now),
+        )
+    }
+
+    /// Invites `invitee_id` to a draft owned by `owner_id`. Uses no quota:
+    /// the inviter's `collaborators.max` is checked when the invite is accepted.
+    pub fn create_invite(
+        &self,
+        owner_id: &str,
+        draft_id: i64,
+        invitee_id: &str,
+    ) -> Result<Invite, StoreError> {
+        let now = self.now_ms();
+        let mut tx = self.store().begin_write()?;
+        let draft = tx.draft(draft_id)?;
+        if draft.owner_id != owner_id {
+            return Err(StoreError::Forbidden(format!(
+                "`{owner_id}` does not own draft {draft_id}"
+            )));
+        }
+        if !tx.user_exists(invitee_id)? {
+            return Err(StoreError::UnknownUser(invitee_id.to_owned()));
+        }
+        let invite = tx.insert_invite(&draft, invitee_id, now)?;
+        tx.commit()?;
+        Ok(invite)
+    }
+
+    /// Accepts an invite as `invitee_id`, guarded by the **inviter's**
+    /// `collaborators.max`. An invite is accepted once; a blocked accept
+    /// leaves it pending.
+    pub fn accept_invite(
+        &self,
+        invite_id: i64,
+        invitee_id: &str,
+    ) -> Result<Enforced<Invite>, EnforceError<StoreError>> {
+        let now = self.now_ms();
+        self.enforce_with(
+            |tx| {
+                let invite = tx.invite(invite_id)?;
+                if invite.invitee_id != invitee_id {
+                    return Err(StoreError::Forbidden(format!(
+                        "invite {invite_id} is not for `{invitee_id}`"
+                    )));
+                }
+                if invite.status == InviteStatus::Accepted {
+                    return Err(StoreError::Conflict(format!(
+                        "invite {invite_id} was already accepted"
+                    )));
+                }
+                Ok((
+                    QuotaRequest::new(invite.inviter_id.clone(), COLLABORATORS, 1),
+                    invite,
+                ))
+            },
+            |tx, _, invite| tx.accept_invite(&invite, now),
+        )
+    }
+}

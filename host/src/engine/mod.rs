@@ -1,0 +1,418 @@
+//! The enforcement engine: state from the store, decision from the policy,
+//! mutation only when allowed, all in one write transaction.
+
+mod domain;
+mod error;
+mod metrics;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyInfo};
+use quota_store::{QuotaStore, QuotaTx};
+
+pub use error::{EnforceError, QuotaExceeded};
+pub use metrics::{DecisionCount, Metrics, MetricsSnapshot};
+
+use crate::{Evaluator, PolicyModule};
+
+/// What to decide: `requested` units of `entitlement_key` for `user_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaRequest {
+    /// The user whose entitlement is used.
+    pub user_id: String,
+    /// The entitlement, e.g. `drafts.max`.
+    pub entitlement_key: String,
+    /// Units the action uses: 1 or more.
+    pub requested: i64,
+}
+
+impl QuotaRequest {
+    /// A request for `requested` units.
+    pub fn new(
+        user_id: impl Into<String>,
+        entitlement_key: impl Into<String>,
+        requested: i64,
+    ) -> Self {
+        QuotaRequest {
+            user_id: user_id.into(),
+            entitlement_key: entitlement_key.into(),
+            requested,
+        }
+    }
+}
+
+/// A decision with everything needed to explain and apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The user decided for.
+    pub user_id: String,
+    /// The user's plan at the time.
+    pub plan_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The usage counter it reads.
+    pub usage_key: UsageKeyInfo,
+    /// The policy's decision.
+    pub decision: Decision,
+    /// The sha256 of the policy component that decided.
+    pub policy_sha256: String,
+    /// True when the policy failed and the engine admitted the request
+    /// because it is configured to fail open.
+    pub failed_open: bool,
+}
+
+impl Outcome {
+    /// The JSON form: the decision (SPEC §2.1 output, usage key filled in)
+    /// with the plan, the policy's sha256 and whether it failed open.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "user_id": self.user_id,
+            "plan_id": self.plan_id,
+            "entitlement_key": self.entitlement_key,
+            "decision": quota_policy_core::json::DecisionJson::new(&self.decision, &self.usage_key),
+            "policy_sha256": self.policy_sha256,
+            "failed_open": self.failed_open,
+        })
+    }
+}
+
+/// An admitted action: its result and the decision that admitted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enforced<T> {
+    /// What the mutation returned.
+    pub value: T,
+    /// The decision, already applied (usage and grace recorded).
+    pub outcome: Outcome,
+}
+
+/// The answer of a soft check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// True when the request would stay within the limit (`ok`); false
+    /// when it would go beyond it (`would_exceed`), whatever grace or
+    /// enforcement would then do.
+    pub ok: bool,
+    /// The decision enforcing would make now.
+    pub outcome: Outcome,
+}
+
+impl Checked {
+    /// `ok` or `would_exceed`.
+    pub fn result(&self) -> &'static str {
+        if self.ok { "ok" } else { "would_exceed" }
+    }
+}
+
+/// What happens when the policy cannot decide (trap, deadline, bad output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Refuse the request with `policy_unavailable`. The default.
+    #[default]
+    Closed,
+    /// Admit the request as `warn_only` (usage counted, no grace), marked
+    /// `failed_open`, when `decide` fails. Only for deployments that prefer
+    /// availability. A failing `usage-key` still fails closed: without it
+    /// the engine would not know which counter to update.
+    Open,
+}
+
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The engine over a store `S` and the active policy.
+pub struct Engine<S: QuotaStore> {
+    store: S,
+    policy: PolicyModule,
+    evaluators: Mutex<Vec<Evaluator>>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    fail_mode: FailMode,
+}
+
+impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("policy", &self.policy)
+            .field("fail_mode", &self.fail_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Evaluators kept for reuse between calls.
+const MAX_IDLE_EVALUATORS: usize = 32;
+
+impl<S: QuotaStore> Engine<S> {
+    /// An engine deciding with `policy` over `store`, failing closed.
+    pub fn new(store: S, policy: PolicyModule) -> Self {
+        Engine {
+            store,
+            policy,
+            evaluators: Mutex::new(Vec::new()),
+            metrics: Arc::new(Metrics::default()),
+            clock: Arc::new(system_now_ms),
+            fail_mode: FailMode::Closed,
+        }
+    }
+
+    /// Uses `clock` (Unix ms) instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets what happens when the policy cannot decide.
+    pub fn with_fail_mode(mut self, fail_mode: FailMode) -> Self {
+        self.fail_mode = fail_mode;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The active policy.
+    pub fn policy(&self) -> &PolicyModule {
+        &self.policy
+    }
+
+    /// Decision counters and latency.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The engine's current time, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    fn take_evaluator(&self) -> Result<Evaluator, String> {
+        let idle = self
+            .evaluators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(evaluator) => Ok(evaluator),
+            None => self.policy.evaluator().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn return_evaluator(&self, evaluator: Evaluator) {
+        let mut idle = self
+            .evaluators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_EVALUATORS {
+            idle.push(evaluator);
+        }
+    }
+
+    /// Reads the state for `request` in `tx` and asks the policy.
+    fn decide<E>(
+        &self,
+        tx: &mut S::Tx,
+        request: &QuotaRequest,
+    ) -> Result<Outcome, EnforceError<E>> {
+        if request.requested < 1 {
+            return Err(EnforceError::InvalidRequest(format!(
+                "`requested` must be at least 1, got {}",
+                request.requested
+            )));
+        }
+        if request.user_id.is_empty() || request.entitlement_key.is_empty() {
+            return Err(EnforceError::InvalidRequest(
+                "`user_id` and `entitlement_key` must not be empty".into(),
+            ));
+        }
+        let started = Instant::now();
+        let mut evaluator = self.take_evaluator().map_err(|e| self.policy_failed(e))?;
+        let result = self.decide_with(&mut evaluator, tx, request);
+        self.return_evaluator(evaluator);
+        let outcome = result?;
+        self.metrics.record(&outcome, started.elapsed());
+        log_decision(&outcome);
+        Ok(outcome)
+    }
+
+    fn decide_with<E>(
+        &self,
+        evaluator: &mut Evaluator,
+        tx: &mut S::Tx,
+        request: &QuotaRequest,
+    ) -> Result<Outcome, EnforceError<E>> {
+        let usage_key = evaluator
+            .usage_key(&request.entitlement_key)
+            .map_err(|e| self.policy_failed(e.to_string()))?;
+        if usage_key.fallback {
+            tracing::warn!(
+                entitlement_key = %request.entitlement_key,
+                usage_key = %usage_key.usage_key,
+                "entitlement key has no explicit usage counter; using the fallback"
+            );
+        }
+        let state = tx
+            .quota_state(
+                &request.user_id,
+                &request.entitlement_key,
+                &usage_key.usage_key,
+            )
+            .map_err(EnforceError::Store)?;
+        let input = DecisionInput {
+            user_id: request.user_id.clone(),
+            plan_id: state.plan_id.clone(),
+            entitlement_key: request.entitlement_key.clone(),
+            requested: request.requested,
+            now_ms: self.now_ms(),
+            usage: state.usage,
+            r#override: state.r#override,
+            plan: Some(state.plan),
+            default_limit: state.default_limit,
+            grace_used: state.grace_used,
+        };
+        let (decision, failed_open) = match evaluator.decide(&input) {
+            Ok(Ok(decision)) => (decision, false),
+            Ok(Err(policy_error)) => {
+                return Err(
+                    self.policy_failed(format!("the policy rejected its input: {policy_error}"))
+                );
+            }
+            Err(call_error) => match self.fail_mode {
+                FailMode::Closed => return Err(self.policy_failed(call_error.to_string())),
+                FailMode::Open => {
+                    self.metrics.record_policy_error();
+                    tracing::error!(error = %call_error, "policy unavailable; admitting because the engine fails open");
+                    (fail_open_decision(&input, &call_error.to_string()), true)
+                }
+            },
+        };
+        Ok(Outcome {
+            user_id: request.user_id.clone(),
+            plan_id: state.plan_id,
+            entitlement_key: request.entitlement_key.clone(),
+            usage_key,
+            decision,
+            policy_sha256: evaluator.module().sha256().to_owned(),
+            failed_open,
+        })
+    }
+
+    fn policy_failed<E>(&self, reason: String) -> EnforceError<E> {
+        self.metrics.record_policy_error();
+        tracing::error!(error = %reason, policy_sha256 = %self.policy.sha256(), "policy unavailable; failing closed");
+        EnforceError::PolicyUnavailable(reason)
+    }
+
+    /// Guards an action with the quota: in one write transaction, `prepare`
+    /// reads what it needs, says what to decide and hands `mutate` what it
+    /// read; the policy decides; on
+    /// `block` everything rolls back and [`EnforceError::QuotaExceeded`] is
+    /// returned; otherwise `mutate` runs, `requested` is added to the usage
+    /// counter and `grace_to_consume` to the grace used, and it all commits.
+    /// If `prepare` or `mutate` fails, nothing is recorded.
+    pub fn enforce_with<P, T, E>(
+        &self,
+        prepare: impl FnOnce(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
+        mutate: impl FnOnce(&mut S::Tx, &Outcome, P) -> Result<T, E>,
+    ) -> Result<Enforced<T>, EnforceError<E>> {
+        let mut tx = self.store.begin_write().map_err(EnforceError::Store)?;
+        let (request, prepared) = prepare(&mut tx).map_err(EnforceError::Action)?;
+        let outcome = self.decide(&mut tx, &request)?;
+        if outcome.decision.status == Status::Block {
+            return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
+                outcome,
+            })));
+        }
+        let value = mutate(&mut tx, &outcome, prepared).map_err(EnforceError::Action)?;
+        tx.add_usage(
+            &request.user_id,
+            &outcome.usage_key.usage_key,
+            request.requested,
+        )
+        .map_err(EnforceError::Store)?;
+        if outcome.decision.grace_to_consume > 0 {
+            tx.add_grace(
+                &request.user_id,
+                &outcome.plan_id,
+                &request.entitlement_key,
+                outcome.decision.grace_to_consume,
+            )
+            .map_err(EnforceError::Store)?;
+        }
+        tx.commit().map_err(EnforceError::Store)?;
+        Ok(Enforced { value, outcome })
+    }
+
+    /// [`Engine::enforce_with`] for a request known up front.
+    pub fn enforce<T, E>(
+        &self,
+        request: &QuotaRequest,
+        mutate: impl FnOnce(&mut S::Tx, &Outcome) -> Result<T, E>,
+    ) -> Result<Enforced<T>, EnforceError<E>> {
+        self.enforce_with(
+            |_| Ok((request.clone(), ())),
+            |tx, outcome, ()| mutate(tx, outcome),
+        )
+    }
+
+    /// The soft check: the same decision, read-only, nothing consumed.
+    pub fn check(
+        &self,
+        request: &QuotaRequest,
+    ) -> Result<Checked, EnforceError<std::convert::Infallible>> {
+        let mut tx = self.store.begin_read().map_err(EnforceError::Store)?;
+        let outcome = self.decide(&mut tx, request)?;
+        let d = &outcome.decision;
+        let ok = d.limit == quota_policy_core::UNLIMITED || d.projected_usage <= d.limit;
+        Ok(Checked { ok, outcome })
+    }
+}
+
+fn fail_open_decision(input: &DecisionInput, why: &str) -> Decision {
+    Decision {
+        status: Status::WarnOnly,
+        limit: quota_policy_core::UNLIMITED,
+        limit_source: LimitSource::None,
+        override_applied: false,
+        override_expired: false,
+        usage: input.usage,
+        requested: input.requested,
+        projected_usage: input.usage.saturating_add(input.requested),
+        overage: 0,
+        enforced: false,
+        grace_to_consume: 0,
+        grace_remaining: 0,
+        reason: format!(
+            "{}: the policy is unavailable ({why}); admitted because the engine fails open.",
+            input.entitlement_key
+        ),
+    }
+}
+
+fn log_decision(outcome: &Outcome) {
+    let d = &outcome.decision;
+    tracing::info!(
+        target: "quota::decision",
+        user_id = %outcome.user_id,
+        plan_id = %outcome.plan_id,
+        entitlement_key = %outcome.entitlement_key,
+        usage_key = %outcome.usage_key.usage_key,
+        usage = d.usage,
+        requested = d.requested,
+        limit = d.limit,
+        limit_source = d.limit_source.as_str(),
+        status = d.status.as_str(),
+        grace_to_consume = d.grace_to_consume,
+        grace_remaining = d.grace_remaining,
+        policy_sha256 = %outcome.policy_sha256,
+        failed_open = outcome.failed_open,
+        "decision"
+    );
+}

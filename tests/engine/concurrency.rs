@@ -1,0 +1,115 @@
+//! Threads and OS processes racing one user's `drafts.max` on one file:
+//! never admitted beyond limit + grace, nothing double-counted, and no
+//! "database is locked" reaching a caller.
+
+use std::process::{Command, Stdio};
+use std::thread;
+
+use quota_host::EnforceError;
+use quota_store::SqliteStore;
+
+use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+
+const LIMIT: i64 = 50;
+const GRACE: i64 = 5;
+
+/// Tries `attempts` creates; returns (admitted, blocked). Any other error fails the test.
+fn race(engine: &quota_host::Engine<SqliteStore>, attempts: usize) -> (u64, u64) {
+    let (mut admitted, mut blocked) = (0, 0);
+    for n in 0..attempts {
+        match engine.create_draft("racer", &format!("draft {n}")) {
+            Ok(_) => admitted += 1,
+            Err(EnforceError::QuotaExceeded(_)) => blocked += 1,
+            Err(other) => panic!("a caller saw an error other than a block: {other}"),
+        }
+    }
+    (admitted, blocked)
+}
+
+fn assert_exactly_limit_plus_grace(store: &SqliteStore) {
+    assert_eq!(count(store, "SELECT count(*) FROM drafts"), LIMIT + GRACE);
+    assert_eq!(usage(store, "racer", "drafts.created"), LIMIT + GRACE);
+    assert_eq!(grace(store, "racer", "pro", "drafts.max"), GRACE);
+}
+
+#[test]
+fn threads_racing_one_limit_admit_exactly_limit_plus_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    plan_with_user(engine.store(), "pro", LIMIT, GRACE, true, "racer");
+    let results: Vec<(u64, u64)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| race(&engine, 50))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let admitted: u64 = results.iter().map(|r| r.0).sum();
+    let blocked: u64 = results.iter().map(|r| r.1).sum();
+    assert_eq!((admitted, blocked), (55, 345));
+    assert_exactly_limit_plus_grace(engine.store());
+}
+
+/// Runs in a child process when `QUOTA_RACE_DB` is set; otherwise does nothing.
+#[test]
+fn child_process_worker() {
+    let Ok(db) = std::env::var("QUOTA_RACE_DB") else {
+        return;
+    };
+    let attempts: usize = std::env::var("QUOTA_RACE_ATTEMPTS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = SqliteStore::open(&db).unwrap();
+    let engine = quota_host::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    let (admitted, blocked) = race(&engine, attempts);
+    println!("RACE-RESULT {admitted} {blocked}");
+}
+
+#[test]
+fn processes_racing_one_limit_admit_exactly_limit_plus_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let store = SqliteStore::open(&db).unwrap();
+    plan_with_user(&store, "pro", LIMIT, GRACE, true, "racer");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(&exe)
+                .args([
+                    "concurrency::child_process_worker",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("QUOTA_RACE_DB", &db)
+                .env("QUOTA_RACE_ATTEMPTS", "100")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (mut admitted, mut blocked) = (0u64, 0u64);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let at = text
+            .find("RACE-RESULT ")
+            .unwrap_or_else(|| panic!("no result:\n{text}"));
+        let line = text[at..].lines().next().unwrap_or_default();
+        let numbers: Vec<u64> = line
+            .split(' ')
+            .skip(1)
+            .take(2)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        admitted += numbers[0];
+        blocked += numbers[1];
+    }
+    assert_eq!((admitted, blocked), (55, 345));
+    assert_exactly_limit_plus_grace(&store);
+}

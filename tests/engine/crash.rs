@@ -1,0 +1,72 @@
+//! A process creating drafts is killed with SIGKILL again and again: the
+//! database stays intact and every counter equals the rows it counts.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use quota_store::SqliteStore;
+
+use crate::{T0, count, grace, plan_with_user, usage};
+
+/// Runs in a child process when `QUOTA_CRASH_DB` is set: creates drafts until killed.
+#[test]
+fn child_creates_until_killed() {
+    let Ok(db) = std::env::var("QUOTA_CRASH_DB") else {
+        return;
+    };
+    let store = SqliteStore::open(&db).unwrap();
+    let engine = quota_host::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    println!("CRASH-READY");
+    for n in 0u64.. {
+        engine
+            .create_draft("victim", &format!("draft {n}"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn sigkill_never_leaves_partial_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let store = SqliteStore::open(&db).unwrap();
+    // Past 40 drafts every create also consumes grace, so grace is checked too.
+    plan_with_user(&store, "pro", 40, 1_000_000, true, "victim");
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..20u64 {
+        let mut child = Command::new(&exe)
+            .args([
+                "crash::child_creates_until_killed",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("QUOTA_CRASH_DB", &db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Vary the moment of the kill; a few rounds kill during start-up.
+        std::thread::sleep(Duration::from_millis(30 + (round * 37) % 120));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let integrity: String = store
+        .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let drafts = count(&store, "SELECT count(*) FROM drafts");
+    assert!(
+        drafts > 40,
+        "the children created only {drafts} drafts; the test proves little"
+    );
+    assert_eq!(usage(&store, "victim", "drafts.created"), drafts);
+    assert_eq!(grace(&store, "victim", "pro", "drafts.max"), drafts - 40);
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM drafts WHERE owner_id <> 'victim'"
+        ),
+        0
+    );
+}

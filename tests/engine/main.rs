@@ -1,0 +1,95 @@
+//! The enforcement engine on SQLite with the reference component: the
+//! report's walk, overrides, plan changes, atomicity, concurrency across
+//! threads and processes, and crash safety.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail loudly too"
+)]
+
+mod atomicity;
+mod concurrency;
+mod crash;
+mod domain;
+mod walk;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use quota_host::Engine;
+use quota_store::{PlanChange, SqliteStore};
+
+/// A fixed start time; tests move the clock explicitly.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// A settable clock.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Arc<AtomicI64>);
+
+impl Clock {
+    pub fn at(ms: i64) -> Self {
+        Clock(Arc::new(AtomicI64::new(ms)))
+    }
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An engine over a fresh database in `dir` with the reference policy.
+pub fn engine(dir: &Path, clock: &Clock) -> Engine<SqliteStore> {
+    let store = SqliteStore::open(dir.join("quota.db")).unwrap();
+    let clock = clock.clone();
+    Engine::new(store, quota_tests::reference().clone()).with_clock(move || clock.get())
+}
+
+/// Creates `plan` with one `drafts.max` limit and the user on it.
+pub fn plan_with_user(
+    store: &SqliteStore,
+    plan: &str,
+    limit: i64,
+    grace: i64,
+    enforce: bool,
+    user: &str,
+) {
+    let change = PlanChange {
+        limits: vec![("drafts.max".into(), limit)],
+        enforcement_enabled: Some(enforce),
+        grace_count: Some(grace),
+        ..PlanChange::default()
+    };
+    store.set_plan("test", plan, &change, T0).unwrap();
+    store.create_user("test", user, plan, T0).unwrap();
+}
+
+/// Rows in `table` (a fixed name from the tests).
+pub fn count(store: &SqliteStore, sql: &str) -> i64 {
+    store
+        .read(|conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
+        .unwrap()
+}
+
+/// The user's usage counter value (0 when absent).
+pub fn usage(store: &SqliteStore, user: &str, key: &str) -> i64 {
+    store
+        .usage(user)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Grace used by the user on a plan for a key (0 when absent).
+pub fn grace(store: &SqliteStore, user: &str, plan: &str, key: &str) -> i64 {
+    store
+        .grace(user)
+        .unwrap()
+        .into_iter()
+        .find(|(p, k, _)| p == plan && k == key)
+        .map_or(0, |(_, _, used)| used)
+}

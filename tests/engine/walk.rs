@@ -1,0 +1,233 @@
+//! The report's scenarios: grace walk, warn-only, overrides, plan change.
+
+use quota_host::EnforceError;
+use quota_policy_core::{LimitSource, Status};
+
+use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+
+#[test]
+fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "pro", 3, 2, true, "alice");
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let created = engine.create_draft("alice", &format!("draft {n}")).unwrap();
+        statuses.push(created.outcome.decision.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            Status::Allow,
+            Status::Allow,
+            Status::Allow,
+            Status::AllowGrace,
+            Status::AllowGrace
+        ]
+    );
+    let blocked = match engine.create_draft("alice", "sixth") {
+        Err(EnforceError::QuotaExceeded(b)) => b,
+        other => panic!("expected a block, got {other:?}"),
+    };
+    let body = blocked.to_json();
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(body["error"]["entitlement_key"], "drafts.max");
+    assert_eq!(body["error"]["limit"], 3);
+    assert_eq!(body["error"]["usage"], 5);
+    assert_eq!(body["error"]["requested"], 1);
+    assert_eq!(body["error"]["grace_remaining"], 0);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("drafts.max")
+    );
+    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 5);
+    assert_eq!(usage(store, "alice", "drafts.created"), 5);
+    assert_eq!(grace(store, "alice", "pro", "drafts.max"), 2);
+    let m = engine.metrics().snapshot();
+    assert_eq!(
+        (
+            m.count(Status::Allow),
+            m.count(Status::AllowGrace),
+            m.count(Status::Block)
+        ),
+        (3, 2, 1)
+    );
+}
+
+#[test]
+fn enforcement_off_allows_warns_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "free", 1, 0, false, "bob");
+    let first = engine.create_draft("bob", "one").unwrap();
+    let second = engine.create_draft("bob", "two").unwrap();
+    assert_eq!(first.outcome.decision.status, Status::Allow);
+    assert_eq!(second.outcome.decision.status, Status::WarnOnly);
+    assert_eq!(usage(store, "bob", "drafts.created"), 2);
+    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 2);
+    assert_eq!(grace(store, "bob", "free", "drafts.max"), 0);
+    assert_eq!(engine.metrics().snapshot().count(Status::WarnOnly), 1);
+}
+
+#[test]
+fn enforcement_switched_off_applies_to_the_next_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "pro", 0, 0, true, "carol");
+    assert!(matches!(
+        engine.create_draft("carol", "x"),
+        Err(EnforceError::QuotaExceeded(_))
+    ));
+    let off = quota_store::PlanChange {
+        enforcement_enabled: Some(false),
+        ..Default::default()
+    };
+    store.set_plan("test", "pro", &off, T0).unwrap();
+    assert_eq!(
+        engine
+            .create_draft("carol", "x")
+            .unwrap()
+            .outcome
+            .decision
+            .status,
+        Status::WarnOnly
+    );
+}
+
+#[test]
+fn an_override_wins_until_it_expires_and_is_gone_once_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::at(T0);
+    let engine = engine(dir.path(), &clock);
+    let store = engine.store();
+    plan_with_user(store, "pro", 1, 0, true, "dave");
+    engine.create_draft("dave", "1").unwrap();
+    store
+        .set_override("support", "dave", "drafts.max", 3, Some(T0 + 1_000), T0)
+        .unwrap();
+    let d = engine.create_draft("dave", "2").unwrap().outcome.decision;
+    assert_eq!(
+        (d.limit, d.limit_source, d.override_applied),
+        (3, LimitSource::Override, true)
+    );
+    clock.set(T0 + 1_000);
+    match engine.create_draft("dave", "3") {
+        Err(EnforceError::QuotaExceeded(b)) => {
+            let d = &b.outcome.decision;
+            assert_eq!(
+                (d.limit, d.limit_source, d.override_expired),
+                (1, LimitSource::Plan, true)
+            );
+        }
+        other => panic!("expired override still applied: {other:?}"),
+    }
+    store
+        .set_override("support", "dave", "drafts.max", -1, None, T0)
+        .unwrap();
+    assert_eq!(
+        engine
+            .create_draft("dave", "3")
+            .unwrap()
+            .outcome
+            .decision
+            .limit,
+        -1
+    );
+    let removed = store
+        .clear_override("support", "dave", "drafts.max", T0)
+        .unwrap();
+    assert_eq!(removed.map(|o| o.value), Some(-1));
+    assert!(
+        store
+            .clear_override("support", "dave", "drafts.max", T0)
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        engine.create_draft("dave", "4"),
+        Err(EnforceError::QuotaExceeded(_))
+    ));
+    let actions: Vec<String> = store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "override.set").count(), 2);
+    assert_eq!(actions.iter().filter(|a| *a == "override.clear").count(), 1);
+}
+
+#[test]
+fn a_plan_change_resets_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "pro", 1, 1, true, "erin");
+    plan_with_user(store, "team", 1, 1, true, "frank");
+    engine.create_draft("erin", "1").unwrap();
+    assert_eq!(
+        engine
+            .create_draft("erin", "2")
+            .unwrap()
+            .outcome
+            .decision
+            .status,
+        Status::AllowGrace
+    );
+    assert!(matches!(
+        engine.create_draft("erin", "3"),
+        Err(EnforceError::QuotaExceeded(_))
+    ));
+    store.set_user_plan("admin", "erin", "team", T0).unwrap();
+    assert!(store.grace("erin").unwrap().is_empty());
+    store.set_user_plan("admin", "erin", "pro", T0).unwrap();
+    assert_eq!(
+        engine
+            .create_draft("erin", "3")
+            .unwrap()
+            .outcome
+            .decision
+            .status,
+        Status::AllowGrace
+    );
+    let last = store.audit_log(1).unwrap().remove(0);
+    assert_eq!(
+        (last.action.as_str(), last.before["plan_id"].as_str()),
+        ("user.set_plan", Some("team"))
+    );
+}
+
+#[test]
+fn check_is_soft_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "pro", 1, 5, true, "gina");
+    let request = quota_host::QuotaRequest::new("gina", "drafts.max", 1);
+    let checked = engine.check(&request).unwrap();
+    assert_eq!(checked.result(), "ok");
+    engine.create_draft("gina", "1").unwrap();
+    let checked = engine.check(&request).unwrap();
+    assert_eq!(
+        (checked.result(), checked.outcome.decision.status),
+        ("would_exceed", Status::AllowGrace)
+    );
+    engine.check(&request).unwrap();
+    assert_eq!(grace(store, "gina", "pro", "drafts.max"), 0);
+    assert_eq!(usage(store, "gina", "drafts.created"), 1);
+}
+
+#[test]
+fn every_decision_names_the_policy_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    plan_with_user(engine.store(), "pro", 5, 0, true, "hank");
+    let outcome = engine.create_draft("hank", "1").unwrap().outcome;
+    assert_eq!(outcome.policy_sha256, quota_tests::reference().sha256());
+    assert_eq!(outcome.usage_key.usage_key, "drafts.created");
+}
