@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build policy lint test conformance run clean
+.PHONY: all toolchain build policy lint test conformance bench run clean
 
 all: build
 
@@ -37,7 +37,12 @@ CASES := tests/conformance/*.json examples/cases.json
 # the same features as the tests, so wasmtime is compiled once for both.
 test: lint
 	$(CARGO) test --release --locked --workspace
+	$(CARGO) bench --locked --workspace --no-run
 	$(QUOTA) policy test $(CASES)
+
+# Criterion benchmarks, side by side in one run; figures go to BENCHMARKS.md.
+bench: toolchain
+	$(CARGO) bench --locked -p quota-benches --benches
 
 run: build
 	@echo "The HTTP service (quota serve) is not built yet. Until it is, try the policy tooling:"

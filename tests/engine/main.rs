@@ -13,6 +13,7 @@ mod atomicity;
 mod concurrency;
 mod crash;
 mod domain;
+mod observability;
 mod walk;
 
 use std::path::Path;

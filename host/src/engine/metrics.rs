@@ -1,7 +1,7 @@
 //! In-process decision metrics: counts per (plan, key, status), policy
 //! errors, and a latency histogram. The HTTP service exports them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -9,6 +9,22 @@ use std::time::Duration;
 use quota_policy_core::Status;
 
 use super::Outcome;
+
+const STATUSES: [Status; 4] = [
+    Status::Allow,
+    Status::AllowGrace,
+    Status::WarnOnly,
+    Status::Block,
+];
+
+fn status_index(status: Status) -> usize {
+    match status {
+        Status::Allow => 0,
+        Status::AllowGrace => 1,
+        Status::WarnOnly => 2,
+        Status::Block => 3,
+    }
+}
 
 /// Upper bounds of the latency buckets, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -18,7 +34,9 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
 /// Decision metrics, shared by every thread of an engine.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: Mutex<BTreeMap<(String, String, &'static str), u64>>,
+    /// Counts by plan, then key, then status (in [`STATUSES`] order); nested
+    /// so that recording looks up borrowed strings without allocating.
+    decisions: Mutex<HashMap<String, HashMap<String, [u64; 4]>>>,
     policy_errors: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
@@ -66,17 +84,21 @@ impl MetricsSnapshot {
 
 impl Metrics {
     pub(crate) fn record(&self, outcome: &Outcome, latency: Duration) {
-        let key = (
-            outcome.plan_id.clone(),
-            outcome.entitlement_key.clone(),
-            outcome.decision.status.as_str(),
-        );
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key)
-            .or_insert(0) += 1;
+        {
+            let mut decisions = self
+                .decisions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let by_key = match decisions.get_mut(&outcome.plan_id) {
+                Some(by_key) => by_key,
+                None => decisions.entry(outcome.plan_id.clone()).or_default(),
+            };
+            let counts = match by_key.get_mut(&outcome.entitlement_key) {
+                Some(counts) => counts,
+                None => by_key.entry(outcome.entitlement_key.clone()).or_default(),
+            };
+            counts[status_index(outcome.decision.status)] += 1;
+        }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         for (bound, bucket) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
             if us <= *bound {
@@ -93,19 +115,31 @@ impl Metrics {
 
     /// The current values.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let decisions = self
+        let mut sorted = BTreeMap::new();
+        for (plan_id, by_key) in self
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(
-                |((plan_id, entitlement_key, status), count)| DecisionCount {
-                    plan_id: plan_id.clone(),
-                    entitlement_key: entitlement_key.clone(),
-                    status,
-                    count: *count,
-                },
-            )
+        {
+            for (key, counts) in by_key {
+                sorted.insert((plan_id.clone(), key.clone()), *counts);
+            }
+        }
+        let decisions = sorted
+            .into_iter()
+            .flat_map(|((plan_id, entitlement_key), counts)| {
+                STATUSES
+                    .iter()
+                    .zip(counts)
+                    .filter(|(_, count)| *count > 0)
+                    .map(move |(status, count)| DecisionCount {
+                        plan_id: plan_id.clone(),
+                        entitlement_key: entitlement_key.clone(),
+                        status: status.as_str(),
+                        count,
+                    })
+            })
             .collect();
         MetricsSnapshot {
             decisions,

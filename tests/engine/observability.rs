@@ -1,0 +1,86 @@
+//! One structured event per decision; a warning for fallback usage keys.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use quota_store::PlanChange;
+use serde_json::Value;
+
+use crate::{Clock, T0, engine, plan_with_user};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn events(captured: &Captured) -> Vec<Value> {
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_decision_is_one_structured_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(dir.path(), &Clock::at(T0));
+    plan_with_user(engine.store(), "pro", 1, 0, true, "alice");
+    let change = PlanChange {
+        limits: vec![("exports.max".into(), 5)],
+        ..PlanChange::default()
+    };
+    engine.store().set_plan("t", "pro", &change, T0).unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        engine.create_draft("alice", "one").unwrap();
+        engine.create_draft("alice", "two").unwrap_err();
+        let request = quota_host::QuotaRequest::new("alice", "exports.max", 2);
+        engine
+            .enforce(&request, |_, _| Ok::<_, quota_store::StoreError>(()))
+            .unwrap();
+    });
+    let events = events(&captured);
+    let decisions: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["target"] == "quota::decision")
+        .collect();
+    assert_eq!(decisions.len(), 3, "{events:?}");
+    let blocked = decisions[1];
+    for (field, want) in [
+        ("user_id", "alice"),
+        ("plan_id", "pro"),
+        ("entitlement_key", "drafts.max"),
+        ("limit_source", "plan"),
+        ("status", "block"),
+        ("policy_sha256", quota_tests::reference().sha256()),
+    ] {
+        assert_eq!(blocked[field], want, "{field} in {blocked}");
+    }
+    assert_eq!(
+        (
+            blocked["usage"].as_i64(),
+            blocked["requested"].as_i64(),
+            blocked["limit"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(blocked["grace_remaining"], 0);
+    let warnings: Vec<&Value> = events.iter().filter(|e| e["level"] == "WARN").collect();
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert_eq!(warnings[0]["usage_key"], "exports.used");
+}
