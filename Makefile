@@ -44,11 +44,10 @@ test: lint
 bench: toolchain
 	$(CARGO) bench --locked -p quota-benches --benches
 
+# The service on an embedded database under ./var with the reference policy
+# and demo plans; the admin token is written to var/admin-token.
 run: build
-	@echo "The HTTP service (quota serve) is not built yet. Until it is, try the policy tooling:"
-	@echo "  $(QUOTA) policy inspect"
-	@echo "  $(QUOTA) policy eval --input examples/grace-walk.jsonl"
-	@echo "  $(QUOTA) policy test examples/cases.json tests/conformance/*.json"
+	$(QUOTA) serve --db var/quota.db --demo
 
 clean:
 	$(CARGO) clean

@@ -6,6 +6,7 @@
 
 mod db;
 mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Policy tooling: evaluate, test and inspect policy components (no database needed).
+    /// Run the HTTP service (user and admin API, /metrics, /healthz, /openapi.json).
+    Serve(serve::ServeArgs),
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     #[command(flatten)]
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Db(cmd) => db::run(&cli.db, cmd),
     };

@@ -265,6 +265,30 @@ impl SqliteStore {
         plan_id: &str,
         now_ms: i64,
     ) -> Result<User, StoreError> {
+        self.insert_user(actor, user_id, plan_id, None, now_ms)
+    }
+
+    /// Creates a user on a plan together with their API token's sha256, in
+    /// one transaction: there is never a user without their token.
+    pub fn create_user_with_token(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        self.insert_user(actor, user_id, plan_id, Some(token_sha256), now_ms)
+    }
+
+    fn insert_user(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: Option<&str>,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
         non_empty("user", user_id)?;
         self.write(|tx| {
             if plan(tx, plan_id)?.is_none() {
@@ -275,6 +299,10 @@ impl SqliteStore {
             }
             tx.prepare_cached("INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)")?
                 .execute(params![user_id, plan_id, now_ms])?;
+            if let Some(token) = token_sha256 {
+                tx.prepare_cached("INSERT INTO user_tokens (token_sha256, user_id, created_at_ms) VALUES (?1, ?2, ?3)")?
+                    .execute(params![token, user_id, now_ms])?;
+            }
             let created = User {
                 id: user_id.to_owned(),
                 plan_id: plan_id.to_owned(),
@@ -444,6 +472,24 @@ impl SqliteStore {
                 .query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<Result<_, _>>()?)
         })
+    }
+
+    /// A user with their usage counters and grace used, as JSON:
+    /// `{"id","plan_id","usage":{key: n},"grace_used":[{"plan_id","entitlement_key","used"}]}`.
+    pub fn user_details(&self, user_id: &str) -> Result<Value, StoreError> {
+        let mut out = self.user(user_id)?.to_json();
+        let usage: serde_json::Map<String, Value> = self
+            .usage(user_id)?
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        out["usage"] = Value::Object(usage);
+        out["grace_used"] = self
+            .grace(user_id)?
+            .into_iter()
+            .map(|(plan, key, used)| json!({ "plan_id": plan, "entitlement_key": key, "used": used }))
+            .collect();
+        Ok(out)
     }
 
     /// Grace used by the user on their plans: (plan, key, used).

@@ -27,6 +27,7 @@ mod error;
 mod model;
 mod schema;
 mod sqlite;
+mod web;
 
 pub use admin::PlanChange;
 pub use domain::DomainTx;
@@ -36,6 +37,7 @@ pub use model::{
 };
 pub use schema::{MIGRATIONS, migrations};
 pub use sqlite::{SqliteOptions, SqliteStore, SqliteTx, Synchronous};
+pub use web::StoredResponse;
 
 /// A storage backend: hands out guarded write transactions.
 pub trait QuotaStore: Send + Sync + 'static {

@@ -6,6 +6,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/01-quota-state.sql")),
     M::up(include_str!("../migrations/02-audit-log.sql")),
     M::up(include_str!("../migrations/03-domain.sql")),
+    M::up(include_str!("../migrations/04-tokens-idempotency.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

@@ -3,7 +3,7 @@
 
 mod domain;
 mod error;
-mod metrics;
+pub mod metrics;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -215,21 +215,7 @@ pub fn user(db: &DbArgs, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 .set_user_plan(&db.actor, &user, &plan, now_ms())?
                 .to_json(),
         ),
-        UserCommand::Show { user } => {
-            let mut out = store.user(&user)?.to_json();
-            let usage: serde_json::Map<String, Value> = store
-                .usage(&user)?
-                .into_iter()
-                .map(|(k, v)| (k, json!(v)))
-                .collect();
-            out["usage"] = Value::Object(usage);
-            out["grace_used"] = store
-                .grace(&user)?
-                .into_iter()
-                .map(|(plan, key, used)| json!({ "plan_id": plan, "entitlement_key": key, "used": used }))
-                .collect();
-            print(&out)
-        }
+        UserCommand::Show { user } => print(&store.user_details(&user)?),
     }
 }
 

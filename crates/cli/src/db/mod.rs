@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use quota_host::{Engine, Limits, Runtime};
+use quota_host::Engine;
 use quota_store::SqliteStore;
 use serde_json::Value;
 
@@ -40,14 +40,7 @@ impl DbArgs {
     }
 
     fn engine(&self) -> anyhow::Result<Engine<SqliteStore>> {
-        let runtime = Runtime::new(Limits::default())?;
-        let bytes = match &self.policy {
-            Some(path) => {
-                std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?
-            }
-            None => quota_reference_policy::COMPONENT.to_vec(),
-        };
-        let policy = runtime.load(&bytes).context("cannot load the policy")?;
+        let policy = crate::policy::load_policy(self.policy.as_deref())?;
         Ok(Engine::new(self.store()?, policy))
     }
 }
@@ -59,7 +52,7 @@ fn print(value: &Value) -> anyhow::Result<ExitCode> {
 }
 
 /// The current time, Unix ms.
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -21,39 +21,42 @@ pub struct EvalArgs {
     input: PathBuf,
 }
 
-/// The inputs in `text`: the whole text as one JSON value if it is one,
-/// else one value per non-blank line, with a parse error per bad line.
-pub fn split_inputs(text: &str) -> Vec<Result<Value, String>> {
-    if text.trim().is_empty() {
+/// The inputs in `bytes`: the whole text as one JSON value if it is one,
+/// else one value per non-blank line, with a parse error per bad line (a
+/// line that is not UTF-8 is one of those; the others still run).
+pub fn split_inputs(bytes: &[u8]) -> Vec<Result<Value, String>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Vec::new();
     }
-    if let Ok(value) = serde_json::from_str::<Value>(text) {
+    if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
         return vec![Ok(value)];
     }
-    text.lines()
+    bytes
+        .split(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(index, line)| {
-            serde_json::from_str::<Value>(line).map_err(|e| format!("line {}: {e}", index + 1))
+            let text = std::str::from_utf8(line)
+                .map_err(|e| format!("line {}: not UTF-8 text: {e}", index + 1))?;
+            serde_json::from_str::<Value>(text).map_err(|e| format!("line {}: {e}", index + 1))
         })
         .collect()
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let module = args.module.load()?;
-    let text = if args.input.as_os_str() == "-" {
-        let mut text = String::new();
+    let bytes = if args.input.as_os_str() == "-" {
+        let mut bytes = Vec::new();
         io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("cannot read standard input")?;
-        text
+        bytes
     } else {
-        String::from_utf8(read(&args.input)?)
-            .with_context(|| format!("`{}` is not UTF-8 text", args.input.display()))?
+        read(&args.input)?
     };
     let mut evaluator = module.evaluator()?;
     let mut out = BufWriter::new(io::stdout().lock());
-    for item in split_inputs(&text) {
+    for item in split_inputs(&bytes) {
         let output = match item {
             Ok(value) => evaluator.evaluate_json(&value),
             Err(message) => error_value(INVALID_JSON, &message),
@@ -71,21 +74,27 @@ mod tests {
 
     #[test]
     fn a_pretty_printed_object_is_one_input() {
-        let inputs = split_inputs("{\n  \"a\": 1\n}\n");
+        let inputs = split_inputs(b"{\n  \"a\": 1\n}\n");
         assert_eq!(inputs.len(), 1);
         assert!(inputs[0].is_ok());
     }
 
     #[test]
     fn json_lines_keep_going_past_a_bad_line() {
-        let inputs = split_inputs("{\"a\":1}\n\nnot json\n{\"b\":2}\n");
-        assert_eq!(inputs.len(), 3);
-        assert!(inputs[0].is_ok() && inputs[2].is_ok());
+        let inputs = split_inputs(b"{\"a\":1}\n\nnot json\n{\"b\":2}\n\xff\xfe\n{}");
+        assert_eq!(inputs.len(), 5);
+        assert!(inputs[0].is_ok() && inputs[2].is_ok() && inputs[4].is_ok());
         assert!(inputs[1].as_ref().unwrap_err().starts_with("line 3:"));
+        assert!(
+            inputs[3]
+                .as_ref()
+                .unwrap_err()
+                .starts_with("line 5: not UTF-8")
+        );
     }
 
     #[test]
     fn empty_input_gives_no_lines() {
-        assert!(split_inputs(" \n").is_empty());
+        assert!(split_inputs(b" \n").is_empty());
     }
 }

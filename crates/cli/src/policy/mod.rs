@@ -32,22 +32,32 @@ pub struct ModuleArg {
 impl ModuleArg {
     /// The component's bytes.
     fn bytes(&self) -> anyhow::Result<Vec<u8>> {
-        match &self.module {
-            Some(path) => read(path),
-            None => Ok(quota_reference_policy::COMPONENT.to_vec()),
-        }
+        component_bytes(self.module.as_deref())
     }
 
     /// The component, loaded as a policy.
     fn load(&self) -> anyhow::Result<PolicyModule> {
-        let runtime = Runtime::new(Limits::default())?;
-        let bytes = self.bytes()?;
-        let module = runtime.load(&bytes).with_context(|| match &self.module {
-            Some(path) => format!("cannot load `{}` as a policy", path.display()),
-            None => "cannot load the built-in reference policy".to_owned(),
-        })?;
-        Ok(module)
+        load_policy(self.module.as_deref())
     }
+}
+
+/// The bytes of the component at `path`, or of the built-in reference policy.
+pub fn component_bytes(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match path {
+        Some(path) => read(path),
+        None => Ok(quota_reference_policy::COMPONENT.to_vec()),
+    }
+}
+
+/// The component at `path` (or the built-in reference policy), loaded as a
+/// policy with the default sandbox limits.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<PolicyModule> {
+    let runtime = Runtime::new(Limits::default())?;
+    let bytes = component_bytes(path)?;
+    runtime.load(&bytes).with_context(|| match path {
+        Some(path) => format!("cannot load `{}` as a policy", path.display()),
+        None => "cannot load the built-in reference policy".to_owned(),
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -198,6 +198,10 @@ impl<'a> Fields<'a> {
         if let Some(n) = v.as_i64() {
             return Ok(n);
         }
+        // `-0` is a JSON integer, but the parser reads it as the float -0.0.
+        if v.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) {
+            return Ok(0);
+        }
         let why = if v.is_u64() {
             "is larger than the 64-bit integer maximum".to_owned()
         } else {
@@ -386,6 +390,16 @@ mod tests {
             err_of(json!([1])),
             "the decision input must be a JSON object, got an array"
         );
+    }
+
+    #[test]
+    fn minus_zero_is_the_integer_zero() {
+        let v: Value = serde_json::from_str(
+            r#"{"user_id":"u","plan_id":"p","entitlement_key":"k","requested":1,"now_ms":-0,"usage":-0,"grace_used":0}"#,
+        )
+        .unwrap();
+        let input = input_from_value(&v).unwrap();
+        assert_eq!((input.now_ms, input.usage), (0, 0));
     }
 
     #[test]

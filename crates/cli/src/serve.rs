@@ -1,0 +1,169 @@
+//! `quota serve`: the HTTP service over a SQLite database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use quota_host::Engine;
+use quota_server::AppState;
+use quota_store::{PlanChange, SqliteStore};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The SQLite database (created and migrated if needed).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "var/quota.db",
+        env = "QUOTA_DB"
+    )]
+    db: PathBuf,
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// A policy component to decide with; default: the built-in reference policy.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Create the demo plans (free, pro, enterprise) if the database has no plans.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The admin token: `QUOTA_ADMIN_TOKEN`, else the one stored beside the
+/// database in `admin-token` (mode 0600), else a new one written there.
+fn admin_token(dir: &Path) -> anyhow::Result<(String, String)> {
+    if let Ok(token) = std::env::var("QUOTA_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        return Ok((
+            token.trim().to_owned(),
+            "the QUOTA_ADMIN_TOKEN environment variable".to_owned(),
+        ));
+    }
+    let path = dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path)
+        && !token.trim().is_empty()
+    {
+        return Ok((token.trim().to_owned(), path.display().to_string()));
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
+    let token = format!("qa_{}", quota_server::hex(&bytes));
+    write_private(&path, &token).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok((token, path.display().to_string()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, format!("{text}\n"))
+}
+
+fn seed_demo(store: &SqliteStore) -> anyhow::Result<()> {
+    if !store.plans()?.is_empty() {
+        return Ok(());
+    }
+    let plans: [(&str, [i64; 3], i64); 3] = [
+        ("free", [3, 50, 1], 1),
+        ("pro", [100, 5_000, 10], 5),
+        ("enterprise", [-1, -1, -1], 0),
+    ];
+    for (id, [drafts, segments, collaborators], grace) in plans {
+        let change = PlanChange {
+            limits: vec![
+                ("drafts.max".into(), drafts),
+                ("segments.max".into(), segments),
+                ("collaborators.max".into(), collaborators),
+            ],
+            enforcement_enabled: Some(true),
+            grace_count: Some(grace),
+            ..PlanChange::default()
+        };
+        store.set_plan("demo", id, &change, super::db::now_ms())?;
+    }
+    Ok(())
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let dir = args
+        .db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let dir = dir.as_path();
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let store = SqliteStore::open(&args.db)
+        .with_context(|| format!("cannot open the database `{}`", args.db.display()))?;
+    if args.demo {
+        seed_demo(&store)?;
+    }
+    let policy = crate::policy::load_policy(args.policy.as_deref())?;
+    let (token, token_source) = admin_token(dir)?;
+    let state = AppState::new(Engine::new(store, policy), &token);
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let token_file = dir.join("admin-token");
+    tokio.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        println!("quota listening on http://{addr}");
+        println!("database: {}", args.db.display());
+        println!("admin token: in {token_source}");
+        println!("try: curl -s http://{addr}/healthz");
+        if std::env::var_os("QUOTA_ADMIN_TOKEN").is_none() {
+            println!(
+                "     curl -s -H \"Authorization: Bearer $(cat {})\" http://{addr}/admin/plans",
+                token_file.display()
+            );
+        }
+        axum::serve(listener, quota_server::app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the server failed")?;
+        println!("quota stopped");
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on ctrl-c or SIGTERM: in-flight requests then finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,364 @@
+//! The admin API (admin token): plans, defaults, users, overrides, audit, stats.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use quota_store::PlanChange;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, Json, Path, Query, hex, token_sha256};
+
+/// The actor recorded in the audit log for admin-token changes.
+const ADMIN_ACTOR: &str = "admin";
+
+type JsonResponse = Result<axum::Json<Value>, ApiError>;
+
+/// A plan change: only the fields given change.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBody {
+    /// Limits to set, by entitlement key (`-1` unlimited).
+    #[serde(default)]
+    limits: BTreeMap<String, i64>,
+    /// Entitlement keys whose plan limit to remove.
+    #[serde(default)]
+    remove_limits: Vec<String>,
+    /// Block once grace is used up (false: warn only).
+    enforcement_enabled: Option<bool>,
+    /// Grace units per user and entitlement.
+    grace_count: Option<i64>,
+    /// Share of users (0-100) enforcement applies to.
+    rollout_percent: Option<i64>,
+}
+
+/// Create a plan, or change only the fields given (a new plan: enforcement off, grace 0, rollout 100).
+#[utoipa::path(put, path = "/admin/plans/{plan_id}", tag = "admin", request_body = PlanBody,
+    params(("plan_id" = String, Path, description = "The plan")), security(("bearer" = [])),
+    responses((status = 200, description = "The plan after the change")))]
+async fn put_plan(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(plan_id): Path<String>,
+    Json(body): Json<PlanBody>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            let change = PlanChange {
+                limits: body.limits.into_iter().collect(),
+                remove_limits: body.remove_limits,
+                enforcement_enabled: body.enforcement_enabled,
+                grace_count: body.grace_count,
+                rollout_percent: body.rollout_percent,
+            };
+            Ok(axum::Json(
+                engine
+                    .store()
+                    .set_plan(ADMIN_ACTOR, &plan_id, &change, engine.now_ms())?
+                    .to_json(),
+            ))
+        })
+        .await
+}
+
+/// List the plans.
+#[utoipa::path(get, path = "/admin/plans", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Plans")))]
+async fn list_plans(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    state
+        .blocking(|engine| Ok(axum::Json(json!({ "plans": engine.store().plans()?.iter().map(|p| p.to_json()).collect::<Vec<_>>() }))))
+        .await
+}
+
+/// Show a plan.
+#[utoipa::path(get, path = "/admin/plans/{plan_id}", tag = "admin", params(("plan_id" = String, Path, description = "The plan")),
+    security(("bearer" = [])), responses((status = 200, description = "The plan"), (status = 404, description = "No such plan")))]
+async fn get_plan(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(plan_id): Path<String>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| Ok(axum::Json(engine.store().plan(&plan_id)?.to_json())))
+        .await
+}
+
+/// A default limit.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultBody {
+    /// The limit (`-1` unlimited).
+    limit: i64,
+}
+
+/// Set the global default limit of an entitlement.
+#[utoipa::path(put, path = "/admin/defaults/{entitlement_key}", tag = "admin", request_body = DefaultBody,
+    params(("entitlement_key" = String, Path, description = "The entitlement")), security(("bearer" = [])),
+    responses((status = 200, description = "Set")))]
+async fn put_default(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(key): Path<String>,
+    Json(body): Json<DefaultBody>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            engine
+                .store()
+                .set_default(ADMIN_ACTOR, &key, body.limit, engine.now_ms())?;
+            Ok(axum::Json(
+                json!({ "entitlement_key": key, "limit": body.limit }),
+            ))
+        })
+        .await
+}
+
+/// List the default limits.
+#[utoipa::path(get, path = "/admin/defaults", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Defaults")))]
+async fn list_defaults(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    state
+        .blocking(|engine| {
+            let defaults: serde_json::Map<String, Value> = engine
+                .store()
+                .defaults()?
+                .into_iter()
+                .map(|(k, v)| (k, json!(v)))
+                .collect();
+            Ok(axum::Json(json!({ "defaults": defaults })))
+        })
+        .await
+}
+
+/// A new user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// The user id.
+    id: String,
+    /// The plan.
+    plan_id: String,
+}
+
+fn new_token() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
+    Ok(format!("qt_{}", hex(&bytes)))
+}
+
+/// Create a user on a plan. The response carries the user's API token: it is shown once and stored only hashed.
+#[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser, security(("bearer" = [])),
+    responses((status = 201, description = "The user and their token"), (status = 409, description = "The user exists")))]
+async fn create_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Json(body): Json<CreateUser>,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let token = new_token()?;
+    state
+        .blocking(move |engine| {
+            let store = engine.store();
+            let now = engine.now_ms();
+            let user = store.create_user_with_token(
+                ADMIN_ACTOR,
+                &body.id,
+                &body.plan_id,
+                &hex(&token_sha256(&token)),
+                now,
+            )?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(json!({ "user": user.to_json(), "token": token })),
+            ))
+        })
+        .await
+}
+
+/// Show a user: plan, usage counters, grace used.
+#[utoipa::path(get, path = "/admin/users/{user_id}", tag = "admin", params(("user_id" = String, Path, description = "The user")),
+    security(("bearer" = [])), responses((status = 200, description = "The user"), (status = 404, description = "No such user")))]
+async fn get_user(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(user_id): Path<String>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| Ok(axum::Json(engine.store().user_details(&user_id)?)))
+        .await
+}
+
+/// A plan change for a user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPlan {
+    /// The new plan.
+    plan_id: String,
+}
+
+/// Move a user to another plan (resets their grace usage).
+#[utoipa::path(put, path = "/admin/users/{user_id}/plan", tag = "admin", request_body = SetPlan,
+    params(("user_id" = String, Path, description = "The user")), security(("bearer" = [])),
+    responses((status = 200, description = "The user on the new plan")))]
+async fn set_plan(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(user_id): Path<String>,
+    Json(body): Json<SetPlan>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            Ok(axum::Json(
+                engine
+                    .store()
+                    .set_user_plan(ADMIN_ACTOR, &user_id, &body.plan_id, engine.now_ms())?
+                    .to_json(),
+            ))
+        })
+        .await
+}
+
+/// An override.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideBody {
+    /// The limit (`-1` unlimited).
+    value: i64,
+    /// When it stops applying, Unix ms; absent: never.
+    expires_at_ms: Option<i64>,
+    /// Who sets it (default: `admin`).
+    created_by: Option<String>,
+}
+
+/// Set a user's override for an entitlement (replaces any earlier one).
+#[utoipa::path(put, path = "/admin/users/{user_id}/overrides/{entitlement_key}", tag = "admin", request_body = OverrideBody,
+    params(("user_id" = String, Path, description = "The user"), ("entitlement_key" = String, Path, description = "The entitlement")),
+    security(("bearer" = [])), responses((status = 200, description = "The override")))]
+async fn put_override(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((user_id, key)): Path<(String, String)>,
+    Json(body): Json<OverrideBody>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            let now = engine.now_ms();
+            let by = body.created_by.unwrap_or_else(|| ADMIN_ACTOR.to_owned());
+            let row = engine.store().set_override(
+                &by,
+                &user_id,
+                &key,
+                body.value,
+                body.expires_at_ms,
+                now,
+            )?;
+            Ok(axum::Json(row.to_json(now)))
+        })
+        .await
+}
+
+/// Remove a user's override for an entitlement.
+#[utoipa::path(delete, path = "/admin/users/{user_id}/overrides/{entitlement_key}", tag = "admin",
+    params(("user_id" = String, Path, description = "The user"), ("entitlement_key" = String, Path, description = "The entitlement")),
+    security(("bearer" = [])), responses((status = 200, description = "Whether one was removed")))]
+async fn delete_override(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((user_id, key)): Path<(String, String)>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            let now = engine.now_ms();
+            let removed = engine.store().clear_override(ADMIN_ACTOR, &user_id, &key, now)?;
+            Ok(axum::Json(json!({ "cleared": removed.is_some(), "override": removed.map(|r| r.to_json(now)) })))
+        })
+        .await
+}
+
+/// Filters of the override list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideFilter {
+    /// Only this user's overrides.
+    user: Option<String>,
+}
+
+/// List overrides (expired ones are marked).
+#[utoipa::path(get, path = "/admin/overrides", tag = "admin", params(OverrideFilter), security(("bearer" = [])),
+    responses((status = 200, description = "Overrides")))]
+async fn list_overrides(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(filter): Query<OverrideFilter>,
+) -> JsonResponse {
+    state
+        .blocking(move |engine| {
+            let now = engine.now_ms();
+            let rows = engine.store().overrides(filter.user.as_deref())?;
+            Ok(axum::Json(
+                json!({ "overrides": rows.iter().map(|r| r.to_json(now)).collect::<Vec<_>>() }),
+            ))
+        })
+        .await
+}
+
+/// Paging of the audit log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// At most this many entries (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+/// The audit log of admin changes, newest first.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditParams), security(("bearer" = [])),
+    responses((status = 200, description = "Entries")))]
+async fn audit(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(params): Query<AuditParams>,
+) -> JsonResponse {
+    let limit = params.limit.unwrap_or(50).min(1000);
+    state
+        .blocking(move |engine| {
+            let entries = engine.store().audit_log(limit)?;
+            Ok(axum::Json(
+                json!({ "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>() }),
+            ))
+        })
+        .await
+}
+
+/// Decision counts by plan, entitlement and status, and policy errors.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Counts")))]
+async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    let m = state.engine().metrics().snapshot();
+    let decisions: Vec<Value> = m
+        .decisions
+        .iter()
+        .map(|c| json!({ "plan_id": c.plan_id, "entitlement_key": c.entitlement_key, "status": c.status, "count": c.count }))
+        .collect();
+    Ok(axum::Json(json!({
+        "decisions": decisions,
+        "policy_errors": m.policy_errors,
+        "policy_sha256": state.engine().policy().sha256(),
+    })))
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_plan, get_plan))
+        .routes(routes!(list_plans))
+        .routes(routes!(put_default))
+        .routes(routes!(list_defaults))
+        .routes(routes!(create_user))
+        .routes(routes!(get_user))
+        .routes(routes!(set_plan))
+        .routes(routes!(put_override, delete_override))
+        .routes(routes!(list_overrides))
+        .routes(routes!(audit))
+        .routes(routes!(stats))
+}

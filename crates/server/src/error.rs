@@ -1,0 +1,126 @@
+//! One JSON error shape for every failure: `{"error":{"code","message",...}}`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use quota_host::EnforceError;
+use quota_store::StoreError;
+use serde_json::{Value, json};
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body: `{"error":{...}}`.
+    pub body: Value,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        let message: String = message.into();
+        ApiError {
+            status,
+            body: json!({ "error": { "code": code, "message": message } }),
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500 `internal` (a bug or the database failing; never client input).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let message = e.to_string();
+        match e {
+            StoreError::UnknownPlan(_)
+            | StoreError::UnknownUser(_)
+            | StoreError::UnknownDraft(_)
+            | StoreError::UnknownInvite(_) => ApiError::not_found(message),
+            StoreError::UserExists(_) | StoreError::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            StoreError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            StoreError::Invalid(_) => ApiError::invalid(message),
+            ref busy if busy.is_busy() => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+            }
+            StoreError::Migration(_) | StoreError::Sqlite(_) => {
+                tracing::error!(error = %message, "database failure");
+                ApiError::internal("the database failed; nothing was changed")
+            }
+        }
+    }
+}
+
+impl From<EnforceError<StoreError>> for ApiError {
+    fn from(e: EnforceError<StoreError>) -> Self {
+        match e {
+            EnforceError::QuotaExceeded(blocked) => ApiError {
+                status: StatusCode::FORBIDDEN,
+                body: blocked.to_json(),
+            },
+            EnforceError::PolicyUnavailable(reason) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "policy_unavailable",
+                format!("the policy could not decide: {reason}"),
+            ),
+            EnforceError::InvalidRequest(message) => ApiError::invalid(message),
+            EnforceError::Store(e) | EnforceError::Action(e) => e.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON with `Content-Type: application/json`",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than the limit",
+            ),
+            _ => ApiError::invalid(rejection.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid(rejection.body_text())
+    }
+}

@@ -1,0 +1,132 @@
+//! The quota HTTP service.
+//!
+//! [`app`] builds the whole service as an axum `Router` over an
+//! [`AppState`]: the user API (`/v1/...`, a bearer token per user), the
+//! admin API (`/admin/...`, the admin token), `/healthz`, `/metrics`
+//! (Prometheus text) and `/openapi.json` (generated from the handlers, so
+//! it cannot drift from the routes). Every error is
+//! `{"error":{"code","message",...}}` with the right status; database work
+//! runs off the async workers.
+
+mod admin;
+mod error;
+mod extract;
+mod ops;
+mod user;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use ops::BearerAuth;
+use quota_host::Engine;
+use quota_store::SqliteStore;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::ApiError;
+pub use extract::{hex, token_sha256};
+pub use ops::HttpMetrics;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+struct Inner {
+    engine: Engine<SqliteStore>,
+    admin_token_sha256: [u8; 32],
+    http: HttpMetrics,
+}
+
+/// What every handler shares: the engine (store and policy), the admin
+/// token's hash and the HTTP metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.inner.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State for an engine and the admin token (only its hash is kept).
+    pub fn new(engine: Engine<SqliteStore>, admin_token: &str) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                engine,
+                admin_token_sha256: token_sha256(admin_token),
+                http: HttpMetrics::default(),
+            }),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine<SqliteStore> {
+        &self.inner.engine
+    }
+
+    pub(crate) fn admin_token_sha256(&self) -> [u8; 32] {
+        self.inner.admin_token_sha256
+    }
+
+    pub(crate) fn http(&self) -> &HttpMetrics {
+        &self.inner.http
+    }
+
+    /// Runs blocking database work on the blocking pool.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine<SqliteStore>) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(state.engine()))
+            .await
+            .map_err(|e| ApiError::internal(format!("a worker failed: {e}")))?
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "quota", description = "Entitlement and quota enforcement with a WebAssembly policy."),
+    components(schemas(ops::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(user::routes())
+        .merge(admin::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The whole service.
+pub fn app(state: AppState) -> Router {
+    let (router, api) = routes().split_for_parts();
+    let api = Arc::new(api);
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
+        )
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,171 @@
+//! `/healthz`, `/metrics`, fallbacks, request counting, OpenAPI bits.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use quota_host::engine::metrics::LATENCY_BUCKETS_US;
+use serde_json::json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The error body every failure has.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// `{"code": "...", "message": "...", ...}`
+    error: serde_json::Value,
+}
+
+/// Adds the bearer security scheme to the document.
+pub struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// HTTP requests counted by route and status.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+pub(crate) async fn count_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || "unmatched".to_owned(),
+        |p| format!("{} {}", request.method(), p.as_str()),
+    );
+    let response = next.run(request).await;
+    let key = (route, response.status().as_u16());
+    *state
+        .http()
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key)
+        .or_insert(0) += 1;
+    response
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Liveness and the active policy.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The service is up")))]
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok", "policy_sha256": state.engine().policy().sha256() }))
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text: decisions by plan, key and status; decision latency;
+/// policy errors; HTTP requests by route and status.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = state.engine().metrics().snapshot();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP quota_decisions_total Decisions by plan, entitlement and status."
+    );
+    let _ = writeln!(out, "# TYPE quota_decisions_total counter");
+    for c in &m.decisions {
+        let _ = writeln!(
+            out,
+            "quota_decisions_total{{plan=\"{}\",key=\"{}\",status=\"{}\"}} {}",
+            label(&c.plan_id),
+            label(&c.entitlement_key),
+            c.status,
+            c.count
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quota_policy_errors_total Calls where the policy could not decide."
+    );
+    let _ = writeln!(out, "# TYPE quota_policy_errors_total counter");
+    let _ = writeln!(out, "quota_policy_errors_total {}", m.policy_errors);
+    let _ = writeln!(
+        out,
+        "# HELP quota_decision_latency_seconds Time to read state and decide."
+    );
+    let _ = writeln!(out, "# TYPE quota_decision_latency_seconds histogram");
+    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&m.latency_buckets) {
+        #[allow(clippy::cast_precision_loss, reason = "bucket bounds are small")]
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "quota_decision_latency_seconds_bucket{{le=\"{le}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "quota_decision_latency_seconds_bucket{{le=\"+Inf\"}} {}",
+        m.latency_count
+    );
+    #[allow(clippy::cast_precision_loss, reason = "a sum of microseconds")]
+    let sum = m.latency_sum_us as f64 / 1e6;
+    let _ = writeln!(out, "quota_decision_latency_seconds_sum {sum}");
+    let _ = writeln!(
+        out,
+        "quota_decision_latency_seconds_count {}",
+        m.latency_count
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quota_http_requests_total HTTP requests by route and status."
+    );
+    let _ = writeln!(out, "# TYPE quota_http_requests_total counter");
+    for ((route, status), count) in state
+        .http()
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        let _ = writeln!(
+            out,
+            "quota_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+            label(route)
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+}

@@ -1,0 +1,246 @@
+//! The user API: a user acts on their own drafts, invites and entitlements.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Json, Path, User};
+
+type Created = (StatusCode, axum::Json<Value>);
+
+fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(format!("`{field}` must not be empty")));
+    }
+    Ok(())
+}
+
+/// A new draft.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDraft {
+    /// The title.
+    title: String,
+}
+
+/// Create a draft (uses your `drafts.max`).
+#[utoipa::path(post, path = "/v1/drafts", tag = "user", request_body = CreateDraft, security(("bearer" = [])),
+    responses((status = 201, description = "Created, with the decision"),
+              (status = 403, description = "`quota_exceeded`", body = crate::ops::ErrorBody)))]
+async fn create_draft(
+    State(state): State<AppState>,
+    User(user): User,
+    Json(body): Json<CreateDraft>,
+) -> Result<Created, ApiError> {
+    non_empty("title", &body.title)?;
+    state
+        .blocking(move |engine| {
+            let done = engine.create_draft(&user, &body.title)?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(
+                    json!({ "draft": done.value.to_json(), "outcome": done.outcome.to_json() }),
+                ),
+            ))
+        })
+        .await
+}
+
+/// A new segment.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppendSegment {
+    /// The text.
+    body: String,
+}
+
+/// Append a segment to a draft you own or collaborate on (uses your `segments.max`).
+#[utoipa::path(post, path = "/v1/drafts/{draft_id}/segments", tag = "user", request_body = AppendSegment,
+    params(("draft_id" = i64, Path, description = "The draft")), security(("bearer" = [])),
+    responses((status = 201, description = "Appended, with the decision"),
+              (status = 403, description = "`quota_exceeded` or `forbidden`", body = crate::ops::ErrorBody)))]
+async fn append_segment(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(draft_id): Path<i64>,
+    Json(body): Json<AppendSegment>,
+) -> Result<Created, ApiError> {
+    state
+        .blocking(move |engine| {
+            let done = engine.append_segment(&user, draft_id, &body.body)?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(
+                    json!({ "segment": done.value.to_json(), "outcome": done.outcome.to_json() }),
+                ),
+            ))
+        })
+        .await
+}
+
+/// A new invite.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    /// Who to invite.
+    invitee: String,
+}
+
+/// Invite a user to collaborate on your draft (uses no quota).
+#[utoipa::path(post, path = "/v1/drafts/{draft_id}/invites", tag = "user", request_body = CreateInvite,
+    params(("draft_id" = i64, Path, description = "The draft")), security(("bearer" = [])),
+    responses((status = 201, description = "The pending invite")))]
+async fn create_invite(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(draft_id): Path<i64>,
+    Json(body): Json<CreateInvite>,
+) -> Result<Created, ApiError> {
+    non_empty("invitee", &body.invitee)?;
+    state
+        .blocking(move |engine| {
+            let invite = engine.create_invite(&user, draft_id, &body.invitee)?;
+            Ok((
+                StatusCode::CREATED,
+                axum::Json(json!({ "invite": invite.to_json() })),
+            ))
+        })
+        .await
+}
+
+/// Accept an invite addressed to you (uses the inviter's `collaborators.max`).
+#[utoipa::path(post, path = "/v1/invites/{invite_id}/accept", tag = "user",
+    params(("invite_id" = i64, Path, description = "The invite")), security(("bearer" = [])),
+    responses((status = 200, description = "Accepted, with the decision"),
+              (status = 403, description = "`quota_exceeded` (the invite stays pending) or `forbidden`", body = crate::ops::ErrorBody)))]
+async fn accept_invite(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(invite_id): Path<i64>,
+) -> Result<axum::Json<Value>, ApiError> {
+    state
+        .blocking(move |engine| {
+            let done = engine.accept_invite(invite_id, &user)?;
+            Ok(axum::Json(
+                json!({ "invite": done.value.to_json(), "outcome": done.outcome.to_json() }),
+            ))
+        })
+        .await
+}
+
+/// Your entitlements: each key your plan, the defaults or your overrides
+/// name, with usage, limit, source, grace remaining and enforcement.
+#[utoipa::path(get, path = "/v1/me/entitlements", tag = "user", security(("bearer" = [])),
+    responses((status = 200, description = "Entitlements")))]
+async fn entitlements(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<axum::Json<Value>, ApiError> {
+    state
+        .blocking(move |engine| {
+            let store = engine.store();
+            let me = store.user(&user)?;
+            let mut keys: Vec<String> = store
+                .plan(&me.plan_id)?
+                .limits
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            keys.extend(store.defaults()?.into_iter().map(|(k, _)| k));
+            keys.extend(
+                store
+                    .overrides(Some(&user))?
+                    .into_iter()
+                    .map(|o| o.entitlement_key),
+            );
+            keys.sort();
+            keys.dedup();
+            let mut list = Vec::with_capacity(keys.len());
+            for key in keys {
+                let checked = engine
+                    .check(&quota_host::QuotaRequest::new(user.clone(), key.clone(), 1))
+                    .map_err(|e| match e {
+                        quota_host::EnforceError::PolicyUnavailable(r) => {
+                            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "policy_unavailable", r)
+                        }
+                        other => ApiError::internal(other.to_string()),
+                    })?;
+                let d = &checked.outcome.decision;
+                list.push(json!({
+                    "entitlement_key": key,
+                    "usage_key": checked.outcome.usage_key.usage_key,
+                    "usage": d.usage,
+                    "limit": d.limit,
+                    "limit_source": d.limit_source.as_str(),
+                    "grace_remaining": d.grace_remaining,
+                    "enforced": d.enforced,
+                }));
+            }
+            Ok(axum::Json(
+                json!({ "user_id": user, "plan_id": me.plan_id, "entitlements": list }),
+            ))
+        })
+        .await
+}
+
+/// A soft check.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    /// The entitlement, e.g. `drafts.max`.
+    entitlement_key: String,
+    /// Units the action would use (default 1).
+    #[serde(default = "one")]
+    requested: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// Would `requested` more units stay within your limit? Changes nothing.
+#[utoipa::path(post, path = "/v1/me/check", tag = "user", request_body = CheckBody, security(("bearer" = [])),
+    responses((status = 200, description = "`ok` or `would_exceed`, with the decision enforcing would make")))]
+async fn check(
+    State(state): State<AppState>,
+    User(user): User,
+    Json(body): Json<CheckBody>,
+) -> Result<axum::Json<Value>, ApiError> {
+    non_empty("entitlement_key", &body.entitlement_key)?;
+    if body.requested < 1 {
+        return Err(ApiError::invalid(format!(
+            "`requested` must be at least 1, got {}",
+            body.requested
+        )));
+    }
+    state
+        .blocking(move |engine| {
+            let request = quota_host::QuotaRequest::new(user, body.entitlement_key, body.requested);
+            let checked = engine.check(&request).map_err(|e| match e {
+                quota_host::EnforceError::Store(s) => ApiError::from(s),
+                quota_host::EnforceError::PolicyUnavailable(r) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "policy_unavailable", r)
+                }
+                other => ApiError::invalid(other.to_string()),
+            })?;
+            Ok(axum::Json(
+                json!({ "result": checked.result(), "outcome": checked.outcome.to_json() }),
+            ))
+        })
+        .await
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_draft))
+        .routes(routes!(append_segment))
+        .routes(routes!(create_invite))
+        .routes(routes!(accept_invite))
+        .routes(routes!(entitlements))
+        .routes(routes!(check))
+}

@@ -1,0 +1,663 @@
+//! The service as a function: `app(state)` driven with `oneshot`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use quota_host::{Engine, Limits, Runtime};
+use quota_server::{AppState, app};
+use quota_store::SqliteStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "test-admin-token";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    app: Router,
+    store: SqliteStore,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
+    let state = AppState::new(Engine::new(store.clone(), policy), ADMIN);
+    Fixture {
+        _dir: dir,
+        app: app(state),
+        store,
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+async fn admin(app: &Router, method: Method, uri: &str, body: Value) -> Value {
+    let (status, value) = call(app, method, uri, Some(ADMIN), Some(&body.to_string())).await;
+    assert!(status.is_success(), "{uri}: {status} {value}");
+    value
+}
+
+/// Plan `free` (drafts 3, grace 2, enforced) and users alice and bob; their tokens.
+async fn seeded(f: &Fixture) -> (String, String) {
+    admin(&f.app, Method::PUT, "/admin/plans/free", json!({"limits": {"drafts.max": 3, "segments.max": 5, "collaborators.max": 1}, "enforcement_enabled": true, "grace_count": 2})).await;
+    let alice = admin(
+        &f.app,
+        Method::POST,
+        "/admin/users",
+        json!({"id": "alice", "plan_id": "free"}),
+    )
+    .await;
+    let bob = admin(
+        &f.app,
+        Method::POST,
+        "/admin/users",
+        json!({"id": "bob", "plan_id": "free"}),
+    )
+    .await;
+    (
+        alice["token"].as_str().unwrap().to_owned(),
+        bob["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_grace_walk_over_http() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = call(
+            &f.app,
+            Method::POST,
+            "/v1/drafts",
+            Some(&alice),
+            Some(r#"{"title":"t"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        statuses.push(
+            body["outcome"]["decision"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        ["allow", "allow", "allow", "allow_grace", "allow_grace"]
+    );
+    let (status, body) = call(
+        &f.app,
+        Method::POST,
+        "/v1/drafts",
+        Some(&alice),
+        Some(r#"{"title":"t"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(
+        (
+            body["error"]["limit"].as_i64(),
+            body["error"]["usage"].as_i64(),
+            body["error"]["grace_remaining"].as_i64()
+        ),
+        (Some(3), Some(5), Some(0))
+    );
+    let (_, me) = call(
+        &f.app,
+        Method::GET,
+        "/v1/me/entitlements",
+        Some(&alice),
+        None,
+    )
+    .await;
+    let drafts = me["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entitlement_key"] == "drafts.max")
+        .unwrap();
+    assert_eq!(
+        (drafts["usage"].as_i64(), drafts["grace_remaining"].as_i64()),
+        (Some(5), Some(0))
+    );
+    let (_, stats) = call(&f.app, Method::GET, "/admin/stats", Some(ADMIN), None).await;
+    assert!(
+        stats["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["status"] == "block")
+    );
+}
+
+#[tokio::test]
+async fn a_user_cannot_touch_another_users_draft_or_invite() {
+    let f = fixture();
+    let (alice, bob) = seeded(&f).await;
+    let (_, draft) = call(
+        &f.app,
+        Method::POST,
+        "/v1/drafts",
+        Some(&alice),
+        Some(r#"{"title":"mine"}"#),
+    )
+    .await;
+    let id = draft["draft"]["id"].as_i64().unwrap();
+    let (status, body) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/drafts/{id}/segments"),
+        Some(&bob),
+        Some(r#"{"body":"x"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/drafts/{id}/invites"),
+        Some(&bob),
+        Some(r#"{"invitee":"bob"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, invite) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/drafts/{id}/invites"),
+        Some(&alice),
+        Some(r#"{"invitee":"bob"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let invite_id = invite["invite"]["id"].as_i64().unwrap();
+    let (status, body) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/invites/{invite_id}/accept"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/invites/{invite_id}/accept"),
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"]["user_id"], "alice");
+    let (status, _) = call(
+        &f.app,
+        Method::POST,
+        &format!("/v1/drafts/{id}/segments"),
+        Some(&bob),
+        Some(r#"{"body":"now I may"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+const ADMIN_ROUTES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/admin/plans", None),
+    ("PUT", "/admin/plans/free", Some(r#"{"grace_count":1}"#)),
+    ("GET", "/admin/plans/free", None),
+    ("GET", "/admin/defaults", None),
+    ("PUT", "/admin/defaults/drafts.max", Some(r#"{"limit":1}"#)),
+    (
+        "POST",
+        "/admin/users",
+        Some(r#"{"id":"carol","plan_id":"free"}"#),
+    ),
+    ("GET", "/admin/users/alice", None),
+    (
+        "PUT",
+        "/admin/users/alice/plan",
+        Some(r#"{"plan_id":"free"}"#),
+    ),
+    (
+        "PUT",
+        "/admin/users/alice/overrides/drafts.max",
+        Some(r#"{"value":9}"#),
+    ),
+    ("DELETE", "/admin/users/alice/overrides/drafts.max", None),
+    ("GET", "/admin/overrides", None),
+    ("GET", "/admin/audit", None),
+    ("GET", "/admin/stats", None),
+];
+
+#[tokio::test]
+async fn every_admin_route_needs_the_admin_token() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let audit_before = f.store.audit_log(1000).unwrap().len();
+    for (method, uri, body) in ADMIN_ROUTES {
+        let method: Method = method.parse().unwrap();
+        for token in [None, Some("wrong-token"), Some(alice.as_str())] {
+            let (status, value) = call(&f.app, method.clone(), uri, token, *body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {uri} with {token:?}: {value}"
+            );
+            assert_eq!(value["error"]["code"], "unauthorized");
+        }
+    }
+    assert_eq!(f.store.audit_log(1000).unwrap().len(), audit_before);
+    for (method, uri, body) in ADMIN_ROUTES {
+        let (status, value) = call(&f.app, method.parse().unwrap(), uri, Some(ADMIN), *body).await;
+        assert!(status.is_success(), "{method} {uri}: {status} {value}");
+    }
+}
+
+#[tokio::test]
+async fn user_routes_need_a_user_token() {
+    let f = fixture();
+    seeded(&f).await;
+    for (method, uri) in [
+        ("POST", "/v1/drafts"),
+        ("GET", "/v1/me/entitlements"),
+        ("POST", "/v1/me/check"),
+        ("POST", "/v1/invites/1/accept"),
+    ] {
+        for token in [None, Some("qt_nope"), Some(ADMIN)] {
+            let (status, _) = call(&f.app, method.parse().unwrap(), uri, token, Some("{}")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} {token:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_right_4xx_and_change_nothing() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let huge = format!(r#"{{"title":"{}"}}"#, "x".repeat(100_000));
+    let cases: Vec<(&str, String, Option<String>, &str, StatusCode)> = vec![
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some("{".into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some("[]".into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some(r#"{"title":5}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some(r#"{"title":""}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some(r#"{}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some(r#"{"title":"t","extra":1}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts".into(),
+            Some(huge),
+            "user",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "POST",
+            "/v1/drafts/abc/segments".into(),
+            Some(r#"{"body":"x"}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts/999/segments".into(),
+            Some(r#"{"body":"x"}"#.into()),
+            "user",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/v1/drafts/1/segments".into(),
+            Some(r#"{"body":null}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/drafts/999/invites".into(),
+            Some(r#"{"invitee":"bob"}"#.into()),
+            "user",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/v1/drafts/1/invites".into(),
+            Some(r#"{"invitee":""}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/invites/999/accept".into(),
+            None,
+            "user",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/v1/invites/-1x/accept".into(),
+            None,
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/me/check".into(),
+            Some(r#"{"entitlement_key":"drafts.max","requested":0}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/me/check".into(),
+            Some(r#"{"entitlement_key":""}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/me/check".into(),
+            Some(r#"{"requested":1}"#.into()),
+            "user",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"limits":{"drafts.max":-2}}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"limits":{"drafts.max":"3"}}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"rollout_percent":101}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"grace_count":-1}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"enforcement_enabled":"yes"}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"limits":{"drafts.max":1.5}}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            Some(r#"{"limits":{"drafts.max":99999999999999999999}}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/defaults/drafts.max".into(),
+            Some(r#"{"limit":-5}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            Some(r#"{"id":"dora","plan_id":"nope"}"#.into()),
+            "admin",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            Some(r#"{"id":"","plan_id":"free"}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            Some(r#"{"id":"alice","plan_id":"free"}"#.into()),
+            "admin",
+            StatusCode::CONFLICT,
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            Some(r#"{"plan_id":"free"}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/users/nobody/plan".into(),
+            Some(r#"{"plan_id":"free"}"#.into()),
+            "admin",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "PUT",
+            "/admin/users/alice/plan".into(),
+            Some(r#"{"plan_id":"nope"}"#.into()),
+            "admin",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "PUT",
+            "/admin/users/alice/overrides/drafts.max".into(),
+            Some(r#"{"value":-2}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/users/alice/overrides/drafts.max".into(),
+            Some(r#"{"value":1,"expires_at_ms":"soon"}"#.into()),
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            "/admin/users/nobody/overrides/drafts.max".into(),
+            Some(r#"{"value":1}"#.into()),
+            "admin",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/admin/plans/nope".into(),
+            None,
+            "admin",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            "/admin/audit?limit=lots".into(),
+            None,
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            "/admin/overrides?colour=red".into(),
+            None,
+            "admin",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "DELETE",
+            "/v1/drafts".into(),
+            None,
+            "user",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "GET",
+            "/v2/anything".into(),
+            None,
+            "user",
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    assert!(cases.len() >= 30);
+    let audit_before = f.store.audit_log(1000).unwrap();
+    for (method, uri, body, who, want) in &cases {
+        let token = if *who == "admin" {
+            ADMIN
+        } else {
+            alice.as_str()
+        };
+        let mut request = Request::builder()
+            .method(*method)
+            .uri(uri.as_str())
+            .header("authorization", format!("Bearer {token}"));
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(body.clone().map_or_else(Body::empty, Body::from))
+            .unwrap();
+        let response = f.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("{method} {uri}: body is not JSON: {bytes:?}"));
+        assert_eq!(status, *want, "{method} {uri} {body:?}: {value}");
+        assert!(
+            value["error"]["code"].is_string() && value["error"]["message"].is_string(),
+            "{value}"
+        );
+    }
+    let (status, value) = call(&f.app, Method::POST, "/v1/drafts", Some(&alice), None).await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        )
+    );
+    assert_eq!(f.store.audit_log(1000).unwrap(), audit_before);
+    assert!(f.store.usage("alice").unwrap().is_empty());
+    assert_eq!(f.store.plan("free").unwrap().grace_count, 2);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
+    let f = fixture();
+    let (status, doc) = call(&f.app, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/drafts",
+        "/v1/drafts/{draft_id}/segments",
+        "/v1/invites/{invite_id}/accept",
+        "/admin/plans/{plan_id}",
+        "/admin/users",
+        "/metrics",
+        "/healthz",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert_eq!(quota_server::openapi().paths.paths.len(), paths.len());
+    seeded(&f).await;
+    let (status, text) = call(&f.app, Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(text.contains("# TYPE quota_decisions_total counter"));
+    assert!(text.contains("quota_decision_latency_seconds_bucket{le=\"+Inf\"}"));
+    assert!(
+        text.contains("quota_http_requests_total{route=\"POST /admin/users\",status=\"201\"} 2"),
+        "{text}"
+    );
+}

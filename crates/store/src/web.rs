@@ -1,0 +1,95 @@
+//! What the HTTP service stores: user tokens (hashed) and idempotent responses.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::error::StoreError;
+use crate::sqlite::{SqliteStore, SqliteTx};
+
+/// A stored response to an idempotent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The sha256 of the request (method, path, body) it answered.
+    pub request_sha256: String,
+    /// The HTTP status.
+    pub status_code: u16,
+    /// The JSON body.
+    pub response_json: String,
+}
+
+impl SqliteStore {
+    /// The user a token hash belongs to.
+    pub fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.connection()?;
+        Ok(conn
+            .prepare_cached("SELECT user_id FROM user_tokens WHERE token_sha256 = ?1")?
+            .query_row([token_sha256], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// The stored response for (user, key), if any and younger than `min_created_at_ms`.
+    pub fn idempotent_response(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let conn = self.connection()?;
+        stored(&conn, user_id, key)
+    }
+
+    /// Deletes stored responses created before `before_ms`; returns how many.
+    pub fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            Ok(tx
+                .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
+                .execute([before_ms])?)
+        })
+    }
+}
+
+fn stored(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<StoredResponse>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT request_sha256, status_code, response_json FROM idempotency_keys WHERE user_id = ?1 AND idempotency_key = ?2",
+        )?
+        .query_row([user_id, key], |row| {
+            Ok(StoredResponse {
+                request_sha256: row.get(0)?,
+                status_code: row.get(1)?,
+                response_json: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+impl SqliteTx {
+    /// Inside the transaction of the request it answers: the response stored
+    /// for (user, key) so far, if a concurrent retry committed first.
+    pub fn idempotent_response(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        stored(self, user_id, key)
+    }
+
+    /// Stores the response of an idempotent request in the same transaction
+    /// as its effects, so a retry can never apply them twice.
+    pub fn store_idempotent_response(
+        &self,
+        user_id: &str,
+        key: &str,
+        response: &StoredResponse,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.prepare_cached(
+            "INSERT INTO idempotency_keys (user_id, idempotency_key, request_sha256, status_code, response_json, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![user_id, key, response.request_sha256, response.status_code, response.response_json, now_ms])?;
+        Ok(())
+    }
+}
