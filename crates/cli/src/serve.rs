@@ -136,6 +136,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 token_file.display()
             );
         }
+        tokio::spawn(quota_server::expire_idempotency_keys(
+            state.clone(),
+            std::time::Duration::from_secs(600),
+        ));
         axum::serve(listener, quota_server::app(state))
             .with_graceful_shutdown(shutdown_signal())
             .await

@@ -11,6 +11,7 @@
 mod admin;
 mod error;
 mod extract;
+mod idempotency;
 mod ops;
 mod user;
 
@@ -26,6 +27,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use extract::{hex, token_sha256};
+pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
 pub use ops::HttpMetrics;
 
 /// Largest request body accepted, in bytes.

@@ -1,8 +1,8 @@
 //! The user API: a user acts on their own drafts, invites and entitlements.
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,8 +10,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, User};
-
-type Created = (StatusCode, axum::Json<Value>);
+use crate::idempotency::{Idempotency, Reply, respond};
 
 fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {
@@ -21,7 +20,7 @@ fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// A new draft.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDraft {
     /// The title.
@@ -35,24 +34,29 @@ pub struct CreateDraft {
 async fn create_draft(
     State(state): State<AppState>,
     User(user): User,
+    headers: HeaderMap,
     Json(body): Json<CreateDraft>,
-) -> Result<Created, ApiError> {
+) -> Result<Reply, ApiError> {
     non_empty("title", &body.title)?;
+    let idem = Idempotency::from_headers(&headers, &user, "POST /v1/drafts", &json!(body))?;
     state
         .blocking(move |engine| {
-            let done = engine.create_draft(&user, &body.title)?;
-            Ok((
-                StatusCode::CREATED,
-                axum::Json(
-                    json!({ "draft": done.value.to_json(), "outcome": done.outcome.to_json() }),
-                ),
-            ))
+            respond(engine, idem, StatusCode::CREATED, |reply| {
+                Ok(
+                    engine.create_draft_then(&user, &body.title, |tx, outcome, draft| {
+                        reply.record(
+                            tx,
+                            json!({ "draft": draft.to_json(), "outcome": outcome.to_json() }),
+                        )
+                    })?,
+                )
+            })
         })
         .await
 }
 
 /// A new segment.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendSegment {
     /// The text.
@@ -68,23 +72,36 @@ async fn append_segment(
     State(state): State<AppState>,
     User(user): User,
     Path(draft_id): Path<i64>,
+    headers: HeaderMap,
     Json(body): Json<AppendSegment>,
-) -> Result<Created, ApiError> {
+) -> Result<Reply, ApiError> {
+    let idem = Idempotency::from_headers(
+        &headers,
+        &user,
+        &format!("POST /v1/drafts/{draft_id}/segments"),
+        &json!(body),
+    )?;
     state
         .blocking(move |engine| {
-            let done = engine.append_segment(&user, draft_id, &body.body)?;
-            Ok((
-                StatusCode::CREATED,
-                axum::Json(
-                    json!({ "segment": done.value.to_json(), "outcome": done.outcome.to_json() }),
-                ),
-            ))
+            respond(engine, idem, StatusCode::CREATED, |reply| {
+                Ok(engine.append_segment_then(
+                    &user,
+                    draft_id,
+                    &body.body,
+                    |tx, outcome, segment| {
+                        reply.record(
+                            tx,
+                            json!({ "segment": segment.to_json(), "outcome": outcome.to_json() }),
+                        )
+                    },
+                )?)
+            })
         })
         .await
 }
 
 /// A new invite.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// Who to invite.
@@ -99,16 +116,25 @@ async fn create_invite(
     State(state): State<AppState>,
     User(user): User,
     Path(draft_id): Path<i64>,
+    headers: HeaderMap,
     Json(body): Json<CreateInvite>,
-) -> Result<Created, ApiError> {
+) -> Result<Reply, ApiError> {
     non_empty("invitee", &body.invitee)?;
+    let idem = Idempotency::from_headers(
+        &headers,
+        &user,
+        &format!("POST /v1/drafts/{draft_id}/invites"),
+        &json!(body),
+    )?;
     state
         .blocking(move |engine| {
-            let invite = engine.create_invite(&user, draft_id, &body.invitee)?;
-            Ok((
-                StatusCode::CREATED,
-                axum::Json(json!({ "invite": invite.to_json() })),
-            ))
+            respond(engine, idem, StatusCode::CREATED, |reply| {
+                Ok(
+                    engine.create_invite_then(&user, draft_id, &body.invitee, |tx, invite| {
+                        reply.record(tx, json!({ "invite": invite.to_json() }))
+                    })?,
+                )
+            })
         })
         .await
 }
@@ -122,13 +148,26 @@ async fn accept_invite(
     State(state): State<AppState>,
     User(user): User,
     Path(invite_id): Path<i64>,
-) -> Result<axum::Json<Value>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Reply, ApiError> {
+    let idem = Idempotency::from_headers(
+        &headers,
+        &user,
+        &format!("POST /v1/invites/{invite_id}/accept"),
+        &Value::Null,
+    )?;
     state
         .blocking(move |engine| {
-            let done = engine.accept_invite(invite_id, &user)?;
-            Ok(axum::Json(
-                json!({ "invite": done.value.to_json(), "outcome": done.outcome.to_json() }),
-            ))
+            respond(engine, idem, StatusCode::OK, |reply| {
+                Ok(
+                    engine.accept_invite_then(invite_id, &user, |tx, outcome, invite| {
+                        reply.record(
+                            tx,
+                            json!({ "invite": invite.to_json(), "outcome": outcome.to_json() }),
+                        )
+                    })?,
+                )
+            })
         })
         .await
 }

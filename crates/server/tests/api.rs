@@ -661,3 +661,170 @@ async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
         "{text}"
     );
 }
+
+async fn post_with_key(
+    app: &Router,
+    uri: &str,
+    token: &str,
+    key: &str,
+    body: &str,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_creates_once_and_uses_one_unit() {
+    let f = fixture();
+    let (alice, bob) = seeded(&f).await;
+    let mut replies = Vec::new();
+    for _ in 0..5 {
+        replies.push(
+            post_with_key(
+                &f.app,
+                "/v1/drafts",
+                &alice,
+                "create-1",
+                r#"{"title":"once"}"#,
+            )
+            .await,
+        );
+    }
+    assert!(replies.iter().all(|r| r == &replies[0]), "{replies:?}");
+    assert_eq!(replies[0].0, StatusCode::CREATED);
+    assert_eq!(
+        f.store.usage("alice").unwrap(),
+        [("drafts.created".to_owned(), 1)]
+    );
+    let (status, body) = post_with_key(
+        &f.app,
+        "/v1/drafts",
+        &alice,
+        "create-1",
+        r#"{"title":"another"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_mismatch")
+        )
+    );
+    // Keys are per user: bob's "create-1" is his own.
+    let (status, _) = post_with_key(
+        &f.app,
+        "/v1/drafts",
+        &bob,
+        "create-1",
+        r#"{"title":"once"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        f.store.usage("alice").unwrap(),
+        [("drafts.created".to_owned(), 1)]
+    );
+    let (status, body) = post_with_key(&f.app, "/v1/drafts", &alice, "", r#"{"title":"x"}"#).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_apply_once() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (app, token) = (f.app.clone(), alice.clone());
+            tokio::spawn(async move {
+                post_with_key(&app, "/v1/drafts", &token, "race", r#"{"title":"r"}"#).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    assert!(
+        replies
+            .iter()
+            .all(|r| r == &replies[0] && r.0 == StatusCode::CREATED),
+        "{replies:?}"
+    );
+    assert_eq!(
+        f.store.usage("alice").unwrap(),
+        [("drafts.created".to_owned(), 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_are_never_admitted_beyond_limit_plus_grace() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (app, token) = (f.app.clone(), alice.clone());
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    Method::POST,
+                    "/v1/drafts",
+                    Some(&token),
+                    Some(r#"{"title":"r"}"#),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            StatusCode::CREATED => created += 1,
+            StatusCode::FORBIDDEN => assert_eq!(body["error"]["code"], "quota_exceeded"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(created, 5);
+    assert_eq!(
+        f.store.usage("alice").unwrap(),
+        [("drafts.created".to_owned(), 5)]
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_request_stores_nothing_so_its_retry_is_decided_again() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    admin(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/free",
+        json!({"limits": {"drafts.max": 0}, "grace_count": 0}),
+    )
+    .await;
+    let (status, _) = post_with_key(&f.app, "/v1/drafts", &alice, "k", r#"{"title":"t"}"#).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    admin(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/free",
+        json!({"limits": {"drafts.max": 1}}),
+    )
+    .await;
+    let (status, _) = post_with_key(&f.app, "/v1/drafts", &alice, "k", r#"{"title":"t"}"#).await;
+    assert_eq!(status, StatusCode::CREATED);
+}

@@ -1,10 +1,15 @@
 //! The application domain, each action guarded before any row changes.
+//!
+//! Every action has a `_then` form taking `after`, a step run inside the
+//! same transaction once the action's rows are written (the HTTP service
+//! stores idempotent responses there): if `after` fails, nothing the action
+//! did remains.
 
 use quota_store::{
     DomainTx, Draft, Invite, InviteStatus, QuotaStore, QuotaTx, Segment, StoreError,
 };
 
-use super::{EnforceError, Enforced, Engine, QuotaRequest};
+use super::{EnforceError, Enforced, Engine, Outcome, QuotaRequest};
 
 /// `drafts.max`, used by [`Engine::create_draft`].
 pub const DRAFTS: &str = "drafts.max";
@@ -13,20 +18,34 @@ pub const SEGMENTS: &str = "segments.max";
 /// `collaborators.max`, used by [`Engine::accept_invite`].
 pub const COLLABORATORS: &str = "collaborators.max";
 
+type DomainResult<T> = Result<Enforced<T>, EnforceError<StoreError>>;
+
+fn nothing<Tx, T>(_: &mut Tx, _: &Outcome, _: &T) -> Result<(), StoreError> {
+    Ok(())
+}
+
 impl<S> Engine<S>
 where
     S: QuotaStore,
     S::Tx: DomainTx,
 {
     /// Creates a draft owned by `user_id`, guarded by the user's `drafts.max`.
-    pub fn create_draft(
+    pub fn create_draft(&self, user_id: &str, title: &str) -> DomainResult<Draft> {
+        self.create_draft_then(user_id, title, nothing)
+    }
+
+    /// [`Engine::create_draft`] with a step inside the same transaction.
+    pub fn create_draft_then(
         &self,
         user_id: &str,
         title: &str,
-    ) -> Result<Enforced<Draft>, EnforceError<StoreError>> {
+        after: impl FnOnce(&mut S::Tx, &Outcome, &Draft) -> Result<(), StoreError>,
+    ) -> DomainResult<Draft> {
         let now = self.now_ms();
-        self.enforce(&QuotaRequest::new(user_id, DRAFTS, 1), |tx, _| {
-            tx.insert_draft(user_id, title, now)
+        self.enforce(&QuotaRequest::new(user_id, DRAFTS, 1), |tx, outcome| {
+            let draft = tx.insert_draft(user_id, title, now)?;
+            after(tx, outcome, &draft)?;
+            Ok(draft)
         })
     }
 
@@ -37,7 +56,18 @@ where
         user_id: &str,
         draft_id: i64,
         body: &str,
-    ) -> Result<Enforced<Segment>, EnforceError<StoreError>> {
+    ) -> DomainResult<Segment> {
+        self.append_segment_then(user_id, draft_id, body, nothing)
+    }
+
+    /// [`Engine::append_segment`] with a step inside the same transaction.
+    pub fn append_segment_then(
+        &self,
+        user_id: &str,
+        draft_id: i64,
+        body: &str,
+        after: impl FnOnce(&mut S::Tx, &Outcome, &Segment) -> Result<(), StoreError>,
+    ) -> DomainResult<Segment> {
         let now = self.now_ms();
         self.enforce_with(
             |tx| {
@@ -49,7 +79,11 @@ where
                 }
                 Ok((QuotaRequest::new(user_id, SEGMENTS, 1), ()))
             },
-            |tx, _, ()| tx.insert_segment(draft_id, user_id, body, now),
+            |tx, outcome, ()| {
+                let segment = tx.insert_segment(draft_id, user_id, body, now)?;
+                after(tx, outcome, &segment)?;
+                Ok(segment)
+            },
         )
     }
 
@@ -60,6 +94,17 @@ where
         owner_id: &str,
         draft_id: i64,
         invitee_id: &str,
+    ) -> Result<Invite, StoreError> {
+        self.create_invite_then(owner_id, draft_id, invitee_id, |_, _| Ok(()))
+    }
+
+    /// [`Engine::create_invite`] with a step inside the same transaction.
+    pub fn create_invite_then(
+        &self,
+        owner_id: &str,
+        draft_id: i64,
+        invitee_id: &str,
+        after: impl FnOnce(&mut S::Tx, &Invite) -> Result<(), StoreError>,
     ) -> Result<Invite, StoreError> {
         let now = self.now_ms();
         let mut tx = self.store().begin_write()?;
@@ -73,6 +118,7 @@ where
             return Err(StoreError::UnknownUser(invitee_id.to_owned()));
         }
         let invite = tx.insert_invite(&draft, invitee_id, now)?;
+        after(&mut tx, &invite)?;
         tx.commit()?;
         Ok(invite)
     }
@@ -80,11 +126,17 @@ where
     /// Accepts an invite as `invitee_id`, guarded by the **inviter's**
     /// `collaborators.max`. An invite is accepted once; a blocked accept
     /// leaves it pending.
-    pub fn accept_invite(
+    pub fn accept_invite(&self, invite_id: i64, invitee_id: &str) -> DomainResult<Invite> {
+        self.accept_invite_then(invite_id, invitee_id, nothing)
+    }
+
+    /// [`Engine::accept_invite`] with a step inside the same transaction.
+    pub fn accept_invite_then(
         &self,
         invite_id: i64,
         invitee_id: &str,
-    ) -> Result<Enforced<Invite>, EnforceError<StoreError>> {
+        after: impl FnOnce(&mut S::Tx, &Outcome, &Invite) -> Result<(), StoreError>,
+    ) -> DomainResult<Invite> {
         let now = self.now_ms();
         self.enforce_with(
             |tx| {
@@ -104,7 +156,11 @@ where
                     invite,
                 ))
             },
-            |tx, _, invite| tx.accept_invite(&invite, now),
+            |tx, outcome, invite| {
+                let accepted = tx.accept_invite(&invite, now)?;
+                after(tx, outcome, &accepted)?;
+                Ok(accepted)
+            },
         )
     }
 }

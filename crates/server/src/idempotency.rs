@@ -1,0 +1,174 @@
+//! `Idempotency-Key` on mutating POSTs.
+//!
+//! The response of a successful request is stored in the same transaction
+//! as its effects, keyed by (user, key), with the sha256 of the request
+//! (method, route, body). A retry with the same key and request gets the
+//! stored response and changes nothing; the same key with another request
+//! gets 422 `idempotency_mismatch`. Two concurrent requests with one key:
+//! the second one's insert of the key fails, its transaction rolls back,
+//! and it answers with the first one's stored response. Failed requests
+//! (a quota block included) store nothing, so a retry is decided afresh.
+//! Keys are kept 24 hours ([`KEEP_MS`]) and then expired.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use quota_host::Engine;
+use quota_store::{SqliteStore, SqliteTx, StoreError, StoredResponse};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::hex;
+
+/// How long a stored response is kept.
+pub const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The header.
+pub const HEADER: &str = "idempotency-key";
+
+/// An idempotent request: who, which key, what request.
+#[derive(Debug, Clone)]
+pub(crate) struct Idempotency {
+    user_id: String,
+    key: String,
+    request_sha256: String,
+}
+
+/// A response as handlers return it.
+pub(crate) type Reply = (StatusCode, axum::Json<Value>);
+
+impl Idempotency {
+    /// Reads the header; `None` when absent. `route` and `body` identify the request.
+    pub(crate) fn from_headers(
+        headers: &HeaderMap,
+        user_id: &str,
+        route: &str,
+        body: &Value,
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(value) = headers.get(HEADER) else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::invalid("`Idempotency-Key` must be 1 to 255 visible ASCII characters")
+            })?;
+        let mut hasher = Sha256::new();
+        hasher.update(route.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(body.to_string().as_bytes());
+        Ok(Some(Idempotency {
+            user_id: user_id.to_owned(),
+            key: key.to_owned(),
+            request_sha256: hex(&hasher.finalize()),
+        }))
+    }
+
+    /// The stored reply for this key, if any: replayed when the request is
+    /// the same, 422 when it differs.
+    fn replay(&self, store: &SqliteStore) -> Result<Option<Reply>, ApiError> {
+        let Some(stored) = store.idempotent_response(&self.user_id, &self.key)? else {
+            return Ok(None);
+        };
+        if stored.request_sha256 != self.request_sha256 {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_mismatch",
+                format!(
+                    "`Idempotency-Key` `{}` was used for a different request",
+                    self.key
+                ),
+            ));
+        }
+        let status = StatusCode::from_u16(stored.status_code)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let body: Value = serde_json::from_str(&stored.response_json)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Some((status, axum::Json(body))))
+    }
+}
+
+/// Collects the reply inside the action's transaction and stores it there
+/// when the request is idempotent.
+pub(crate) struct Recorder<'a> {
+    idempotency: Option<&'a Idempotency>,
+    status: StatusCode,
+    now_ms: i64,
+    body: Option<Value>,
+}
+
+impl Recorder<'_> {
+    /// Records `body` as the reply (inside the transaction).
+    pub(crate) fn record(&mut self, tx: &SqliteTx, body: Value) -> Result<(), StoreError> {
+        if let Some(idem) = self.idempotency {
+            let stored = StoredResponse {
+                request_sha256: idem.request_sha256.clone(),
+                status_code: self.status.as_u16(),
+                response_json: body.to_string(),
+            };
+            tx.store_idempotent_response(&idem.user_id, &idem.key, &stored, self.now_ms)?;
+        }
+        self.body = Some(body);
+        Ok(())
+    }
+}
+
+/// Runs `action` once for an idempotency key: a stored reply is replayed;
+/// otherwise the action runs and its recorded reply is answered with `status`.
+pub(crate) fn respond<T>(
+    engine: &Engine<SqliteStore>,
+    idempotency: Option<Idempotency>,
+    status: StatusCode,
+    action: impl FnOnce(&mut Recorder<'_>) -> Result<T, ApiError>,
+) -> Result<Reply, ApiError> {
+    if let Some(idem) = &idempotency
+        && let Some(reply) = idem.replay(engine.store())?
+    {
+        return Ok(reply);
+    }
+    let mut recorder = Recorder {
+        idempotency: idempotency.as_ref(),
+        status,
+        now_ms: engine.now_ms(),
+        body: None,
+    };
+    match action(&mut recorder) {
+        Ok(_) => {
+            let body = recorder
+                .body
+                .ok_or_else(|| ApiError::internal("the action recorded no reply"))?;
+            Ok((status, axum::Json(body)))
+        }
+        Err(e) => {
+            // A concurrent request with the same key may have won the race.
+            if let Some(idem) = &idempotency
+                && let Some(reply) = idem.replay(engine.store())?
+            {
+                return Ok(reply);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Deletes stored replies older than [`KEEP_MS`], every `every`, forever.
+pub async fn expire_forever(state: AppState, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let result = state
+            .blocking(|engine| {
+                Ok(engine
+                    .store()
+                    .expire_idempotency_keys(engine.now_ms() - KEEP_MS)?)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = ?e.body, "expiring idempotency keys failed");
+        }
+    }
+}
