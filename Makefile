@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build policy lint test conformance bench run clean
+.PHONY: all toolchain build policy lint test conformance bench fuzz-api run clean
 
 all: build
 
@@ -38,7 +38,12 @@ CASES := tests/conformance/*.json examples/cases.json
 test: lint
 	$(CARGO) test --release --locked --workspace
 	$(CARGO) bench --locked --workspace --no-run
+	scripts/fuzz-api.sh $(QUOTA)
 	$(QUOTA) policy test $(CASES)
+
+# Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
+fuzz-api: build
+	scripts/fuzz-api.sh $(QUOTA) 200
 
 # Criterion benchmarks, side by side in one run; figures go to BENCHMARKS.md.
 bench: toolchain

@@ -131,3 +131,156 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
     );
     terminate(server);
 }
+
+fn user(addr: &str, id: &str, plan: &str) -> String {
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/admin/users",
+        ADMIN,
+        Some(&json!({"id": id, "plan_id": plan})),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+fn create(addr: &str, token: &str) -> (u16, Value) {
+    http(
+        addr,
+        "POST",
+        "/v1/drafts",
+        token,
+        Some(&json!({"title": "t"})),
+    )
+}
+
+#[test]
+fn warn_only_override_plan_change_and_invites_against_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("quota.db"));
+    let addr = server.addr.clone();
+    let put = |path: &str, body: Value| {
+        let (status, reply) = http(&addr, "PUT", path, ADMIN, Some(&body));
+        assert_eq!(status, 200, "{path}: {reply}");
+    };
+    put(
+        "/admin/plans/lax",
+        json!({"limits": {"drafts.max": 1}, "enforcement_enabled": false}),
+    );
+    put(
+        "/admin/plans/strict",
+        json!({"limits": {"drafts.max": 1, "collaborators.max": 1}, "enforcement_enabled": true, "grace_count": 1}),
+    );
+
+    // Warn only: over the limit, allowed, counted.
+    let lax = user(&addr, "lax-user", "lax");
+    let statuses: Vec<String> = (0..3)
+        .map(|_| {
+            create(&addr, &lax).1["outcome"]["decision"]["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(statuses, ["allow", "warn_only", "warn_only"]);
+
+    // Override: lifts the limit for one user until cleared.
+    let strict = user(&addr, "strict-user", "strict");
+    assert_eq!(create(&addr, &strict).0, 201);
+    assert_eq!(create(&addr, &strict).0, 201); // on grace
+    assert_eq!(create(&addr, &strict).0, 403);
+    put(
+        "/admin/users/strict-user/overrides/drafts.max",
+        json!({"value": 10, "created_by": "support"}),
+    );
+    let (status, body) = create(&addr, &strict);
+    assert_eq!(
+        (status, body["outcome"]["decision"]["limit_source"].as_str()),
+        (201, Some("override"))
+    );
+    let (status, _) = http(
+        &addr,
+        "DELETE",
+        "/admin/users/strict-user/overrides/drafts.max",
+        ADMIN,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(create(&addr, &strict).0, 403);
+
+    // Plan change resets grace: back on strict, the grace unit is there again.
+    put("/admin/users/strict-user/plan", json!({"plan_id": "lax"}));
+    put(
+        "/admin/users/strict-user/plan",
+        json!({"plan_id": "strict"}),
+    );
+    put(
+        "/admin/users/strict-user/overrides/drafts.max",
+        json!({"value": 3}),
+    );
+    let (status, body) = create(&addr, &strict);
+    assert_eq!(
+        (status, body["outcome"]["decision"]["status"].as_str()),
+        (201, Some("allow_grace")),
+        "{body}"
+    );
+
+    // Invites: the second accept is blocked on the inviter's limit and stays pending.
+    let ann = user(&addr, "ann", "strict");
+    let ben = user(&addr, "ben", "strict");
+    let cat = user(&addr, "cat", "strict");
+    let draft = create(&addr, &ann).1["draft"]["id"].as_i64().unwrap();
+    let invite = |invitee: &str| {
+        let (status, body) = http(
+            &addr,
+            "POST",
+            &format!("/v1/drafts/{draft}/invites"),
+            &ann,
+            Some(&json!({"invitee": invitee})),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["invite"]["id"].as_i64().unwrap()
+    };
+    let (to_ben, to_cat) = (invite("ben"), invite("cat"));
+    put("/admin/plans/strict", json!({"grace_count": 0}));
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            &format!("/v1/invites/{to_ben}/accept"),
+            &ben,
+            None
+        )
+        .0,
+        200
+    );
+    let (status, body) = http(
+        &addr,
+        "POST",
+        &format!("/v1/invites/{to_cat}/accept"),
+        &cat,
+        None,
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("quota_exceeded"))
+    );
+    let (_, owner) = http(&addr, "GET", "/admin/users/ann", ADMIN, None);
+    assert_eq!(owner["usage"]["collaborators.accepted"], 1);
+    put(
+        "/admin/users/ann/overrides/collaborators.max",
+        json!({"value": 2}),
+    );
+    assert_eq!(
+        http(
+            &addr,
+            "POST",
+            &format!("/v1/invites/{to_cat}/accept"),
+            &cat,
+            None
+        )
+        .0,
+        200
+    );
+    terminate(server);
+}

@@ -24,6 +24,7 @@ fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct CreateDraft {
     /// The title.
+    #[schema(min_length = 1)]
     title: String,
 }
 
@@ -105,6 +106,7 @@ async fn append_segment(
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// Who to invite.
+    #[schema(min_length = 1)]
     invitee: String,
 }
 
@@ -232,9 +234,11 @@ async fn entitlements(
 #[serde(deny_unknown_fields)]
 pub struct CheckBody {
     /// The entitlement, e.g. `drafts.max`.
+    #[schema(min_length = 1)]
     entitlement_key: String,
     /// Units the action would use (default 1).
     #[serde(default = "one")]
+    #[schema(minimum = 1)]
     requested: i64,
 }
 
