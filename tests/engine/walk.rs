@@ -220,6 +220,20 @@ fn check_is_soft_and_changes_nothing() {
     engine.check(&request).unwrap();
     assert_eq!(grace(store, "gina", "pro", "drafts.max"), 0);
     assert_eq!(usage(store, "gina", "drafts.created"), 1);
+    // Checks are counted apart from the decisions that guarded a mutation.
+    let m = engine.metrics().snapshot();
+    assert_eq!(
+        (m.count(Status::Allow), m.count(Status::AllowGrace)),
+        (1, 0)
+    );
+    let checks = quota_host::engine::Mode::Check;
+    assert_eq!(
+        (
+            m.count_mode(checks, Status::Allow),
+            m.count_mode(checks, Status::AllowGrace)
+        ),
+        (1, 2)
+    );
 }
 
 #[test]

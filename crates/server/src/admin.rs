@@ -339,7 +339,7 @@ async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse {
     let decisions: Vec<Value> = m
         .decisions
         .iter()
-        .map(|c| json!({ "plan_id": c.plan_id, "entitlement_key": c.entitlement_key, "status": c.status, "count": c.count }))
+        .map(|c| json!({ "mode": c.mode, "plan_id": c.plan_id, "entitlement_key": c.entitlement_key, "status": c.status, "count": c.count }))
         .collect();
     Ok(axum::Json(json!({
         "decisions": decisions,

@@ -98,13 +98,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# HELP quota_decisions_total Decisions by plan, entitlement and status."
+        "# HELP quota_decisions_total Decisions by mode (enforce or check), plan, entitlement and status."
     );
     let _ = writeln!(out, "# TYPE quota_decisions_total counter");
     for c in &m.decisions {
         let _ = writeln!(
             out,
-            "quota_decisions_total{{plan=\"{}\",key=\"{}\",status=\"{}\"}} {}",
+            "quota_decisions_total{{mode=\"{}\",plan=\"{}\",key=\"{}\",status=\"{}\"}} {}",
+            c.mode,
             label(&c.plan_id),
             label(&c.entitlement_key),
             c.status,

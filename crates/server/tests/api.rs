@@ -155,12 +155,21 @@ async fn the_grace_walk_over_http() {
         (Some(5), Some(0))
     );
     let (_, stats) = call(&f.app, Method::GET, "/admin/stats", Some(ADMIN), None).await;
+    // The entitlements listing made soft checks: counted as such, not as enforce decisions.
+    let enforce_blocks: u64 = stats["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["mode"] == "enforce" && d["status"] == "block")
+        .map(|d| d["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(enforce_blocks, 1);
     assert!(
         stats["decisions"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d["status"] == "block")
+            .any(|d| d["status"] == "block" && d["mode"] == "enforce")
     );
 }
 

@@ -31,21 +31,52 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
     5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000,
 ];
 
+/// Why a decision was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// To guard a mutation ([`super::Engine::enforce_with`]).
+    Enforce,
+    /// For a soft check ([`super::Engine::check`]): nothing was applied.
+    Check,
+}
+
+impl Mode {
+    /// `enforce` or `check`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Check => "check",
+        }
+    }
+
+    fn offset(self) -> usize {
+        match self {
+            Mode::Enforce => 0,
+            Mode::Check => STATUSES.len(),
+        }
+    }
+}
+
+const MODES: [Mode; 2] = [Mode::Enforce, Mode::Check];
+
 /// Decision metrics, shared by every thread of an engine.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Counts by plan, then key, then status (in [`STATUSES`] order); nested
-    /// so that recording looks up borrowed strings without allocating.
-    decisions: Mutex<HashMap<String, HashMap<String, [u64; 4]>>>,
+    /// Counts by plan, then key, then mode and status (enforce statuses in
+    /// [`STATUSES`] order, then check statuses); nested so that recording
+    /// looks up borrowed strings without allocating.
+    decisions: Mutex<HashMap<String, HashMap<String, [u64; 8]>>>,
     policy_errors: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
 }
 
-/// One counter: decisions with this plan, key and status.
+/// One counter: decisions with this plan, key, mode and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionCount {
+    /// `enforce` or `check`.
+    pub mode: &'static str,
     /// The plan.
     pub plan_id: String,
     /// The entitlement.
@@ -72,18 +103,23 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// The total of decisions with `status`.
+    /// The total of enforce decisions with `status`.
     pub fn count(&self, status: Status) -> u64 {
+        self.count_mode(Mode::Enforce, status)
+    }
+
+    /// The total of decisions made in `mode` with `status`.
+    pub fn count_mode(&self, mode: Mode, status: Status) -> u64 {
         self.decisions
             .iter()
-            .filter(|c| c.status == status.as_str())
+            .filter(|c| c.mode == mode.as_str() && c.status == status.as_str())
             .map(|c| c.count)
             .sum()
     }
 }
 
 impl Metrics {
-    pub(crate) fn record(&self, outcome: &Outcome, latency: Duration) {
+    pub(crate) fn record(&self, outcome: &Outcome, mode: Mode, latency: Duration) {
         {
             let mut decisions = self
                 .decisions
@@ -97,7 +133,7 @@ impl Metrics {
                 Some(counts) => counts,
                 None => by_key.entry(outcome.entitlement_key.clone()).or_default(),
             };
-            counts[status_index(outcome.decision.status)] += 1;
+            counts[mode.offset() + status_index(outcome.decision.status)] += 1;
         }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         for (bound, bucket) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
@@ -129,16 +165,20 @@ impl Metrics {
         let decisions = sorted
             .into_iter()
             .flat_map(|((plan_id, entitlement_key), counts)| {
-                STATUSES
+                let labels = MODES
                     .iter()
+                    .flat_map(|mode| STATUSES.iter().map(move |status| (*mode, *status)));
+                labels
                     .zip(counts)
                     .filter(|(_, count)| *count > 0)
-                    .map(move |(status, count)| DecisionCount {
+                    .map(move |((mode, status), count)| DecisionCount {
+                        mode: mode.as_str(),
                         plan_id: plan_id.clone(),
                         entitlement_key: entitlement_key.clone(),
                         status: status.as_str(),
                         count,
                     })
+                    .collect::<Vec<_>>()
             })
             .collect();
         MetricsSnapshot {

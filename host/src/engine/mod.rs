@@ -12,7 +12,7 @@ use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyIn
 use quota_store::{QuotaStore, QuotaTx};
 
 pub use error::{EnforceError, QuotaExceeded};
-pub use metrics::{DecisionCount, Metrics, MetricsSnapshot};
+pub use metrics::{DecisionCount, Metrics, MetricsSnapshot, Mode};
 
 use crate::{Evaluator, PolicyModule};
 
@@ -220,6 +220,7 @@ impl<S: QuotaStore> Engine<S> {
         &self,
         tx: &mut S::Tx,
         request: &QuotaRequest,
+        mode: Mode,
     ) -> Result<Outcome, EnforceError<E>> {
         if request.requested < 1 {
             return Err(EnforceError::InvalidRequest(format!(
@@ -237,8 +238,8 @@ impl<S: QuotaStore> Engine<S> {
         let result = self.decide_with(&mut evaluator, tx, request);
         self.return_evaluator(evaluator);
         let outcome = result?;
-        self.metrics.record(&outcome, started.elapsed());
-        log_decision(&outcome);
+        self.metrics.record(&outcome, mode, started.elapsed());
+        log_decision(&outcome, mode);
         Ok(outcome)
     }
 
@@ -324,7 +325,7 @@ impl<S: QuotaStore> Engine<S> {
     ) -> Result<Enforced<T>, EnforceError<E>> {
         let mut tx = self.store.begin_write().map_err(EnforceError::Store)?;
         let (request, prepared) = prepare(&mut tx).map_err(EnforceError::Action)?;
-        let outcome = self.decide(&mut tx, &request)?;
+        let outcome = self.decide(&mut tx, &request, Mode::Enforce)?;
         if outcome.decision.status == Status::Block {
             return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
                 outcome,
@@ -368,7 +369,7 @@ impl<S: QuotaStore> Engine<S> {
         request: &QuotaRequest,
     ) -> Result<Checked, EnforceError<std::convert::Infallible>> {
         let mut tx = self.store.begin_read().map_err(EnforceError::Store)?;
-        let outcome = self.decide(&mut tx, request)?;
+        let outcome = self.decide(&mut tx, request, Mode::Check)?;
         let d = &outcome.decision;
         let ok = d.limit == quota_policy_core::UNLIMITED || d.projected_usage <= d.limit;
         Ok(Checked { ok, outcome })
@@ -396,10 +397,11 @@ fn fail_open_decision(input: &DecisionInput, why: &str) -> Decision {
     }
 }
 
-fn log_decision(outcome: &Outcome) {
+fn log_decision(outcome: &Outcome, mode: Mode) {
     let d = &outcome.decision;
     tracing::info!(
         target: "quota::decision",
+        mode = mode.as_str(),
         user_id = %outcome.user_id,
         plan_id = %outcome.plan_id,
         entitlement_key = %outcome.entitlement_key,
