@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build policy lint test conformance bench fuzz-api run clean
+.PHONY: all toolchain build policy lint test conformance bench bench-http fuzz-api run clean
 
 all: build
 
@@ -40,6 +40,10 @@ test: lint
 	$(CARGO) bench --locked --workspace --no-run
 	scripts/fuzz-api.sh $(QUOTA)
 	$(QUOTA) policy test $(CASES)
+
+# Load test on loopback with wrk: guarded creates beside /healthz (BENCHMARKS.md).
+bench-http: build
+	scripts/bench-http.sh $(QUOTA) 10 32
 
 # Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
 fuzz-api: build
