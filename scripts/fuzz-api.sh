@@ -14,27 +14,9 @@ if [ ! -x "$venv/bin/st" ]; then
     "$venv/bin/pip" install --quiet schemathesis==4.32.5
 fi
 
-work="$(mktemp -d)"
-admin="fuzz-admin-$$"
-QUOTA_ADMIN_TOKEN="$admin" "$quota" serve --addr 127.0.0.1:0 --db "$work/quota.db" --demo > "$work/serve.log" 2>&1 &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    grep -q '^quota listening on' "$work/serve.log" && break
-    sleep 0.1
-done
-base="$(sed -n 's/^quota listening on //p' "$work/serve.log")"
-[ -n "$base" ] || { cat "$work/serve.log"; exit 1; }
-
-user_token="$(python3 - "$base" "$admin" <<'PY'
-import json, sys, urllib.request
-base, admin = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(base + "/admin/users", method="POST",
-    data=json.dumps({"id": "fuzzer", "plan_id": "pro"}).encode(),
-    headers={"Authorization": "Bearer " + admin, "Content-Type": "application/json"})
-print(json.load(urllib.request.urlopen(req))["token"])
-PY
-)"
+. scripts/serve-lib.sh
+start_server "$quota" "fuzz-admin-$$"
+user_token="$(create_user fuzzer pro)"
 
 status=0
 for token in "$admin" "$user_token"; do

@@ -1,0 +1,32 @@
+# Shared by the scripts that drive a real server: sourced, not run.
+#
+# start_server QUOTA_BINARY ADMIN_TOKEN: starts `quota serve` with demo plans
+# on a free loopback port and a fresh database in $work (a temporary folder,
+# removed with the server on exit); sets $base to the server's URL.
+# create_user ID PLAN: prints the new user's API token.
+
+start_server() {
+    local quota="$1"
+    admin="$2"
+    work="$(mktemp -d)"
+    QUOTA_ADMIN_TOKEN="$admin" "$quota" serve --addr 127.0.0.1:0 --db "$work/quota.db" --demo > "$work/serve.log" 2>&1 &
+    server=$!
+    trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+    for _ in $(seq 100); do
+        grep -q '^quota listening on' "$work/serve.log" && break
+        sleep 0.1
+    done
+    base="$(sed -n 's/^quota listening on //p' "$work/serve.log")"
+    [ -n "$base" ] || { cat "$work/serve.log"; return 1; }
+}
+
+create_user() {
+    python3 - "$base" "$admin" "$1" "$2" <<'PY'
+import json, sys, urllib.request
+base, admin, user, plan = sys.argv[1:5]
+req = urllib.request.Request(base + "/admin/users", method="POST",
+    data=json.dumps({"id": user, "plan_id": plan}).encode(),
+    headers={"Authorization": "Bearer " + admin, "Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["token"])
+PY
+}
