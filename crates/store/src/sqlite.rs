@@ -274,8 +274,16 @@ impl QuotaStore for SqliteStore {
     type Tx = SqliteTx;
 
     fn begin_write(&self) -> Result<SqliteTx, StoreError> {
-        let conn = self.connection()?;
+        // The gate first: a waiting writer holds no connection, so the pool
+        // keeps serving readers and one connection does all the writing.
         self.inner.writer.acquire();
+        let conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.inner.writer.release();
+                return Err(e);
+            }
+        };
         let mut tx = SqliteTx {
             conn,
             open: false,
