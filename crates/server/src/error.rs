@@ -77,8 +77,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<EnforceError<StoreError>> for ApiError {
-    fn from(e: EnforceError<StoreError>) -> Self {
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+impl<E: Into<ApiError>> From<EnforceError<E>> for ApiError {
+    fn from(e: EnforceError<E>) -> Self {
         match e {
             EnforceError::QuotaExceeded(blocked) => ApiError {
                 status: StatusCode::FORBIDDEN,
@@ -90,7 +96,8 @@ impl From<EnforceError<StoreError>> for ApiError {
                 format!("the policy could not decide: {reason}"),
             ),
             EnforceError::InvalidRequest(message) => ApiError::invalid(message),
-            EnforceError::Store(e) | EnforceError::Action(e) => e.into(),
+            EnforceError::Store(e) => e.into(),
+            EnforceError::Action(e) => e.into(),
         }
     }
 }

@@ -203,14 +203,8 @@ async fn entitlements(
             keys.dedup();
             let mut list = Vec::with_capacity(keys.len());
             for key in keys {
-                let checked = engine
-                    .check(&quota_host::QuotaRequest::new(user.clone(), key.clone(), 1))
-                    .map_err(|e| match e {
-                        quota_host::EnforceError::PolicyUnavailable(r) => {
-                            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "policy_unavailable", r)
-                        }
-                        other => ApiError::internal(other.to_string()),
-                    })?;
+                let checked =
+                    engine.check(&quota_host::QuotaRequest::new(user.clone(), key.clone(), 1))?;
                 let d = &checked.outcome.decision;
                 list.push(json!({
                     "entitlement_key": key,
@@ -264,13 +258,7 @@ async fn check(
     state
         .blocking(move |engine| {
             let request = quota_host::QuotaRequest::new(user, body.entitlement_key, body.requested);
-            let checked = engine.check(&request).map_err(|e| match e {
-                quota_host::EnforceError::Store(s) => ApiError::from(s),
-                quota_host::EnforceError::PolicyUnavailable(r) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "policy_unavailable", r)
-                }
-                other => ApiError::invalid(other.to_string()),
-            })?;
+            let checked = engine.check(&request)?;
             Ok(axum::Json(
                 json!({ "result": checked.result(), "outcome": checked.outcome.to_json() }),
             ))
