@@ -35,7 +35,7 @@ pub use error::StoreError;
 pub use model::{
     AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, QuotaState, Segment, User,
 };
-pub use schema::{MIGRATIONS, migrations};
+pub use schema::MIGRATIONS;
 pub use sqlite::{SqliteOptions, SqliteStore, SqliteTx, Synchronous};
 pub use web::StoredResponse;
 

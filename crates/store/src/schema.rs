@@ -14,11 +14,6 @@ const STEPS: &[M<'static>] = &[
 /// changes nothing.
 pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
-/// The migrations as a fresh value (for tests that stop at a given version).
-pub fn migrations() -> Migrations<'static> {
-    Migrations::from_slice(STEPS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

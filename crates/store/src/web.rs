@@ -26,7 +26,7 @@ impl SqliteStore {
             .optional()?)
     }
 
-    /// The stored response for (user, key), if any and younger than `min_created_at_ms`.
+    /// The stored response for (user, key), if any.
     pub fn idempotent_response(
         &self,
         user_id: &str,
@@ -66,16 +66,6 @@ fn stored(
 }
 
 impl SqliteTx {
-    /// Inside the transaction of the request it answers: the response stored
-    /// for (user, key) so far, if a concurrent retry committed first.
-    pub fn idempotent_response(
-        &self,
-        user_id: &str,
-        key: &str,
-    ) -> Result<Option<StoredResponse>, StoreError> {
-        stored(self, user_id, key)
-    }
-
     /// Stores the response of an idempotent request in the same transaction
     /// as its effects, so a retry can never apply them twice.
     pub fn store_idempotent_response(

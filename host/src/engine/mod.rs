@@ -119,7 +119,8 @@ pub enum FailMode {
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-fn system_now_ms() -> i64 {
+/// The system clock in Unix milliseconds (0 before 1970, saturating far ahead).
+pub fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -51,12 +51,7 @@ fn print(value: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The current time, Unix ms.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use quota_host::engine::system_now_ms as now_ms;
 
 /// Admin and domain commands.
 #[derive(Debug, Subcommand)]
