@@ -69,7 +69,7 @@ impl From<StoreError> for ApiError {
             ref busy if busy.is_busy() => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
             }
-            StoreError::Migration(_) | StoreError::Sqlite(_) => {
+            StoreError::Migration(_) | StoreError::Sqlite(_) | StoreError::Commit(_) => {
                 tracing::error!(error = %message, "database failure");
                 ApiError::internal("the database failed; nothing was changed")
             }

@@ -80,10 +80,7 @@ impl FromRequestParts<AppState> for User {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let digest = hex(&token_sha256(bearer(parts)?));
-        let store = state.engine().store().clone();
-        let user = tokio::task::spawn_blocking(move || store.user_for_token(&digest))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let user = state.user_for_token(digest).await?;
         user.map(User)
             .ok_or_else(|| ApiError::unauthorized("invalid user token"))
     }

@@ -5,8 +5,9 @@
 //! (method, route, body). A retry with the same key and request gets the
 //! stored response and changes nothing; the same key with another request
 //! gets 422 `idempotency_mismatch`. Two concurrent requests with one key:
-//! the second one's insert of the key fails, its transaction rolls back,
-//! and it answers with the first one's stored response. Failed requests
+//! the second one's insert of the key fails, its savepoint rolls back,
+//! and it answers with the first one's stored response, read through the
+//! writer once the group commit holding it is done. Failed requests
 //! (a quota block included) store nothing, so a retry is decided afresh.
 //! Keys are kept 24 hours ([`KEEP_MS`]) and then expired.
 
@@ -69,9 +70,9 @@ impl Idempotency {
     }
 
     /// The stored reply for this key, if any: replayed when the request is
-    /// the same, 422 when it differs.
-    fn replay(&self, store: &SqliteStore) -> Result<Option<Reply>, ApiError> {
-        let Some(stored) = store.idempotent_response(&self.user_id, &self.key)? else {
+    /// the same, 422 when it differs. `stored` is what the store has.
+    fn replay(&self, stored: Option<StoredResponse>) -> Result<Option<Reply>, ApiError> {
+        let Some(stored) = stored else {
             return Ok(None);
         };
         if stored.request_sha256 != self.request_sha256 {
@@ -125,8 +126,9 @@ pub(crate) fn respond<T>(
     status: StatusCode,
     action: impl FnOnce(&mut Recorder<'_>) -> Result<T, ApiError>,
 ) -> Result<Reply, ApiError> {
+    let store = engine.store();
     if let Some(idem) = &idempotency
-        && let Some(reply) = idem.replay(engine.store())?
+        && let Some(reply) = idem.replay(store.idempotent_response(&idem.user_id, &idem.key)?)?
     {
         return Ok(reply);
     }
@@ -144,9 +146,11 @@ pub(crate) fn respond<T>(
             Ok((status, axum::Json(body)))
         }
         Err(e) => {
-            // A concurrent request with the same key may have won the race.
+            // A concurrent request with the same key may have won the race;
+            // its reply may still be waiting for the group commit it is in.
             if let Some(idem) = &idempotency
-                && let Some(reply) = idem.replay(engine.store())?
+                && let Some(reply) =
+                    idem.replay(store.idempotent_response_committed(&idem.user_id, &idem.key)?)?
             {
                 return Ok(reply);
             }

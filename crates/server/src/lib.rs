@@ -15,7 +15,8 @@ mod idempotency;
 mod ops;
 mod user;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -37,7 +38,13 @@ struct Inner {
     engine: Engine<SqliteStore>,
     admin_token_sha256: [u8; 32],
     http: HttpMetrics,
+    /// User tokens already looked up: token sha256 (hex) to user id.
+    /// Tokens are never revoked or reassigned, so an entry stays true.
+    known_tokens: Mutex<HashMap<String, String>>,
 }
+
+/// Known tokens kept in memory before the cache starts over.
+const KNOWN_TOKENS_MAX: usize = 100_000;
 
 /// What every handler shares: the engine (store and policy), the admin
 /// token's hash and the HTTP metrics. Cheap to clone.
@@ -62,6 +69,7 @@ impl AppState {
                 engine,
                 admin_token_sha256: token_sha256(admin_token),
                 http: HttpMetrics::default(),
+                known_tokens: Mutex::default(),
             }),
         }
     }
@@ -77,6 +85,36 @@ impl AppState {
 
     pub(crate) fn http(&self) -> &HttpMetrics {
         &self.inner.http
+    }
+
+    /// The user a token hash belongs to, from memory when seen before, so
+    /// most requests authenticate without touching the database.
+    pub(crate) async fn user_for_token(
+        &self,
+        token_sha256: String,
+    ) -> Result<Option<String>, ApiError> {
+        if let Some(user) = self.known_tokens().get(&token_sha256) {
+            return Ok(Some(user.clone()));
+        }
+        let key = token_sha256.clone();
+        let user = self
+            .blocking(move |engine| Ok(engine.store().user_for_token(&key)?))
+            .await?;
+        if let Some(user) = &user {
+            let mut known = self.known_tokens();
+            if known.len() >= KNOWN_TOKENS_MAX {
+                known.clear();
+            }
+            known.insert(token_sha256, user.clone());
+        }
+        Ok(user)
+    }
+
+    fn known_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .known_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs blocking database work on the blocking pool.

@@ -90,8 +90,16 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One unlabelled counter in Prometheus text.
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Prometheus text: decisions by plan, key and status; decision latency;
-/// policy errors; HTTP requests by route and status.
+/// policy errors; HTTP requests by route and status; write transactions
+/// and the group commits that made them durable.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.engine().metrics().snapshot();
@@ -112,12 +120,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             c.count
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP quota_policy_errors_total Calls where the policy could not decide."
+    counter(
+        &mut out,
+        "quota_policy_errors_total",
+        "Calls where the policy could not decide.",
+        m.policy_errors,
     );
-    let _ = writeln!(out, "# TYPE quota_policy_errors_total counter");
-    let _ = writeln!(out, "quota_policy_errors_total {}", m.policy_errors);
     let _ = writeln!(
         out,
         "# HELP quota_decision_latency_seconds Time to read state and decide."
@@ -162,6 +170,19 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             label(route)
         );
     }
+    let writes = state.engine().store().write_stats();
+    counter(
+        &mut out,
+        "quota_db_transactions_total",
+        "Write transactions committed.",
+        writes.transactions,
+    );
+    counter(
+        &mut out,
+        "quota_db_commits_total",
+        "Database commits; concurrent write transactions share one (group commit).",
+        writes.commits,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

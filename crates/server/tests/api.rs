@@ -669,6 +669,18 @@ async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
         text.contains("quota_http_requests_total{route=\"POST /admin/users\",status=\"201\"} 2"),
         "{text}"
     );
+    let counter = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+    };
+    // Seeding wrote plans and two users, each committed.
+    let (transactions, commits) = (
+        counter("quota_db_transactions_total"),
+        counter("quota_db_commits_total"),
+    );
+    assert!(transactions >= 2, "{text}");
+    assert!((1..=transactions).contains(&commits), "{text}");
 }
 
 async fn post_with_key(

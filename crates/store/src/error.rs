@@ -30,6 +30,10 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("cannot migrate the database: {0}")]
     Migration(String),
+    /// The group commit this transaction was part of failed; nothing of
+    /// it was kept.
+    #[error("the commit failed: {0}")]
+    Commit(String),
     /// Any other database failure.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),

@@ -24,6 +24,7 @@
 mod admin;
 mod domain;
 mod error;
+mod group;
 mod model;
 mod schema;
 mod sqlite;
@@ -32,6 +33,7 @@ mod web;
 pub use admin::PlanChange;
 pub use domain::DomainTx;
 pub use error::StoreError;
+pub use group::WriteStats;
 pub use model::{
     AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, QuotaState, Segment, User,
 };

@@ -3,13 +3,14 @@
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quota_policy_core::{Override, PlanInfo};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
+use crate::group::{Held, WriteStats, Writer};
 use crate::model::QuotaState;
 use crate::schema::MIGRATIONS;
 use crate::{QuotaStore, QuotaTx};
@@ -51,36 +52,12 @@ struct Inner {
     path: PathBuf,
     options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
-    writer: WriterGate,
-}
-
-/// One writer at a time within this process. SQLite serializes writers
-/// too, but a waiter there polls with growing sleeps, which under load
-/// turns into tail latencies of hundreds of milliseconds; here waiters are
-/// woken as soon as the writer is done. Other processes still meet at
-/// SQLite's own lock (and the busy timeout).
-#[derive(Debug, Default)]
-struct WriterGate {
-    taken: Mutex<bool>,
-    freed: Condvar,
-}
-
-impl WriterGate {
-    fn acquire(&self) {
-        let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
-        while *taken {
-            taken = self
-                .freed
-                .wait(taken)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *taken = true;
-    }
-
-    fn release(&self) {
-        *self.taken.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.freed.notify_one();
-    }
+    /// One writer connection per process; its transactions commit in
+    /// groups. SQLite serializes writers too, but a waiter there polls
+    /// with growing sleeps (tail latencies of hundreds of milliseconds
+    /// under load) and every commit syncs on its own. Other processes
+    /// still meet at SQLite's own lock (and the busy timeout).
+    writer: Writer,
 }
 
 /// A SQLite database file, shared by threads (and by processes opening the
@@ -148,7 +125,7 @@ impl SqliteStore {
                 path: path.as_ref().to_path_buf(),
                 options,
                 idle: Mutex::new(Vec::new()),
-                writer: WriterGate::default(),
+                writer: Writer::default(),
             }),
         };
         let mut conn = store.new_connection()?;
@@ -201,6 +178,12 @@ impl SqliteStore {
         })
     }
 
+    /// What this process's writer has done: transactions and the group
+    /// commits that made them durable.
+    pub fn write_stats(&self) -> WriteStats {
+        self.inner.writer.stats()
+    }
+
     /// Runs `f` on a connection in a read transaction: one consistent snapshot.
     pub fn read<T>(
         &self,
@@ -225,27 +208,29 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction (`BEGIN IMMEDIATE`) on a pooled connection. Dropped
-/// without [`QuotaTx::commit`], it rolls back: nothing it did remains.
+/// A transaction. A write transaction works in its own savepoint inside
+/// a group-committed `BEGIN IMMEDIATE` transaction on the process's writer
+/// connection; [`QuotaTx::commit`] returns once the group is durable. A
+/// read transaction is `BEGIN DEFERRED` on a pooled connection. Dropped
+/// without commit, either rolls back: nothing it did remains.
 pub struct SqliteTx {
-    conn: PooledConnection,
-    open: bool,
-    /// Holds this process's writer gate (write transactions only).
-    gate: Option<Arc<Inner>>,
+    kind: TxKind,
+    store: Arc<Inner>,
 }
 
-impl SqliteTx {
-    fn release_gate(&mut self) {
-        if let Some(inner) = self.gate.take() {
-            inner.writer.release();
-        }
-    }
+enum TxKind {
+    Write(Option<Held>),
+    Read(PooledConnection, bool),
 }
 
 impl std::fmt::Debug for SqliteTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            TxKind::Write(_) => "write",
+            TxKind::Read(..) => "read",
+        };
         f.debug_struct("SqliteTx")
-            .field("open", &self.open)
+            .field("kind", &kind)
             .finish_non_exhaustive()
     }
 }
@@ -255,18 +240,33 @@ impl Deref for SqliteTx {
 
     /// The connection, for the caller's mutation inside the transaction.
     fn deref(&self) -> &Connection {
-        &self.conn
+        match &self.kind {
+            TxKind::Write(Some(held)) => &held.conn,
+            TxKind::Read(conn, _) => conn,
+            TxKind::Write(None) => {
+                unreachable!("a write transaction holds its connection until it ends")
+            }
+        }
     }
 }
 
 impl Drop for SqliteTx {
     fn drop(&mut self) {
-        if self.open {
-            // A failed rollback leaves the connection inside a transaction;
-            // the pool only takes back connections in autocommit mode.
-            let _ = self.conn.execute_batch("ROLLBACK");
+        match &mut self.kind {
+            TxKind::Write(held) => {
+                if let Some(held) = held.take() {
+                    self.store.writer.rollback(held);
+                }
+            }
+            TxKind::Read(conn, open) => {
+                if *open {
+                    // A failed rollback leaves the connection inside a
+                    // transaction; the pool only takes back connections in
+                    // autocommit mode.
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            }
         }
-        self.release_gate();
     }
 }
 
@@ -274,35 +274,19 @@ impl QuotaStore for SqliteStore {
     type Tx = SqliteTx;
 
     fn begin_write(&self) -> Result<SqliteTx, StoreError> {
-        // The gate first: a waiting writer holds no connection, so the pool
-        // keeps serving readers and one connection does all the writing.
-        self.inner.writer.acquire();
-        let conn = match self.connection() {
-            Ok(conn) => conn,
-            Err(e) => {
-                self.inner.writer.release();
-                return Err(e);
-            }
-        };
-        let mut tx = SqliteTx {
-            conn,
-            open: false,
-            gate: Some(self.inner.clone()),
-        };
-        // The busy timeout makes this wait for another process's write
-        // lock; a `busy` error past it is reported, never retried blindly.
-        tx.conn.execute_batch("BEGIN IMMEDIATE")?;
-        tx.open = true;
-        Ok(tx)
+        let held = self.inner.writer.begin(|| self.new_connection())?;
+        Ok(SqliteTx {
+            kind: TxKind::Write(Some(held)),
+            store: self.inner.clone(),
+        })
     }
 
     fn begin_read(&self) -> Result<SqliteTx, StoreError> {
         let conn = self.connection()?;
         conn.execute_batch("BEGIN DEFERRED")?;
         Ok(SqliteTx {
-            conn,
-            open: true,
-            gate: None,
+            kind: TxKind::Read(conn, true),
+            store: self.inner.clone(),
         })
     }
 }
@@ -327,7 +311,7 @@ impl QuotaTx for SqliteTx {
         entitlement_key: &str,
         usage_key: &str,
     ) -> Result<QuotaState, StoreError> {
-        let mut stmt = self.conn.prepare_cached(QUOTA_STATE_SQL)?;
+        let mut stmt = self.prepare_cached(QUOTA_STATE_SQL)?;
         let state = stmt
             .query_row(params![user_id, entitlement_key, usage_key], |row| {
                 let override_value: Option<i64> = row.get(5)?;
@@ -356,7 +340,7 @@ impl QuotaTx for SqliteTx {
     }
 
     fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.prepare_cached(
             "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
              RETURNING value",
@@ -371,7 +355,7 @@ impl QuotaTx for SqliteTx {
         entitlement_key: &str,
         n: i64,
     ) -> Result<i64, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.prepare_cached(
             "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER))
              ON CONFLICT (user_id, plan_id, entitlement_key)
@@ -386,9 +370,16 @@ impl QuotaTx for SqliteTx {
     }
 
     fn commit(mut self) -> Result<(), StoreError> {
-        self.conn.execute_batch("COMMIT")?;
-        self.open = false;
-        self.release_gate();
-        Ok(())
+        match &mut self.kind {
+            TxKind::Write(held) => match held.take() {
+                Some(held) => self.store.writer.commit(held),
+                None => Ok(()),
+            },
+            TxKind::Read(conn, open) => {
+                conn.execute_batch("COMMIT")?;
+                *open = false;
+                Ok(())
+            }
+        }
     }
 }

@@ -36,6 +36,18 @@ impl SqliteStore {
         stored(&conn, user_id, key)
     }
 
+    /// The stored response for (user, key) as the writer sees it: read in
+    /// a write transaction, so it includes a concurrent request's response
+    /// still waiting for its group commit, and returns only once that is
+    /// committed (or fails with it).
+    pub fn idempotent_response_committed(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        self.write(|tx| stored(tx, user_id, key))
+    }
+
     /// Deletes stored responses created before `before_ms`; returns how many.
     pub fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.write(|tx| {
