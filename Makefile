@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build policy lint test conformance bench bench-http fuzz-api run clean
+.PHONY: all toolchain build policy lint test conformance bench bench-http bench-swap fuzz-api run clean
 
 all: build
 
@@ -26,12 +26,19 @@ lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p quota-policy --target $(GUEST_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p quota-percent-grace-policy --target $(GUEST_TARGET) -- -D warnings
 
-# The conformance corpus through the real binary and the built-in component.
+# The conformance corpus through the real binary and the built-in component;
+# the example policy's own cases through its component.
 conformance: build
 	$(QUOTA) policy test $(CASES)
+	$(QUOTA) policy test --module $(PERCENT_GRACE) $(PERCENT_GRACE_CASES)
 
 CASES := tests/conformance/*.json examples/cases.json
+# The percent-grace example policy (examples/percent-grace), written by the
+# build script of crates/example-policies.
+PERCENT_GRACE := target/guest/percent-grace.wasm
+PERCENT_GRACE_CASES := examples/percent-grace/cases.json
 
 # `cargo test` builds target/release/quota itself (the CLI's tests run it), with
 # the same features as the tests, so wasmtime is compiled once for both.
@@ -40,10 +47,16 @@ test: lint
 	$(CARGO) bench --locked --workspace --no-run
 	scripts/fuzz-api.sh $(QUOTA)
 	$(QUOTA) policy test $(CASES)
+	$(QUOTA) policy test --module $(PERCENT_GRACE) $(PERCENT_GRACE_CASES)
 
 # Load test on loopback with wrk: guarded creates beside /healthz (BENCHMARKS.md).
 bench-http: build
 	scripts/bench-http.sh $(QUOTA) 10 32
+
+# Policy swaps under load: guarded creates steady, then while the reference and
+# percent-grace components are uploaded alternately every 250 ms (BENCHMARKS.md).
+bench-swap: build
+	scripts/bench-swap.sh $(QUOTA) 10 32
 
 # Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
 fuzz-api: build

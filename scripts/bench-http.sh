@@ -15,12 +15,7 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 . scripts/serve-lib.sh
 start_server "$quota" "bench-admin-$$"
 token="$(create_user bench enterprise)"
-cat > "$work/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"title":"bench"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $token"
-LUA
+post_lua "$token"
 
 echo "== GET /healthz"
 wrk -t1 -c"$connections" -d"${duration}s" --latency "$base/healthz" | grep -E "Requests/sec|99%|Non-2xx|Socket errors"

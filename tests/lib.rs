@@ -9,6 +9,9 @@ use quota_host::{Limits, PolicyModule, Runtime};
 /// The reference policy component (built by `quota-reference-policy`).
 pub const REFERENCE: &[u8] = quota_reference_policy::COMPONENT;
 
+/// The percent-grace example policy component (see `examples/percent-grace`).
+pub const PERCENT_GRACE: &[u8] = quota_example_policies::PERCENT_GRACE;
+
 /// The hostile test policy component (see `tests/guests/hostile`).
 pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-policy.wasm"));
 
@@ -27,6 +30,15 @@ pub fn reference() -> &'static PolicyModule {
     MODULE.get_or_init(|| match runtime().load(REFERENCE) {
         Ok(module) => module,
         Err(e) => unreachable!("the reference policy loads: {e}"),
+    })
+}
+
+/// The percent-grace example policy, loaded once per test binary.
+pub fn percent_grace() -> &'static PolicyModule {
+    static MODULE: OnceLock<PolicyModule> = OnceLock::new();
+    MODULE.get_or_init(|| match runtime().load(PERCENT_GRACE) {
+        Ok(module) => module,
+        Err(e) => unreachable!("the percent-grace policy loads: {e}"),
     })
 }
 

@@ -5,6 +5,11 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "policy",
+        // The input's strings are lowered straight from the caller's
+        // `DecisionInput` instead of from copies.
+        ownership: Borrowing {
+            duplicate_if_necessary: false
+        },
     });
 }
 
@@ -13,11 +18,11 @@ pub(crate) use generated::{Policy, PolicyPre};
 use generated::exports::quota::policy::engine as wit;
 use quota_policy_core as core;
 
-pub(crate) fn input_to_wit(i: &core::DecisionInput) -> wit::DecisionInput {
+pub(crate) fn input_to_wit(i: &core::DecisionInput) -> wit::DecisionInput<'_> {
     wit::DecisionInput {
-        user_id: i.user_id.clone(),
-        plan_id: i.plan_id.clone(),
-        entitlement_key: i.entitlement_key.clone(),
+        user_id: &i.user_id,
+        plan_id: &i.plan_id,
+        entitlement_key: &i.entitlement_key,
         requested: i.requested,
         now_ms: i.now_ms,
         usage: i.usage,

@@ -18,13 +18,15 @@ const USAGE_KEY_CACHE_MAX: usize = 1024;
 pub(crate) struct StoreData {
     memory_cap: usize,
     memory_denied: bool,
+    /// Linear memory the instance has, in bytes: every growth allowed so far.
+    memory_bytes: usize,
     deadline: Duration,
 }
 
 impl ResourceLimiter for StoreData {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -32,6 +34,9 @@ impl ResourceLimiter for StoreData {
             self.memory_denied = true;
             return Ok(false);
         }
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
@@ -90,6 +95,14 @@ impl Evaluator {
         self.instantiations
     }
 
+    /// The linear memory of the live instance, in bytes (0 when there is
+    /// none, e.g. after a failure discarded it).
+    pub fn guest_memory_bytes(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |live| live.store.data().memory_bytes)
+    }
+
     /// The module this evaluator runs.
     pub fn module(&self) -> &PolicyModule {
         &self.module
@@ -112,6 +125,7 @@ impl Evaluator {
                     StoreData {
                         memory_cap: limits.memory_bytes,
                         memory_denied: false,
+                        memory_bytes: 0,
                         deadline: limits.call_deadline,
                     },
                 );
@@ -158,11 +172,7 @@ impl Evaluator {
             return Ok(info.clone());
         }
         let info = self
-            .call(|policy, store| {
-                policy
-                    .quota_policy_engine()
-                    .call_usage_key(store, &key.to_owned())
-            })
+            .call(|policy, store| policy.quota_policy_engine().call_usage_key(store, key))
             .map(bindings::usage_key_from_wit)?;
         if self.usage_keys.len() >= USAGE_KEY_CACHE_MAX {
             self.usage_keys.clear();
@@ -177,9 +187,11 @@ impl Evaluator {
         &mut self,
         input: &DecisionInput,
     ) -> Result<Result<Decision, PolicyError>, CallError> {
-        let wit_input = bindings::input_to_wit(input);
-        let outcome =
-            self.call(|policy, store| policy.quota_policy_engine().call_decide(store, &wit_input))?;
+        let outcome = self.call(|policy, store| {
+            policy
+                .quota_policy_engine()
+                .call_decide(store, bindings::input_to_wit(input))
+        })?;
         match outcome {
             Ok(decision) => {
                 let decision = bindings::decision_from_wit(decision);
@@ -250,4 +262,52 @@ fn check_invariants(input: &DecisionInput, d: &Decision) -> Result<(), String> {
         return Ok(());
     };
     Err(broken.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use quota_policy_core::{DecisionInput, Override, PlanInfo, decide, usage_key};
+
+    use crate::{Limits, Runtime};
+
+    fn input(len: usize, n: i64) -> DecisionInput {
+        let id = |c: char| c.to_string().repeat(len.max(1));
+        DecisionInput {
+            user_id: id('u'),
+            plan_id: id('p'),
+            entitlement_key: format!("{}.max", id('k')),
+            requested: 1 + n % 3,
+            now_ms: 1_700_000_000_000,
+            usage: n % 7,
+            r#override: (n % 2 == 0).then_some(Override {
+                value: 4,
+                expires_at_ms: None,
+            }),
+            plan: Some(PlanInfo {
+                limit: Some(3),
+                enforcement_enabled: true,
+                grace_count: 2,
+                rollout_percent: 100,
+            }),
+            default_limit: None,
+            grace_used: n % 3,
+        }
+    }
+
+    /// Ids from one byte to hundreds of KiB, mixed, on one instance: large
+    /// guest allocations between small ones change no decision.
+    #[test]
+    fn ids_of_any_length_decide_like_the_native_core() {
+        let runtime = Runtime::new(Limits::default()).unwrap();
+        let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
+        let mut evaluator = policy.evaluator().unwrap();
+        let lengths = [1, 40, 70_000, 3, 300_000, 12, 20_000, 20_000, 1, 65_000];
+        for (n, &len) in (0..).zip(lengths.iter().cycle().take(40)) {
+            let input = input(len, n);
+            assert_eq!(evaluator.decide(&input).unwrap(), decide(&input));
+            let key = &input.entitlement_key;
+            assert_eq!(evaluator.usage_key(key).unwrap(), usage_key(key));
+        }
+        assert_eq!(evaluator.instantiations(), 1);
+    }
 }

@@ -46,8 +46,18 @@ pub(crate) fn compile(
     runtime: &Runtime,
     bytes: &[u8],
 ) -> Result<(Component, ComponentInfo), LoadError> {
-    let component =
-        Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+    let component = compile_component(runtime, bytes)?;
+    let info = describe(runtime, &component, bytes);
+    Ok((component, info))
+}
+
+/// Compiles `bytes` as a component.
+pub(crate) fn compile_component(runtime: &Runtime, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+}
+
+/// What a compiled component is; `bytes` are the component it came from.
+pub(crate) fn describe(runtime: &Runtime, component: &Component, bytes: &[u8]) -> ComponentInfo {
     let engine = &runtime.engine;
     let ty = component.component_type();
     let imports = ty
@@ -74,14 +84,13 @@ pub(crate) fn compile(
             _ => {}
         }
     }
-    let info = ComponentInfo {
+    ComponentInfo {
         sha256: sha256_hex(bytes),
         size_bytes: bytes.len(),
         package,
         exports,
         imports,
-    };
-    Ok((component, info))
+    }
 }
 
 impl Runtime {

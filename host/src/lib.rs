@@ -40,20 +40,25 @@
 //! ```
 
 mod bindings;
+mod cache;
 pub mod engine;
 mod error;
 mod evaluator;
 mod inspect;
+pub mod lifecycle;
 mod module;
 mod runtime;
+pub mod selftest;
 
+pub use cache::{ArtifactCache, CacheOutcome};
 pub use engine::{
-    Checked, EnforceError, Enforced, Engine, FailMode, Outcome, QuotaExceeded, QuotaRequest,
+    Checked, DecisionRecord, DecisionSink, EnforceError, Enforced, Engine, FailMode, Outcome,
+    QuotaExceeded, QuotaRequest, ShadowOutcome, ShadowVerdict,
 };
 pub use error::{CallError, LoadError};
 pub use evaluator::Evaluator;
 pub use inspect::ComponentInfo;
-pub use module::PolicyModule;
+pub use module::{PolicyModule, sha256_hex};
 pub use runtime::{Limits, Runtime};
 
 /// The WIT world every policy implements.

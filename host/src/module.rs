@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 
 use crate::bindings::PolicyPre;
 use crate::error::{CallError, LoadError};
@@ -25,6 +25,7 @@ struct Inner {
     runtime: Runtime,
     pre: PolicyPre<StoreData>,
     info: ComponentInfo,
+    bytes: Arc<[u8]>,
 }
 
 impl std::fmt::Debug for PolicyModule {
@@ -37,7 +38,7 @@ impl std::fmt::Debug for PolicyModule {
 }
 
 /// The lowercase hex sha256 of `bytes`.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
     for byte in digest {
@@ -49,7 +50,17 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 impl PolicyModule {
     pub(crate) fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
-        let (component, info) = inspect::compile(runtime, bytes)?;
+        let component = inspect::compile_component(runtime, bytes)?;
+        Self::from_component(runtime, component, bytes)
+    }
+
+    /// Checks a compiled component (from `bytes`) as a policy.
+    pub(crate) fn from_component(
+        runtime: &Runtime,
+        component: Component,
+        bytes: &[u8],
+    ) -> Result<Self, LoadError> {
+        let info = inspect::describe(runtime, &component, bytes);
         if !info.imports.is_empty() {
             return Err(LoadError::Imports(info.imports));
         }
@@ -68,6 +79,7 @@ impl PolicyModule {
                 runtime: runtime.clone(),
                 pre,
                 info,
+                bytes: bytes.into(),
             }),
         };
         // Export names were checked above; the function types are checked
@@ -85,6 +97,11 @@ impl PolicyModule {
         &self.inner.info.sha256
     }
 
+    /// The component's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.inner.bytes
+    }
+
     /// What the component is: hash, size, package, exports and imports.
     pub fn info(&self) -> &ComponentInfo {
         &self.inner.info
@@ -95,7 +112,8 @@ impl PolicyModule {
         Evaluator::new(self.clone())
     }
 
-    pub(crate) fn runtime(&self) -> &Runtime {
+    /// The runtime it was loaded by.
+    pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
     }
 

@@ -9,6 +9,10 @@
 //! component's implementation. Without it, another guest crate can wrap
 //! [`Reference`] and export itself with
 //! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`.
+//!
+//! As the component itself (`export` on `wasm32`), it allocates from a bump
+//! arena that starts over after every call (`src/arena.rs`); wrapping guests
+//! keep the default allocator.
 
 #![deny(unsafe_code)]
 
@@ -21,6 +25,27 @@ pub mod bindings {
         pub_export_macro: true,
     });
 }
+
+#[cfg(any(
+    test,
+    all(
+        target_arch = "wasm32",
+        not(target_feature = "atomics"),
+        feature = "export"
+    )
+))]
+mod arena;
+
+// Only where this crate is the component (`export`) and single-threaded: a
+// guest that wraps this crate is the final artifact and picks its own
+// allocator (two `#[global_allocator]`s cannot link).
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "export"
+))]
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 pub use bindings::exports::quota::policy::engine as wit;
 use quota_policy_core as core;

@@ -55,7 +55,9 @@ fn plan() -> impl Strategy<Value = Option<PlanInfo>> {
     )
 }
 
-fn input() -> impl Strategy<Value = DecisionInput> {
+/// Any input, mostly out of range: every field from the whole `i64` range
+/// and odd strings.
+pub(crate) fn input() -> impl Strategy<Value = DecisionInput> {
     let ids = (id(), id(), key());
     let numbers = (int(), int(), int(), int());
     let state = (

@@ -1,5 +1,6 @@
 //! The host runtime against real components: loading and type-checking,
-//! the sandbox, and the differential test of guest against native core.
+//! the sandbox, the differential test of guest against native core, and the
+//! percent-grace example policy against its native model.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,6 +9,8 @@
     reason = "test helpers outside #[test] functions fail loudly too"
 )]
 
+mod cache;
 mod differential;
 mod loading;
+mod percent_grace;
 mod sandbox;

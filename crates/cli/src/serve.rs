@@ -6,13 +6,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use quota_host::Engine;
+use std::sync::Arc;
+
+use quota_host::engine::log::{DecisionLog, Retention};
+use quota_host::lifecycle::Lifecycle;
+use quota_host::{ArtifactCache, Engine, Limits, Runtime};
 use quota_server::AppState;
-use quota_store::{PlanChange, SqliteStore};
+use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The SQLite database (created and migrated if needed).
+    /// The SQLite database (created and migrated if needed). The decision
+    /// log goes to `<stem>-decisions.db` beside it.
     #[arg(
         long,
         value_name = "FILE",
@@ -23,9 +28,17 @@ pub struct ServeArgs {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// A policy component to decide with; default: the built-in reference policy.
+    /// A policy component to activate at start (after the same checks as
+    /// `POST /admin/policy`); default: the policy last activated in this
+    /// database, or the built-in reference policy on a new one.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Decisions the decision log keeps (the newest).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    decision_log_entries: usize,
+    /// Days the decision log keeps a decision.
+    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    decision_log_days: u64,
     /// Create the demo plans (free, pro, enterprise) if the database has no plans.
     #[arg(long)]
     demo: bool,
@@ -99,6 +112,68 @@ fn seed_demo(store: &SqliteStore) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The decision log's database: `<db stem>-decisions.db` beside the database.
+pub fn decision_log_path(db: &Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map_or_else(|| "quota".to_owned(), |s| s.to_string_lossy().into_owned());
+    db.with_file_name(format!("{stem}-decisions.db"))
+}
+
+/// The engine with the policy lifecycle (artifacts cached in
+/// `policy-cache/` beside the database) and the decision log; the recorded
+/// policies restored; `--policy` activated if given.
+fn start_engine(
+    args: &ServeArgs,
+    dir: &Path,
+    store: SqliteStore,
+    token: &str,
+) -> anyhow::Result<AppState> {
+    let runtime = Runtime::new(Limits::default())?;
+    let cache = ArtifactCache::open(dir.join("policy-cache"))
+        .with_context(|| format!("cannot open `{}`", dir.join("policy-cache").display()))?;
+    let lifecycle = Lifecycle::new(runtime, Some(cache));
+    let (reference, _) = lifecycle
+        .load(quota_reference_policy::COMPONENT)
+        .context("cannot load the built-in reference policy")?;
+    let retention = Retention {
+        max_entries: args.decision_log_entries,
+        max_age: std::time::Duration::from_secs(args.decision_log_days.saturating_mul(86_400)),
+    };
+    let log_path = decision_log_path(&args.db);
+    let log_store = SqliteStore::open_with(
+        &log_path,
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            ..SqliteOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the decision log `{}`", log_path.display()))?;
+    let log = Arc::new(DecisionLog::start(
+        log_store,
+        retention,
+        quota_host::engine::system_now_ms,
+    )?);
+    let engine = Engine::new(store, reference).with_decision_sink(log.clone());
+    lifecycle
+        .restore(&engine)
+        .map_err(|e| anyhow::anyhow!("cannot restore the recorded policy: {e}"))?;
+    if let Some(path) = &args.policy {
+        let bytes = crate::policy::component_bytes(Some(path))?;
+        if quota_host::sha256_hex(&bytes) != engine.policy().sha256() {
+            lifecycle
+                .activate(&engine, "quota serve --policy", &bytes)
+                .with_context(|| format!("cannot activate `{}`", path.display()))?;
+        }
+    }
+    Ok(AppState::with_lifecycle(
+        engine,
+        token,
+        lifecycle,
+        Some(log),
+    ))
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dir = args
         .db
@@ -113,9 +188,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
         seed_demo(&store)?;
     }
-    let policy = crate::policy::load_policy(args.policy.as_deref())?;
     let (token, token_source) = admin_token(dir)?;
-    let state = AppState::new(Engine::new(store, policy), &token);
+    let state = start_engine(&args, dir, store, &token)?;
+    let log = state.decision_log().cloned();
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,9 +219,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("the server failed")?;
-        println!("quota stopped");
         anyhow::Ok(())
     })?;
+    if let Some(log) = log
+        && !log.flush(std::time::Duration::from_secs(10))
+    {
+        eprintln!("warning: the decision log could not be flushed");
+    }
+    println!("quota stopped");
     Ok(ExitCode::SUCCESS)
 }
 

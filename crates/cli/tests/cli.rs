@@ -277,7 +277,9 @@ fn a_policy_that_hangs_fails_that_input_only() {
 fn help_lists_the_policy_commands() {
     let out = quota(&["policy", "--help"], "");
     let text = stdout(&out);
-    for command in ["eval", "test", "inspect"] {
+    for command in [
+        "eval", "test", "inspect", "activate", "rollback", "shadow", "status", "replay",
+    ] {
         assert!(text.contains(command), "{text}");
     }
 }

@@ -284,3 +284,106 @@ fn warn_only_override_plan_change_and_invites_against_the_real_binary() {
     );
     terminate(server);
 }
+
+fn quota_cli(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(args)
+        .env("QUOTA_ADMIN_TOKEN", ADMIN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+    )
+}
+
+fn active_sha256(addr: &str) -> String {
+    let (_, health) = http(addr, "GET", "/healthz", "", None);
+    health["policy_sha256"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn policy_activate_replay_restart_and_rollback_over_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let candidate = dir.path().join("percent-grace.wasm");
+    std::fs::write(&candidate, quota_tests::PERCENT_GRACE).unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm but not really").unwrap();
+    let (db_arg, candidate_arg) = (db.to_str().unwrap(), candidate.to_str().unwrap());
+    let reference = quota_host::sha256_hex(quota_tests::REFERENCE);
+    let percent = quota_host::sha256_hex(quota_tests::PERCENT_GRACE);
+
+    let server = start(&db);
+    let url = format!("http://{}", server.addr);
+    assert_eq!(active_sha256(&server.addr), reference);
+    let plan = json!({"limits": {"drafts.max": 10}, "enforcement_enabled": true, "grace_count": 5});
+    http(&server.addr, "PUT", "/admin/plans/pro", ADMIN, Some(&plan));
+    let token = user(&server.addr, "alice", "pro");
+    // Ten allowed, then three on grace (the reference gives 5).
+    for _ in 0..13 {
+        assert_eq!(create(&server.addr, &token).0, 201);
+    }
+    let (_, log) = http(
+        &server.addr,
+        "GET",
+        "/admin/decisions?limit=1000",
+        ADMIN,
+        None,
+    );
+    assert_eq!(log["entries"].as_array().unwrap().len(), 13);
+
+    // Percent grace gives 2 units at limit 10: the third grace create would block.
+    let (code, replay) = quota_cli(&[
+        "policy",
+        "replay",
+        "--candidate",
+        candidate_arg,
+        "--db",
+        db_arg,
+    ]);
+    assert_eq!(code, 0, "{replay}");
+    assert_eq!(replay["replayed"], 13);
+    let transitions = replay["transitions"].as_array().unwrap();
+    let to_block = transitions
+        .iter()
+        .find(|t| t["from"] == "allow_grace" && t["to"] == "block")
+        .unwrap_or_else(|| panic!("{replay}"));
+    assert_eq!(to_block["count"], 1);
+
+    let (code, answer) = quota_cli(&["policy", "activate", "--server", &url, candidate_arg]);
+    assert_eq!(
+        (code, answer["activated"]["sha256"].as_str()),
+        (0, Some(percent.as_str())),
+        "{answer}"
+    );
+    assert_eq!(create(&server.addr, &token).0, 403);
+    let (code, answer) = quota_cli(&[
+        "policy",
+        "activate",
+        "--server",
+        &url,
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (code, answer["error"]["stage"].as_str()),
+        (1, Some("compile")),
+        "{answer}"
+    );
+    assert_eq!(active_sha256(&server.addr), percent);
+    terminate(server);
+
+    // A restart keeps the active policy; rollback restores the reference.
+    let server = start(&db);
+    let url = format!("http://{}", server.addr);
+    assert_eq!(active_sha256(&server.addr), percent);
+    let (code, status) = quota_cli(&["policy", "status", "--server", &url]);
+    assert_eq!(code, 0);
+    assert_eq!(status["previous"].as_str(), Some(reference.as_str()));
+    assert_eq!(status["last_load_error"]["action"], "reject");
+    let (code, _) = quota_cli(&["policy", "rollback", "--server", &url]);
+    assert_eq!(code, 0);
+    assert_eq!(active_sha256(&server.addr), reference);
+    terminate(server);
+}

@@ -344,6 +344,7 @@ async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse {
     Ok(axum::Json(json!({
         "decisions": decisions,
         "policy_errors": m.policy_errors,
+        "shadow": { "same": m.shadow_same, "diverged": m.shadow_diverged, "failed": m.shadow_errors },
         "policy_sha256": state.engine().policy().sha256(),
     })))
 }

@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod idempotency;
 mod ops;
+mod policy;
 mod user;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use ops::BearerAuth;
 use quota_host::Engine;
+use quota_host::engine::log::DecisionLog;
+use quota_host::lifecycle::Lifecycle;
 use quota_store::SqliteStore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +33,7 @@ pub use error::ApiError;
 pub use extract::{hex, token_sha256};
 pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
 pub use ops::HttpMetrics;
+pub use policy::POLICY_LIMIT;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -41,6 +45,8 @@ struct Inner {
     /// User tokens already looked up: token sha256 (hex) to user id.
     /// Tokens are never revoked or reassigned, so an entry stays true.
     known_tokens: Mutex<HashMap<String, String>>,
+    lifecycle: Lifecycle,
+    decision_log: Option<Arc<DecisionLog>>,
 }
 
 /// Known tokens kept in memory before the cache starts over.
@@ -62,16 +68,42 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for an engine and the admin token (only its hash is kept).
+    /// State for an engine and the admin token (only its hash is kept),
+    /// with policy changes compiled afresh each time and no decision log.
     pub fn new(engine: Engine<SqliteStore>, admin_token: &str) -> Self {
+        let lifecycle = Lifecycle::new(engine.policy().runtime().clone(), None);
+        Self::with_lifecycle(engine, admin_token, lifecycle, None)
+    }
+
+    /// State with the policy lifecycle (`lifecycle`, e.g. with an artifact
+    /// cache) and the decision log the engine writes to, if any (listing
+    /// decisions flushes it first).
+    pub fn with_lifecycle(
+        engine: Engine<SqliteStore>,
+        admin_token: &str,
+        lifecycle: Lifecycle,
+        decision_log: Option<Arc<DecisionLog>>,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 engine,
                 admin_token_sha256: token_sha256(admin_token),
                 http: HttpMetrics::default(),
                 known_tokens: Mutex::default(),
+                lifecycle,
+                decision_log,
             }),
         }
+    }
+
+    /// The policy lifecycle.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.inner.lifecycle
+    }
+
+    /// The decision log, if the engine writes one.
+    pub fn decision_log(&self) -> Option<&Arc<DecisionLog>> {
+        self.inner.decision_log.as_ref()
     }
 
     /// The engine.
@@ -141,6 +173,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::routes())
         .merge(admin::routes())
+        .merge(policy::routes())
         .merge(ops::routes())
 }
 

@@ -98,8 +98,8 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 }
 
 /// Prometheus text: decisions by plan, key and status; decision latency;
-/// policy errors; HTTP requests by route and status; write transactions
-/// and the group commits that made them durable.
+/// policy errors; shadow verdicts; HTTP requests by route and status;
+/// write transactions and the group commits that made them durable.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.engine().metrics().snapshot();
@@ -168,6 +168,29 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             out,
             "quota_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
             label(route)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quota_shadow_decisions_total Shadow policy evaluations by verdict against the active policy."
+    );
+    let _ = writeln!(out, "# TYPE quota_shadow_decisions_total counter");
+    for (verdict, count) in [
+        ("same", m.shadow_same),
+        ("diverged", m.shadow_diverged),
+        ("failed", m.shadow_errors),
+    ] {
+        let _ = writeln!(
+            out,
+            "quota_shadow_decisions_total{{verdict=\"{verdict}\"}} {count}"
+        );
+    }
+    if let Some(log) = state.decision_log() {
+        counter(
+            &mut out,
+            "quota_decision_log_dropped_total",
+            "Decisions not logged because the log's queue was full.",
+            log.dropped(),
         );
     }
     let writes = state.engine().store().write_stats();

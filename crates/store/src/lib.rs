@@ -26,6 +26,7 @@ mod domain;
 mod error;
 mod group;
 mod model;
+mod policy;
 mod schema;
 mod sqlite;
 mod web;
@@ -36,6 +37,9 @@ pub use error::StoreError;
 pub use group::WriteStats;
 pub use model::{
     AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, QuotaState, Segment, User,
+};
+pub use policy::{
+    DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState,
 };
 pub use schema::MIGRATIONS;
 pub use sqlite::{SqliteOptions, SqliteStore, SqliteTx, Synchronous};

@@ -7,6 +7,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../migrations/02-audit-log.sql")),
     M::up(include_str!("../migrations/03-domain.sql")),
     M::up(include_str!("../migrations/04-tokens-idempotency.sql")),
+    M::up(include_str!("../migrations/05-policy-lifecycle.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

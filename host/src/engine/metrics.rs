@@ -67,6 +67,9 @@ pub struct Metrics {
     /// looks up borrowed strings without allocating.
     decisions: Mutex<HashMap<String, HashMap<String, [u64; 8]>>>,
     policy_errors: AtomicU64,
+    shadow_same: AtomicU64,
+    shadow_diverged: AtomicU64,
+    shadow_errors: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -94,6 +97,12 @@ pub struct MetricsSnapshot {
     pub decisions: Vec<DecisionCount>,
     /// Calls where the policy could not decide.
     pub policy_errors: u64,
+    /// Shadow decisions equal to the active policy's.
+    pub shadow_same: u64,
+    /// Shadow decisions that differed from the active policy's.
+    pub shadow_diverged: u64,
+    /// Shadow calls that failed (they never affect a request).
+    pub shadow_errors: u64,
     /// Cumulative latency bucket counts (`le` = [`LATENCY_BUCKETS_US`]).
     pub latency_buckets: Vec<u64>,
     /// Decisions timed.
@@ -145,6 +154,15 @@ impl Metrics {
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_shadow(&self, verdict: &super::ShadowVerdict) {
+        let counter = match verdict {
+            super::ShadowVerdict::Same => &self.shadow_same,
+            super::ShadowVerdict::Diverged(_) => &self.shadow_diverged,
+            super::ShadowVerdict::Failed(_) => &self.shadow_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_policy_error(&self) {
         self.policy_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -184,6 +202,9 @@ impl Metrics {
         MetricsSnapshot {
             decisions,
             policy_errors: self.policy_errors.load(Ordering::Relaxed),
+            shadow_same: self.shadow_same.load(Ordering::Relaxed),
+            shadow_diverged: self.shadow_diverged.load(Ordering::Relaxed),
+            shadow_errors: self.shadow_errors.load(Ordering::Relaxed),
             latency_buckets: self
                 .latency_buckets
                 .iter()

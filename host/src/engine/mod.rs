@@ -3,9 +3,10 @@
 
 mod domain;
 mod error;
+pub mod log;
 pub mod metrics;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyInfo};
@@ -13,6 +14,46 @@ use quota_store::{QuotaStore, QuotaTx};
 
 pub use error::{EnforceError, QuotaExceeded};
 pub use metrics::{DecisionCount, Metrics, MetricsSnapshot, Mode};
+
+/// What the shadow policy made of a decision the active policy made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShadowVerdict {
+    /// The same decision (the reason text aside).
+    Same,
+    /// A different decision: the shadow's, in its JSON form.
+    Diverged(serde_json::Value),
+    /// The shadow could not decide; why.
+    Failed(String),
+}
+
+/// A shadow evaluation beside an active decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowOutcome {
+    /// The shadow policy's sha256.
+    pub policy_sha256: String,
+    /// What it decided, compared with the active policy.
+    pub verdict: ShadowVerdict,
+}
+
+/// One enforce decision, for the decision log.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    /// When it was made (engine clock, Unix ms).
+    pub at_ms: i64,
+    /// The policy's input.
+    pub input: DecisionInput,
+    /// The decision and the policy that made it.
+    pub outcome: Outcome,
+    /// The shadow policy's verdict, when one is set.
+    pub shadow: Option<ShadowOutcome>,
+}
+
+/// Where an engine sends each enforce decision (e.g. a decision log). It
+/// is called on the request path: it must not block.
+pub trait DecisionSink: Send + Sync {
+    /// Takes one decision.
+    fn record(&self, record: DecisionRecord);
+}
 
 use crate::{Evaluator, PolicyModule};
 
@@ -126,11 +167,51 @@ pub fn system_now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A policy with its idle evaluators. Decisions hold an `Arc` to the one
+/// that was active when they started, so a swap never mixes versions
+/// within a decision and the old evaluators go when the last user does.
+struct Loaded {
+    module: PolicyModule,
+    evaluators: Mutex<Vec<Evaluator>>,
+}
+
+impl Loaded {
+    fn new(module: PolicyModule) -> Arc<Self> {
+        Arc::new(Loaded {
+            module,
+            evaluators: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn take(&self) -> Result<Evaluator, String> {
+        let idle = self
+            .evaluators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(evaluator) => Ok(evaluator),
+            None => self.module.evaluator().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn give_back(&self, evaluator: Evaluator) {
+        let mut idle = self
+            .evaluators
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_EVALUATORS {
+            idle.push(evaluator);
+        }
+    }
+}
+
 /// The engine over a store `S` and the active policy.
 pub struct Engine<S: QuotaStore> {
     store: S,
-    policy: PolicyModule,
-    evaluators: Mutex<Vec<Evaluator>>,
+    active: RwLock<Arc<Loaded>>,
+    shadow: RwLock<Option<Arc<Loaded>>>,
+    sink: Option<Arc<dyn DecisionSink>>,
     metrics: Arc<Metrics>,
     clock: Clock,
     fail_mode: FailMode,
@@ -140,7 +221,7 @@ impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("store", &self.store)
-            .field("policy", &self.policy)
+            .field("policy", &self.policy())
             .field("fail_mode", &self.fail_mode)
             .finish_non_exhaustive()
     }
@@ -154,8 +235,9 @@ impl<S: QuotaStore> Engine<S> {
     pub fn new(store: S, policy: PolicyModule) -> Self {
         Engine {
             store,
-            policy,
-            evaluators: Mutex::new(Vec::new()),
+            active: RwLock::new(Loaded::new(policy)),
+            shadow: RwLock::new(None),
+            sink: None,
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(system_now_ms),
             fail_mode: FailMode::Closed,
@@ -174,14 +256,58 @@ impl<S: QuotaStore> Engine<S> {
         self
     }
 
+    /// Sends every enforce decision to `sink` (e.g. a decision log).
+    pub fn with_decision_sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
     }
 
+    fn loaded(&self) -> Arc<Loaded> {
+        self.active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The active policy.
-    pub fn policy(&self) -> &PolicyModule {
-        &self.policy
+    pub fn policy(&self) -> PolicyModule {
+        self.loaded().module.clone()
+    }
+
+    /// Makes `policy` the active one at once and returns the one it
+    /// replaces. Decisions already started finish with the old one; every
+    /// decision after this uses the new one.
+    pub fn activate(&self, policy: PolicyModule) -> PolicyModule {
+        let new = Loaded::new(policy);
+        let old = std::mem::replace(
+            &mut *self.active.write().unwrap_or_else(PoisonError::into_inner),
+            new,
+        );
+        tracing::info!(policy_sha256 = %self.policy().sha256(), previous = %old.module.sha256(), "policy activated");
+        old.module.clone()
+    }
+
+    /// The shadow policy, if one is set.
+    pub fn shadow(&self) -> Option<PolicyModule> {
+        self.shadow_loaded().map(|loaded| loaded.module.clone())
+    }
+
+    fn shadow_loaded(&self) -> Option<Arc<Loaded>> {
+        self.shadow
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets (or with `None` clears) the shadow policy: evaluated beside the
+    /// active one on every decision, compared, counted, never obeyed.
+    pub fn set_shadow(&self, policy: Option<PolicyModule>) {
+        *self.shadow.write().unwrap_or_else(PoisonError::into_inner) = policy.map(Loaded::new);
     }
 
     /// Decision counters and latency.
@@ -192,28 +318,6 @@ impl<S: QuotaStore> Engine<S> {
     /// The engine's current time, Unix ms.
     pub fn now_ms(&self) -> i64 {
         (self.clock)()
-    }
-
-    fn take_evaluator(&self) -> Result<Evaluator, String> {
-        let idle = self
-            .evaluators
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(evaluator) => Ok(evaluator),
-            None => self.policy.evaluator().map_err(|e| e.to_string()),
-        }
-    }
-
-    fn return_evaluator(&self, evaluator: Evaluator) {
-        let mut idle = self
-            .evaluators
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_EVALUATORS {
-            idle.push(evaluator);
-        }
     }
 
     /// Reads the state for `request` in `tx` and asks the policy.
@@ -235,24 +339,46 @@ impl<S: QuotaStore> Engine<S> {
             ));
         }
         let started = Instant::now();
-        let mut evaluator = self.take_evaluator().map_err(|e| self.policy_failed(e))?;
-        let result = self.decide_with(&mut evaluator, tx, request);
-        self.return_evaluator(evaluator);
-        let outcome = result?;
+        let loaded = self.loaded();
+        let mut evaluator = loaded.take().map_err(|e| self.policy_failed(&loaded, e))?;
+        let result = self.decide_with(&loaded, &mut evaluator, tx, request);
+        loaded.give_back(evaluator);
+        let (outcome, input) = result?;
         self.metrics.record(&outcome, mode, started.elapsed());
         log_decision(&outcome, mode);
+        let shadow = self.shadow_loaded().map(|shadow| {
+            let verdict = shadow_verdict(&shadow, &input, &outcome);
+            self.metrics.record_shadow(&verdict);
+            let shadow = ShadowOutcome {
+                policy_sha256: shadow.module.sha256().to_owned(),
+                verdict,
+            };
+            log_shadow(&outcome, &shadow);
+            shadow
+        });
+        if mode == Mode::Enforce
+            && let Some(sink) = &self.sink
+        {
+            sink.record(DecisionRecord {
+                at_ms: input.now_ms,
+                input,
+                outcome: outcome.clone(),
+                shadow,
+            });
+        }
         Ok(outcome)
     }
 
     fn decide_with<E>(
         &self,
+        loaded: &Loaded,
         evaluator: &mut Evaluator,
         tx: &mut S::Tx,
         request: &QuotaRequest,
-    ) -> Result<Outcome, EnforceError<E>> {
+    ) -> Result<(Outcome, DecisionInput), EnforceError<E>> {
         let usage_key = evaluator
             .usage_key(&request.entitlement_key)
-            .map_err(|e| self.policy_failed(e.to_string()))?;
+            .map_err(|e| self.policy_failed(loaded, e.to_string()))?;
         if usage_key.fallback {
             tracing::warn!(
                 entitlement_key = %request.entitlement_key,
@@ -282,12 +408,13 @@ impl<S: QuotaStore> Engine<S> {
         let (decision, failed_open) = match evaluator.decide(&input) {
             Ok(Ok(decision)) => (decision, false),
             Ok(Err(policy_error)) => {
-                return Err(
-                    self.policy_failed(format!("the policy rejected its input: {policy_error}"))
-                );
+                return Err(self.policy_failed(
+                    loaded,
+                    format!("the policy rejected its input: {policy_error}"),
+                ));
             }
             Err(call_error) => match self.fail_mode {
-                FailMode::Closed => return Err(self.policy_failed(call_error.to_string())),
+                FailMode::Closed => return Err(self.policy_failed(loaded, call_error.to_string())),
                 FailMode::Open => {
                     self.metrics.record_policy_error();
                     tracing::error!(error = %call_error, "policy unavailable; admitting because the engine fails open");
@@ -295,20 +422,21 @@ impl<S: QuotaStore> Engine<S> {
                 }
             },
         };
-        Ok(Outcome {
+        let outcome = Outcome {
             user_id: request.user_id.clone(),
             plan_id: state.plan_id,
             entitlement_key: request.entitlement_key.clone(),
             usage_key,
             decision,
-            policy_sha256: evaluator.module().sha256().to_owned(),
+            policy_sha256: loaded.module.sha256().to_owned(),
             failed_open,
-        })
+        };
+        Ok((outcome, input))
     }
 
-    fn policy_failed<E>(&self, reason: String) -> EnforceError<E> {
+    fn policy_failed<E>(&self, loaded: &Loaded, reason: String) -> EnforceError<E> {
         self.metrics.record_policy_error();
-        tracing::error!(error = %reason, policy_sha256 = %self.policy.sha256(), "policy unavailable; failing closed");
+        tracing::error!(error = %reason, policy_sha256 = %loaded.module.sha256(), "policy unavailable; failing closed");
         EnforceError::PolicyUnavailable(reason)
     }
 
@@ -394,6 +522,63 @@ fn fail_open_decision(input: &DecisionInput, why: &str) -> Decision {
         reason: format!(
             "{}: the policy is unavailable ({why}); admitted because the engine fails open.",
             input.entitlement_key
+        ),
+    }
+}
+
+/// Asks the shadow policy the same question and compares its decision
+/// with the active one's, the reason text aside.
+fn shadow_verdict(shadow: &Loaded, input: &DecisionInput, active: &Outcome) -> ShadowVerdict {
+    let mut evaluator = match shadow.take() {
+        Ok(evaluator) => evaluator,
+        Err(e) => return ShadowVerdict::Failed(e),
+    };
+    let evaluated = evaluator.evaluate(input);
+    shadow.give_back(evaluator);
+    let quota_policy_core::json::Evaluated::Decision(decision, key) = &evaluated else {
+        let mut value = evaluated.to_value();
+        let why = value
+            .pointer_mut("/error/message")
+            .map(serde_json::Value::take)
+            .and_then(|m| m.as_str().map(str::to_owned))
+            .unwrap_or_else(|| value.to_string());
+        return ShadowVerdict::Failed(why);
+    };
+    let without_reason = |d: &Decision, key: &UsageKeyInfo| {
+        let mut value = quota_policy_core::json::DecisionJson::new(d, key).to_value();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("reason");
+        }
+        value
+    };
+    let theirs = without_reason(decision, key);
+    if theirs == without_reason(&active.decision, &active.usage_key) {
+        ShadowVerdict::Same
+    } else {
+        ShadowVerdict::Diverged(
+            quota_policy_core::json::DecisionJson::new(decision, key).to_value(),
+        )
+    }
+}
+
+fn log_shadow(outcome: &Outcome, shadow: &ShadowOutcome) {
+    match &shadow.verdict {
+        ShadowVerdict::Same => {}
+        ShadowVerdict::Diverged(theirs) => tracing::warn!(
+            target: "quota::shadow",
+            user_id = %outcome.user_id,
+            entitlement_key = %outcome.entitlement_key,
+            active_sha256 = %outcome.policy_sha256,
+            shadow_sha256 = %shadow.policy_sha256,
+            active = %quota_policy_core::json::DecisionJson::new(&outcome.decision, &outcome.usage_key).to_value(),
+            shadow = %theirs,
+            "shadow policy diverged"
+        ),
+        ShadowVerdict::Failed(why) => tracing::warn!(
+            target: "quota::shadow",
+            shadow_sha256 = %shadow.policy_sha256,
+            error = %why,
+            "shadow policy failed"
         ),
     }
 }

@@ -1,7 +1,11 @@
-//! `quota policy ...`: evaluate, test and inspect policy components.
+//! `quota policy ...`: evaluate, test and inspect policy components;
+//! activate, roll back and shadow them on a running service; replay
+//! logged decisions with a candidate.
 
 mod eval;
 mod inspect;
+mod remote;
+mod replay;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +23,16 @@ pub enum PolicyCommand {
     Test(test::TestArgs),
     /// Describe a component: sha256, size, package, exports and imports, as JSON.
     Inspect(inspect::InspectArgs),
+    /// Upload a component to a running service and activate it (compile, type-check, self-test, swap); exit 1 if rejected.
+    Activate(remote::ActivateArgs),
+    /// Make the service's previous policy active again.
+    Rollback(remote::ServerArgs),
+    /// Set (or `--clear`) the service's shadow policy: evaluated beside the active one, never obeyed.
+    Shadow(remote::ShadowArgs),
+    /// Show the service's active, previous and shadow policies and the last load error.
+    Status(remote::ServerArgs),
+    /// Re-decide logged decisions with a candidate policy; report how many would change, by status transition.
+    Replay(replay::ReplayArgs),
 }
 
 /// Which policy component to use.
@@ -69,5 +83,10 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Eval(args) => eval::run(args),
         PolicyCommand::Test(args) => test::run(args),
         PolicyCommand::Inspect(args) => inspect::run(args),
+        PolicyCommand::Activate(args) => remote::activate(&args),
+        PolicyCommand::Rollback(args) => remote::rollback(&args),
+        PolicyCommand::Shadow(args) => remote::shadow(&args),
+        PolicyCommand::Status(args) => remote::status(&args),
+        PolicyCommand::Replay(args) => replay::run(&args),
     }
 }

@@ -1,0 +1,150 @@
+//! One decision, per call, on the same shared input set
+//! (`quota_benches::inputs`, 64 inputs cycled), in every engine:
+//!
+//! - `native`: `quota_policy_core::decide`, plain Rust;
+//! - `wasm`: the reference component through `quota_host::Evaluator::decide`
+//!   on a reused instance (the input converted to WIT types, the call, the
+//!   decision converted back and checked against the contract's invariants);
+//! - `regorus_*`: the Rego policy `benches/policies/quota.rego` in each API
+//!   style of regorus (interpreter `eval_rule` and `eval_query`,
+//!   `CompiledPolicy`, the RVM bytecode VM);
+//! - `cedar`: the Cedar policy set `benches/policies/quota.cedar`, the status
+//!   read from the determining policies.
+//!
+//! Before anything is timed, every engine decides every input and the run
+//! stops if any disagrees with the native decision. Policies are compiled,
+//! inputs, requests and entities built beforehand: only evaluation is timed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark set-up fails loudly"
+)]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use criterion::{Criterion, criterion_group};
+use quota_benches::peers::{Cedar, Rego, RegoMode};
+use quota_policy_core::Status;
+
+fn decision(c: &mut Criterion) {
+    let inputs = quota_benches::inputs::decision_inputs().unwrap();
+    let n = inputs.len();
+    let mut evaluator = quota_benches::evaluator().unwrap();
+    let mut rego = Rego::new().unwrap();
+    let cedar = Cedar::new(&inputs).unwrap();
+    if let Err(failures) =
+        quota_benches::check_agreement(&inputs, &mut evaluator, &mut rego, &cedar)
+    {
+        panic!("the engines disagree; nothing timed:\n{failures}");
+    }
+    let count = |status: Status| {
+        inputs
+            .iter()
+            .filter(|i| quota_policy_core::decide(i).is_ok_and(|d| d.status == status))
+            .count()
+    };
+    eprintln!(
+        "decision: all engines agree on {n} inputs (allow {}, allow_grace {}, warn_only {}, \
+         block {}): wasm = native on every field; rego on every field but the reason, in {} \
+         modes; cedar on the status",
+        count(Status::Allow),
+        count(Status::AllowGrace),
+        count(Status::WarnOnly),
+        count(Status::Block),
+        RegoMode::ALL.len()
+    );
+    let rego_inputs: Vec<_> = inputs
+        .iter()
+        .map(quota_benches::peers::rego_input)
+        .collect();
+    let requests: Vec<_> = inputs.iter().map(|i| Cedar::request(i).unwrap()).collect();
+
+    let mut group = c.benchmark_group("decision");
+    group.bench_function("native", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let input = &inputs[i % n];
+            i += 1;
+            black_box(quota_policy_core::decide(black_box(input)).unwrap())
+        })
+    });
+    group.bench_function("wasm", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let input = &inputs[i % n];
+            i += 1;
+            black_box(evaluator.decide(black_box(input)).unwrap().unwrap())
+        })
+    });
+    for mode in RegoMode::ALL {
+        group.bench_function(mode.name(), |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let input = &rego_inputs[i % n];
+                i += 1;
+                black_box(rego.eval(mode, black_box(input)).unwrap())
+            })
+        });
+    }
+    group.bench_function("cedar", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let request = &requests[i % n];
+            i += 1;
+            black_box(cedar.decide(black_box(request)).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decision);
+
+/// Criterion's median for `decision/<name>`, if it was measured by this run.
+fn median_ns(name: &str, since: SystemTime) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join(format!("criterion/decision/{name}/new/estimates.json"));
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if !fresh {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+/// The medians of this run side by side, with the ratios BENCHMARKS.md reports.
+fn print_ratios(since: SystemTime) {
+    let Some(wasm) = median_ns("wasm", since) else {
+        return;
+    };
+    println!("\nmedians of this run (ratio to wasm; wasm/native for native):");
+    let names = ["native", "wasm"]
+        .into_iter()
+        .chain(RegoMode::ALL.map(RegoMode::name))
+        .chain(["cedar"]);
+    for name in names {
+        if let Some(ns) = median_ns(name, since) {
+            let ratio = if name == "native" {
+                wasm / ns
+            } else {
+                ns / wasm
+            };
+            println!("  {name:<24} {ns:>12.1} ns  {ratio:>7.2}x");
+        }
+    }
+}
+
+fn main() {
+    let since = SystemTime::now();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratios(since);
+}

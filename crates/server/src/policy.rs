@@ -1,0 +1,299 @@
+//! The policy lifecycle over HTTP (admin token): activate, roll back,
+//! shadow, inspect; and the decision log.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use quota_host::lifecycle::{Accepted, Rejected};
+use quota_host::{CacheOutcome, Engine};
+use quota_store::{DecisionFilter, PolicyEvent, SqliteStore};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{Admin, Query};
+
+/// Largest policy component accepted, in bytes.
+pub const POLICY_LIMIT: usize = 16 << 20;
+
+/// The actor recorded for admin-token changes.
+const ADMIN_ACTOR: &str = "admin";
+
+type JsonResponse = Result<axum::Json<Value>, ApiError>;
+
+impl From<Rejected> for ApiError {
+    fn from(rejected: Rejected) -> Self {
+        let mut error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_rejected",
+            rejected.to_string(),
+        );
+        error.body["error"]["stage"] = json!(rejected.stage.as_str());
+        error.body["error"]["sha256"] = json!(rejected.sha256);
+        error
+    }
+}
+
+fn accepted_json(accepted: &Accepted) -> Value {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    json!({
+        "sha256": accepted.sha256,
+        "cache": match accepted.cache { CacheOutcome::Hit => "hit", CacheOutcome::Miss => "miss" },
+        "load_ms": ms(accepted.load_time),
+        "self_test_ms": ms(accepted.self_test_time),
+        "total_ms": ms(accepted.total_time),
+        "self_test": {
+            "cases": accepted.self_test.cases,
+            "not_run": accepted.self_test.not_run,
+            "differs_from_reference": accepted.self_test.differs_from_reference,
+            "examples": accepted.self_test.examples,
+        },
+    })
+}
+
+/// The lifecycle's state as JSON.
+fn state_json(state: &AppState, engine: &Engine<SqliteStore>) -> Result<Value, ApiError> {
+    let recorded = state.lifecycle().state(engine)?;
+    let event = |e: &Option<PolicyEvent>| e.as_ref().map(PolicyEvent::to_json);
+    Ok(json!({
+        "active": {
+            "sha256": engine.policy().sha256(),
+            "since": event(&recorded.active),
+        },
+        "previous": recorded.previous,
+        "shadow": engine.shadow().map(|s| json!({
+            "sha256": s.sha256(),
+            "since": event(&recorded.shadow),
+        })),
+        "last_load_error": event(&recorded.last_rejection),
+        "history": recorded.history.iter().map(PolicyEvent::to_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// A component in the body: `application/wasm` or `application/octet-stream`;
+/// one over [`POLICY_LIMIT`] gives 413 with the usual error body.
+fn component(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("a policy component may have at most {POLICY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError::invalid(rejection.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(essence, "application/wasm" | "application/octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the component's bytes as `application/wasm` (or `application/octet-stream`)",
+        ));
+    }
+    if body.is_empty() {
+        return Err(ApiError::invalid("the body must be a component, not empty"));
+    }
+    Ok(body.to_vec())
+}
+
+/// Where the policy lifecycle stands: active, previous, shadow, last load error, recent events.
+#[utoipa::path(get, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
+    responses((status = 200, description = "The lifecycle's state")))]
+async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    let s = state.clone();
+    state
+        .blocking(move |engine| Ok(axum::Json(state_json(&s, engine)?)))
+        .await
+}
+
+/// Activate a policy component: compile, type-check against the world, self-test with the conformance corpus, then swap atomically. Any failure leaves the active policy in place.
+#[utoipa::path(post, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
+    responses((status = 200, description = "Active, with the self-test report"),
+              (status = 422, description = "`policy_rejected`, with the stage", body = crate::ops::ErrorBody)))]
+async fn post_policy(
+    State(state): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> JsonResponse {
+    install(state, &headers, body, Install::Activate).await
+}
+
+/// Which slot an upload goes to.
+#[derive(Debug, Clone, Copy)]
+enum Install {
+    Activate,
+    Shadow,
+}
+
+/// An upload through every stage into `slot`; the answer reports it and
+/// the lifecycle's state after.
+async fn install(
+    state: AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    slot: Install,
+) -> JsonResponse {
+    let bytes = component(headers, body)?;
+    let s = state.clone();
+    state
+        .blocking(move |engine| {
+            let lifecycle = s.lifecycle();
+            let (key, accepted) = match slot {
+                Install::Activate => (
+                    "activated",
+                    lifecycle.activate(engine, ADMIN_ACTOR, &bytes)?,
+                ),
+                Install::Shadow => ("shadow", lifecycle.set_shadow(engine, ADMIN_ACTOR, &bytes)?),
+            };
+            Ok(axum::Json(json!({
+                key: accepted_json(&accepted),
+                "policy": state_json(&s, engine)?,
+            })))
+        })
+        .await
+}
+
+/// Make the previous policy active again (the most recently active one other than the current).
+#[utoipa::path(post, path = "/admin/policy/rollback", tag = "policy", security(("bearer" = [])),
+    responses((status = 200, description = "Rolled back"),
+              (status = 409, description = "No previous policy", body = crate::ops::ErrorBody)))]
+async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    let s = state.clone();
+    state
+        .blocking(move |engine| {
+            let accepted = s
+                .lifecycle()
+                .rollback(engine, ADMIN_ACTOR)?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        "there is no previous policy to roll back to",
+                    )
+                })?;
+            Ok(axum::Json(json!({
+                "activated": accepted_json(&accepted),
+                "policy": state_json(&s, engine)?,
+            })))
+        })
+        .await
+}
+
+/// Set a shadow policy: evaluated beside the active one on every decision, divergences counted and logged, never obeyed. Same stages as an activation.
+#[utoipa::path(post, path = "/admin/policy/shadow", tag = "policy", security(("bearer" = [])),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
+    responses((status = 200, description = "Shadowing"),
+              (status = 422, description = "`policy_rejected`", body = crate::ops::ErrorBody)))]
+async fn post_shadow(
+    State(state): State<AppState>,
+    _: Admin,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> JsonResponse {
+    install(state, &headers, body, Install::Shadow).await
+}
+
+/// Clear the shadow policy.
+#[utoipa::path(delete, path = "/admin/policy/shadow", tag = "policy", security(("bearer" = [])),
+    responses((status = 200, description = "`cleared` says whether one was set")))]
+async fn delete_shadow(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    let s = state.clone();
+    state
+        .blocking(move |engine| {
+            let cleared = s.lifecycle().clear_shadow(engine, ADMIN_ACTOR)?;
+            Ok(axum::Json(json!({ "cleared": cleared })))
+        })
+        .await
+}
+
+/// Filters of the decision log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionQuery {
+    /// Only this user's decisions.
+    user_id: Option<String>,
+    /// Only this entitlement's.
+    entitlement_key: Option<String>,
+    /// Only this status (`allow`, `allow_grace`, `warn_only`, `block`).
+    status: Option<String>,
+    /// Only decisions where the shadow policy diverged.
+    #[serde(default)]
+    diverged: bool,
+    /// Only entries with a smaller id (the next page).
+    before_id: Option<i64>,
+    /// At most this many (1-1000, default 100).
+    limit: Option<usize>,
+}
+
+/// The decision log, newest first: each enforce decision's input, output, policy and shadow verdict.
+#[utoipa::path(get, path = "/admin/decisions", tag = "policy", params(DecisionQuery), security(("bearer" = [])),
+    responses((status = 200, description = "Entries, newest first")))]
+async fn decisions(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(query): Query<DecisionQuery>,
+) -> JsonResponse {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
+    }
+    if let Some(status) = &query.status
+        && !matches!(
+            status.as_str(),
+            "allow" | "allow_grace" | "warn_only" | "block"
+        )
+    {
+        return Err(ApiError::invalid(
+            "`status` must be allow, allow_grace, warn_only or block",
+        ));
+    }
+    let filter = DecisionFilter {
+        user_id: query.user_id,
+        entitlement_key: query.entitlement_key,
+        status: query.status,
+        diverged: query.diverged,
+        before_id: query.before_id,
+        limit,
+    };
+    let s = state.clone();
+    state
+        .blocking(move |engine| {
+            let entries = match s.decision_log() {
+                Some(log) => {
+                    log.flush(std::time::Duration::from_secs(5));
+                    log.store().decisions(&filter)?
+                }
+                None => engine.store().decisions(&filter)?,
+            };
+            Ok(axum::Json(json!({
+                "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+            })))
+        })
+        .await
+}
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(get_policy, post_policy))
+        .routes(routes!(post_shadow, delete_shadow))
+        .layer(DefaultBodyLimit::max(POLICY_LIMIT));
+    OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(rollback))
+        .routes(routes!(decisions))
+}

@@ -1,0 +1,348 @@
+//! The policy lifecycle over a SQLite store: activate an uploaded policy
+//! after compiling, type-checking and self-testing it; roll back; set or
+//! clear a shadow policy; restore all of it at start.
+//!
+//! Every change is recorded in the store (the component's bytes and an
+//! event) before the engine switches, so the active policy survives a
+//! restart. Changes are serialized; decisions are not held up by them.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use quota_store::{PolicyAction, PolicyState, SqliteStore};
+
+use crate::cache::{ArtifactCache, CacheOutcome};
+use crate::engine::Engine;
+use crate::error::LoadError;
+use crate::module::{PolicyModule, sha256_hex};
+use crate::runtime::Runtime;
+use crate::selftest::{SelfTestReport, self_test};
+
+/// The stage an upload failed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The bytes are not a component wasmtime can compile.
+    Compile,
+    /// A component, but not the policy world (wrong exports, imports, types).
+    Interface,
+    /// It loads but failed the self-test.
+    SelfTest,
+    /// It passed, but recording it failed; nothing changed.
+    Store,
+}
+
+impl Stage {
+    /// `compile`, `interface`, `self_test` or `store`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Compile => "compile",
+            Stage::Interface => "interface",
+            Stage::SelfTest => "self_test",
+            Stage::Store => "store",
+        }
+    }
+}
+
+/// Why an upload (or rollback) was refused. The active policy stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy rejected at the {} stage: {message}", stage.as_str())]
+pub struct Rejected {
+    /// Where it failed.
+    pub stage: Stage,
+    /// Why.
+    pub message: String,
+    /// The uploaded component's sha256.
+    pub sha256: String,
+}
+
+/// A policy that passed every stage and is now in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Its sha256.
+    pub sha256: String,
+    /// What the self-test found.
+    pub self_test: SelfTestReport,
+    /// Whether a precompiled artifact was used.
+    pub cache: CacheOutcome,
+    /// Time to compile (or load the artifact) and type-check.
+    pub load_time: Duration,
+    /// Time for the self-test.
+    pub self_test_time: Duration,
+    /// From receiving the bytes to the switch.
+    pub total_time: Duration,
+}
+
+/// Policy changes for one engine over SQLite.
+#[derive(Debug)]
+pub struct Lifecycle {
+    runtime: Runtime,
+    cache: Option<ArtifactCache>,
+    changing: Mutex<()>,
+}
+
+/// Policy events listed in [`Lifecycle::state`].
+const HISTORY: usize = 20;
+
+impl Lifecycle {
+    /// Changes policies loaded by `runtime`, with precompiled artifacts in
+    /// `cache` when given.
+    pub fn new(runtime: Runtime, cache: Option<ArtifactCache>) -> Self {
+        Lifecycle {
+            runtime,
+            cache,
+            changing: Mutex::new(()),
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Loads `bytes` (through the cache when there is one).
+    pub fn load(&self, bytes: &[u8]) -> Result<(PolicyModule, CacheOutcome), LoadError> {
+        match &self.cache {
+            Some(cache) => self.runtime.load_cached(bytes, cache),
+            None => self.runtime.load(bytes).map(|m| (m, CacheOutcome::Miss)),
+        }
+    }
+
+    /// Compile, type-check, self-test: a policy fit to decide.
+    fn vet(&self, bytes: &[u8]) -> Result<(PolicyModule, Accepted), Rejected> {
+        let started = Instant::now();
+        let sha256 = sha256_hex(bytes);
+        let reject = |stage, message: String| Rejected {
+            stage,
+            message,
+            sha256: sha256.clone(),
+        };
+        let (module, cache) = self.load(bytes).map_err(|e| match e {
+            LoadError::Invalid(_) | LoadError::Engine(_) => reject(Stage::Compile, e.to_string()),
+            LoadError::Imports(_) | LoadError::WrongWorld { .. } | LoadError::Start(_) => {
+                reject(Stage::Interface, e.to_string())
+            }
+        })?;
+        let load_time = started.elapsed();
+        let test_started = Instant::now();
+        let report = self_test(&module).map_err(|e| reject(Stage::SelfTest, e.to_string()))?;
+        let accepted = Accepted {
+            sha256: sha256.clone(),
+            self_test: report,
+            cache,
+            load_time,
+            self_test_time: test_started.elapsed(),
+            total_time: Duration::ZERO,
+        };
+        Ok((module, accepted))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record_rejection(engine: &Engine<SqliteStore>, actor: &str, rejected: &Rejected) {
+        let detail = format!("{}: {}", rejected.stage.as_str(), rejected.message);
+        let recorded = engine.store().record_policy_event(
+            actor,
+            PolicyAction::Reject,
+            Some(&rejected.sha256),
+            None,
+            &detail,
+            engine.now_ms(),
+        );
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record a rejected policy");
+        }
+        tracing::warn!(sha256 = %rejected.sha256, stage = rejected.stage.as_str(), reason = %rejected.message, "policy upload rejected");
+    }
+
+    /// Vets `bytes` and, if they pass, records them and makes them the
+    /// engine's active policy (`shadow`: the shadow policy instead).
+    fn install(
+        &self,
+        engine: &Engine<SqliteStore>,
+        actor: &str,
+        bytes: &[u8],
+        action: PolicyAction,
+    ) -> Result<Accepted, Rejected> {
+        let started = Instant::now();
+        let _changing = self.lock();
+        let (module, mut accepted) = self.vet(bytes).inspect_err(|rejected| {
+            Self::record_rejection(engine, actor, rejected);
+        })?;
+        let store_failed = |e: quota_store::StoreError| Rejected {
+            stage: Stage::Store,
+            message: e.to_string(),
+            sha256: accepted.sha256.clone(),
+        };
+        Self::ensure_recorded(engine).map_err(store_failed)?;
+        let detail = format!(
+            "self-test: {} cases, {} differ from the reference",
+            accepted.self_test.cases, accepted.self_test.differs_from_reference
+        );
+        engine
+            .store()
+            .record_policy_event(
+                actor,
+                action,
+                Some(&accepted.sha256),
+                Some(bytes),
+                &detail,
+                engine.now_ms(),
+            )
+            .map_err(store_failed)?;
+        if action == PolicyAction::Shadow {
+            engine.set_shadow(Some(module));
+        } else {
+            engine.activate(module);
+        }
+        accepted.total_time = started.elapsed();
+        Ok(accepted)
+    }
+
+    /// Activates an uploaded component: compile, type-check against the
+    /// world, self-test, record, switch. Any failure leaves the active
+    /// policy in place and is recorded as the last load error.
+    pub fn activate(
+        &self,
+        engine: &Engine<SqliteStore>,
+        actor: &str,
+        bytes: &[u8],
+    ) -> Result<Accepted, Rejected> {
+        self.install(engine, actor, bytes, PolicyAction::Activate)
+    }
+
+    /// Sets an uploaded component as the shadow policy, after the same
+    /// stages as an activation.
+    pub fn set_shadow(
+        &self,
+        engine: &Engine<SqliteStore>,
+        actor: &str,
+        bytes: &[u8],
+    ) -> Result<Accepted, Rejected> {
+        self.install(engine, actor, bytes, PolicyAction::Shadow)
+    }
+
+    /// Clears the shadow policy; false when none was set.
+    pub fn clear_shadow(
+        &self,
+        engine: &Engine<SqliteStore>,
+        actor: &str,
+    ) -> Result<bool, quota_store::StoreError> {
+        let _changing = self.lock();
+        if engine.shadow().is_none() {
+            return Ok(false);
+        }
+        engine.store().record_policy_event(
+            actor,
+            PolicyAction::ClearShadow,
+            None,
+            None,
+            "",
+            engine.now_ms(),
+        )?;
+        engine.set_shadow(None);
+        Ok(true)
+    }
+
+    /// Makes the previous policy active again. `Ok(None)` when there is no
+    /// previous policy to go back to.
+    pub fn rollback(
+        &self,
+        engine: &Engine<SqliteStore>,
+        actor: &str,
+    ) -> Result<Option<Accepted>, Rejected> {
+        let started = Instant::now();
+        let _changing = self.lock();
+        let store_failed = |e: quota_store::StoreError| Rejected {
+            stage: Stage::Store,
+            message: e.to_string(),
+            sha256: String::new(),
+        };
+        let state = engine.store().policy_state(0).map_err(store_failed)?;
+        let Some(previous) = state.previous else {
+            return Ok(None);
+        };
+        let bytes = engine
+            .store()
+            .policy_component(&previous)
+            .map_err(store_failed)?
+            .ok_or_else(|| Rejected {
+                stage: Stage::Store,
+                message: format!("the component {previous} is no longer stored"),
+                sha256: previous.clone(),
+            })?;
+        let (module, mut accepted) = self.vet(&bytes).inspect_err(|rejected| {
+            Self::record_rejection(engine, actor, rejected);
+        })?;
+        engine
+            .store()
+            .record_policy_event(
+                actor,
+                PolicyAction::Rollback,
+                Some(&previous),
+                None,
+                "",
+                engine.now_ms(),
+            )
+            .map_err(store_failed)?;
+        engine.activate(module);
+        accepted.total_time = started.elapsed();
+        Ok(Some(accepted))
+    }
+
+    /// Records the engine's current policy as active when the store has
+    /// no active policy yet (a fresh database), so that the first upload
+    /// can be rolled back to it.
+    fn ensure_recorded(engine: &Engine<SqliteStore>) -> Result<(), quota_store::StoreError> {
+        if engine.store().policy_state(0)?.active.is_some() {
+            return Ok(());
+        }
+        let current = engine.policy();
+        engine.store().record_policy_event(
+            "system",
+            PolicyAction::Activate,
+            Some(current.sha256()),
+            Some(current.bytes()),
+            "the policy in place when the lifecycle started",
+            engine.now_ms(),
+        )?;
+        Ok(())
+    }
+
+    /// Puts the recorded active and shadow policies in place (at start);
+    /// on a fresh database, records the engine's current policy as active.
+    /// Returns the active policy's sha256.
+    pub fn restore(&self, engine: &Engine<SqliteStore>) -> Result<String, String> {
+        let _changing = self.lock();
+        Self::ensure_recorded(engine).map_err(|e| e.to_string())?;
+        let state = engine.store().policy_state(0).map_err(|e| e.to_string())?;
+        let load = |sha256: &str| -> Result<PolicyModule, String> {
+            let bytes = engine
+                .store()
+                .policy_component(sha256)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the recorded policy {sha256} is not stored"))?;
+            self.load(&bytes)
+                .map(|(module, _)| module)
+                .map_err(|e| format!("the recorded policy {sha256} does not load: {e}"))
+        };
+        if let Some(shadow) = state.shadow.as_ref().and_then(|e| e.sha256.as_deref()) {
+            engine.set_shadow(Some(load(shadow)?));
+        }
+        if let Some(active) = state.active.as_ref().and_then(|e| e.sha256.as_deref())
+            && active != engine.policy().sha256()
+        {
+            engine.activate(load(active)?);
+        }
+        Ok(engine.policy().sha256().to_owned())
+    }
+
+    /// Where the lifecycle stands, with the last events.
+    pub fn state(
+        &self,
+        engine: &Engine<SqliteStore>,
+    ) -> Result<PolicyState, quota_store::StoreError> {
+        engine.store().policy_state(HISTORY)
+    }
+}
