@@ -12,6 +12,11 @@
 //!   calls, replaced after any trap and after a bounded number of calls, and
 //!   checks every decision against the contract's invariants, so a broken
 //!   policy fails with an error, never a silent allow.
+//! - [`ArtifactCache`] keeps precompiled artifacts, so loading a known
+//!   component again skips compilation ([`Runtime::load_cached`]).
+//! - [`Engine`] enforces quotas over a store; [`lifecycle::Lifecycle`]
+//!   activates, rolls back and shadows its policy at runtime after a
+//!   [`selftest`]; [`engine::log::DecisionLog`] records its decisions.
 //!
 //! ```
 //! use quota_host::{Limits, Runtime};

@@ -26,7 +26,7 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 50 ms per call (a decision takes well under a microsecond), 1 ms
+    /// 50 ms per call (a decision takes about a microsecond), 1 ms
     /// ticks, 16 MiB of memory, 512 KiB of stack, 100 000 calls per instance.
     fn default() -> Self {
         Limits {

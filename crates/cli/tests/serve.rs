@@ -374,6 +374,13 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli() {
     assert_eq!(active_sha256(&server.addr), percent);
     terminate(server);
 
+    // The database commands decide with the active policy too: percent
+    // grace blocks where the reference would still admit on grace.
+    let (code, _) = quota_cli(&[
+        "--db", db_arg, "draft", "create", "--user", "alice", "--title", "cli",
+    ]);
+    assert_eq!(code, 3);
+
     // A restart keeps the active policy; rollback restores the reference.
     let server = start(&db);
     let url = format!("http://{}", server.addr);

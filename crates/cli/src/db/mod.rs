@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use quota_host::Engine;
+use quota_host::{Engine, Limits, Runtime};
 use quota_store::SqliteStore;
 use serde_json::Value;
 
@@ -24,7 +24,8 @@ pub struct DbArgs {
     /// Who is acting, for the audit log.
     #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
     actor: String,
-    /// A policy component to decide with; default: the built-in reference policy.
+    /// A policy component to decide with; default: the policy last activated
+    /// in the database (by the service), else the built-in reference policy.
     #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
 }
@@ -40,8 +41,23 @@ impl DbArgs {
     }
 
     fn engine(&self) -> anyhow::Result<Engine<SqliteStore>> {
-        let policy = crate::policy::load_policy(self.policy.as_deref())?;
-        Ok(Engine::new(self.store()?, policy))
+        let store = self.store()?;
+        let recorded = match &self.policy {
+            Some(_) => None,
+            None => store.policy_state(0)?.active.and_then(|event| event.sha256),
+        };
+        let policy = match recorded {
+            Some(sha256) => {
+                let bytes = store
+                    .policy_component(&sha256)?
+                    .with_context(|| format!("the active policy {sha256} is not stored"))?;
+                Runtime::new(Limits::default())?
+                    .load(&bytes)
+                    .with_context(|| format!("cannot load the active policy {sha256}"))?
+            }
+            None => crate::policy::load_policy(self.policy.as_deref())?,
+        };
+        Ok(Engine::new(store, policy))
     }
 }
 
