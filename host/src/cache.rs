@@ -153,7 +153,7 @@ impl Runtime {
         let sha256 = sha256_hex(bytes);
         let name = ArtifactCache::name(self, &sha256);
         if let Some(component) = cache.read(&name).and_then(|a| deserialize(self, &a)) {
-            let module = PolicyModule::from_component(self, component, bytes)?;
+            let module = PolicyModule::from_component(self, component, bytes, sha256)?;
             return Ok((module, CacheOutcome::Hit));
         }
         let component = crate::inspect::compile_component(self, bytes)?;
@@ -165,7 +165,7 @@ impl Runtime {
             }
             Err(e) => tracing::warn!(error = %e, "cannot serialize a compiled policy"),
         }
-        let module = PolicyModule::from_component(self, component, bytes)?;
+        let module = PolicyModule::from_component(self, component, bytes, sha256)?;
         Ok((module, CacheOutcome::Miss))
     }
 }

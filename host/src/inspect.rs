@@ -47,7 +47,7 @@ pub(crate) fn compile(
     bytes: &[u8],
 ) -> Result<(Component, ComponentInfo), LoadError> {
     let component = compile_component(runtime, bytes)?;
-    let info = describe(runtime, &component, bytes);
+    let info = describe(runtime, &component, bytes, sha256_hex(bytes));
     Ok((component, info))
 }
 
@@ -56,8 +56,14 @@ pub(crate) fn compile_component(runtime: &Runtime, bytes: &[u8]) -> Result<Compo
     Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 
-/// What a compiled component is; `bytes` are the component it came from.
-pub(crate) fn describe(runtime: &Runtime, component: &Component, bytes: &[u8]) -> ComponentInfo {
+/// What a compiled component is; `bytes` are the component it came from
+/// and `sha256` their hash (computed once by the caller).
+pub(crate) fn describe(
+    runtime: &Runtime,
+    component: &Component,
+    bytes: &[u8],
+    sha256: String,
+) -> ComponentInfo {
     let engine = &runtime.engine;
     let ty = component.component_type();
     let imports = ty
@@ -85,7 +91,7 @@ pub(crate) fn describe(runtime: &Runtime, component: &Component, bytes: &[u8]) -
         }
     }
     ComponentInfo {
-        sha256: sha256_hex(bytes),
+        sha256,
         size_bytes: bytes.len(),
         package,
         exports,

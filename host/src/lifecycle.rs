@@ -110,11 +110,11 @@ impl Lifecycle {
     /// Compile, type-check, self-test: a policy fit to decide.
     fn vet(&self, bytes: &[u8]) -> Result<(PolicyModule, Accepted), Rejected> {
         let started = Instant::now();
-        let sha256 = sha256_hex(bytes);
+        // The hash names a rejected upload; an accepted one has it already.
         let reject = |stage, message: String| Rejected {
             stage,
             message,
-            sha256: sha256.clone(),
+            sha256: sha256_hex(bytes),
         };
         let (module, cache) = self.load(bytes).map_err(|e| match e {
             LoadError::Invalid(_) | LoadError::Engine(_) => reject(Stage::Compile, e.to_string()),
@@ -126,7 +126,7 @@ impl Lifecycle {
         let test_started = Instant::now();
         let report = self_test(&module).map_err(|e| reject(Stage::SelfTest, e.to_string()))?;
         let accepted = Accepted {
-            sha256: sha256.clone(),
+            sha256: module.sha256().to_owned(),
             self_test: report,
             cache,
             load_time,

@@ -51,16 +51,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl PolicyModule {
     pub(crate) fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
         let component = inspect::compile_component(runtime, bytes)?;
-        Self::from_component(runtime, component, bytes)
+        Self::from_component(runtime, component, bytes, sha256_hex(bytes))
     }
 
-    /// Checks a compiled component (from `bytes`) as a policy.
+    /// Checks a compiled component (from `bytes`, whose hash is `sha256`)
+    /// as a policy.
     pub(crate) fn from_component(
         runtime: &Runtime,
         component: Component,
         bytes: &[u8],
+        sha256: String,
     ) -> Result<Self, LoadError> {
-        let info = inspect::describe(runtime, &component, bytes);
+        let info = inspect::describe(runtime, &component, bytes, sha256);
         if !info.imports.is_empty() {
             return Err(LoadError::Imports(info.imports));
         }

@@ -535,28 +535,24 @@ fn shadow_verdict(shadow: &Loaded, input: &DecisionInput, active: &Outcome) -> S
     };
     let evaluated = evaluator.evaluate(input);
     shadow.give_back(evaluator);
-    let quota_policy_core::json::Evaluated::Decision(decision, key) = &evaluated else {
-        let mut value = evaluated.to_value();
-        let why = value
-            .pointer_mut("/error/message")
-            .map(serde_json::Value::take)
-            .and_then(|m| m.as_str().map(str::to_owned))
-            .unwrap_or_else(|| value.to_string());
-        return ShadowVerdict::Failed(why);
-    };
-    let without_reason = |d: &Decision, key: &UsageKeyInfo| {
-        let mut value = quota_policy_core::json::DecisionJson::new(d, key).to_value();
-        if let Some(map) = value.as_object_mut() {
-            map.remove("reason");
+    let (mut decision, key) = match evaluated {
+        quota_policy_core::json::Evaluated::Decision(decision, key) => (decision, key),
+        quota_policy_core::json::Evaluated::PolicyError(e) => {
+            return ShadowVerdict::Failed(e.message);
         }
-        value
+        quota_policy_core::json::Evaluated::Unavailable(why) => {
+            return ShadowVerdict::Failed(why);
+        }
     };
-    let theirs = without_reason(decision, key);
-    if theirs == without_reason(&active.decision, &active.usage_key) {
+    // Compared as values with the active reason in place of theirs; the
+    // JSON is built only for a divergence.
+    let reason = std::mem::replace(&mut decision.reason, active.decision.reason.clone());
+    if key == active.usage_key && decision == active.decision {
         ShadowVerdict::Same
     } else {
+        decision.reason = reason;
         ShadowVerdict::Diverged(
-            quota_policy_core::json::DecisionJson::new(decision, key).to_value(),
+            quota_policy_core::json::DecisionJson::new(&decision, &key).to_value(),
         )
     }
 }
