@@ -27,6 +27,7 @@ lint: toolchain
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p quota-policy --target $(GUEST_TARGET) -- -D warnings
 	$(CARGO) clippy --locked -p quota-percent-grace-policy --target $(GUEST_TARGET) -- -D warnings
+	$(CARGO) clippy --locked -p quota-floor-policy --target $(GUEST_TARGET) -- -D warnings
 
 # The conformance corpus through the real binary and the built-in component;
 # the example policy's own cases through its component.

@@ -3,7 +3,8 @@
 pub mod inputs;
 pub mod peers;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use quota_host::{Engine, Evaluator, Limits, Runtime};
 use quota_policy_core::DecisionInput;
@@ -35,6 +36,29 @@ pub fn engine(store: SqliteStore) -> Result<Engine<SqliteStore>, Box<dyn std::er
     let runtime = Runtime::new(Limits::default())?;
     let policy = runtime.load(quota_reference_policy::COMPONENT)?;
     Ok(Engine::new(store, policy))
+}
+
+/// The benchmark fixture `benches/floor` as a component: the policy
+/// contract with a `decide` that does no work, and calls of other shapes
+/// (`benches/floor/wit/floor.wit`).
+pub const FLOOR_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/floor-policy.wasm"));
+
+/// Criterion's median for `<group>/<name>` in nanoseconds, if this run
+/// measured it (its estimate was written at or after `since`).
+pub fn criterion_median_ns(group: &str, name: &str, since: SystemTime) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join(format!("criterion/{group}/{name}/new/estimates.json"));
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    if !fresh {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
 }
 
 /// An evaluator (one live instance) of the reference policy component.

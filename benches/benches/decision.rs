@@ -23,7 +23,6 @@
 )]
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group};
@@ -103,21 +102,8 @@ fn decision(c: &mut Criterion) {
 
 criterion_group!(benches, decision);
 
-/// Criterion's median for `decision/<name>`, if it was measured by this run.
 fn median_ns(name: &str, since: SystemTime) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join(format!("criterion/decision/{name}/new/estimates.json"));
-    let fresh = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= since);
-    if !fresh {
-        return None;
-    }
-    let text = std::fs::read_to_string(&path).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
+    quota_benches::criterion_median_ns("decision", name, since)
 }
 
 /// The medians of this run side by side, with the ratios BENCHMARKS.md reports.

@@ -87,6 +87,14 @@ impl Runtime {
         Ok(Runtime { engine, limits })
     }
 
+    /// The wasmtime engine policies are compiled for, with its
+    /// configuration, for a host that runs other components beside them the
+    /// same way (a store made on it needs an epoch deadline: the engine
+    /// interrupts on epochs).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// The limits every call runs under.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -11,8 +11,9 @@
 //! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`.
 //!
 //! As the component itself (`export` on `wasm32`), it allocates from a bump
-//! arena that starts over after every call (`src/arena.rs`); wrapping guests
-//! keep the default allocator.
+//! arena that starts over after every call ([`arena`]); a wrapping guest
+//! picks its own allocator and may install the same one:
+//! `#[global_allocator] static A: quota_policy::arena::Arena = quota_policy::arena::Arena::new();`
 
 #![deny(unsafe_code)]
 
@@ -26,15 +27,11 @@ pub mod bindings {
     });
 }
 
-#[cfg(any(
-    test,
-    all(
-        target_arch = "wasm32",
-        not(target_feature = "atomics"),
-        feature = "export"
-    )
-))]
-mod arena;
+/// The bump arena allocator, for any single-threaded guest: this crate
+/// installs it when it is the component, and a guest that wraps it can
+/// install it too.
+#[cfg(any(test, all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+pub mod arena;
 
 // Only where this crate is the component (`export`) and single-threaded: a
 // guest that wraps this crate is the final artifact and picks its own

@@ -9,9 +9,19 @@ use crate::{Decision, LimitSource, Status, UNLIMITED};
 #[derive(Debug, Default)]
 pub(crate) struct Text(String);
 
+/// The longest text [`sentence`] adds to the key: five 20-character
+/// numbers and the longest wording (a warning on a limit with nothing
+/// configured would be shorter). Room for it up front means the sentence is
+/// built in one allocation.
+const SENTENCE_ROOM: usize = 224;
+
 impl Text {
     pub(crate) fn new() -> Self {
-        Text(String::with_capacity(96))
+        Text::with_capacity(96)
+    }
+
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Text(String::with_capacity(capacity))
     }
 
     pub(crate) fn push(&mut self, s: &str) -> &mut Self {
@@ -19,24 +29,26 @@ impl Text {
         self
     }
 
+    /// Appends `n` in decimal: the digits are written back to front into a
+    /// buffer and appended in one piece.
     pub(crate) fn num(&mut self, n: i64) -> &mut Self {
-        if n < 0 {
-            self.0.push('-');
-        }
-        let mut digits = [0u8; 20];
-        let mut len = 0;
+        let mut buf = [b'-'; 20];
+        let mut start = buf.len();
         let mut rest = n.unsigned_abs();
         loop {
-            digits[len] = b'0' + (rest % 10) as u8;
-            len += 1;
+            start -= 1;
+            buf[start] = b'0' + (rest % 10) as u8;
             rest /= 10;
             if rest == 0 {
                 break;
             }
         }
-        for &d in digits[..len].iter().rev() {
-            self.0.push(char::from(d));
+        if n < 0 {
+            self.0.push('-');
         }
+        // ASCII digits only, so this never takes the empty default.
+        self.0
+            .push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
         self
     }
 
@@ -56,7 +68,7 @@ fn source_words(source: LimitSource) -> &'static str {
 
 /// One sentence naming the key and the numbers of `d`.
 pub(crate) fn sentence(key: &str, d: &Decision) -> String {
-    let mut t = Text::new();
+    let mut t = Text::with_capacity(key.len().saturating_add(SENTENCE_ROOM));
     t.push(key).push(": usage ").num(d.usage).push(" + ");
     t.num(d.requested)
         .push(" requested = ")
@@ -94,7 +106,50 @@ pub(crate) fn sentence(key: &str, d: &Decision) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Text;
+    use super::{SENTENCE_ROOM, Text, sentence};
+    use crate::{Decision, LimitSource, Status};
+
+    /// The longest numbers in every wording still fit the room reserved up
+    /// front, so building a sentence never reallocates.
+    #[test]
+    fn the_longest_sentences_fit_the_room_reserved() {
+        let key = "k";
+        for status in [
+            Status::Allow,
+            Status::AllowGrace,
+            Status::WarnOnly,
+            Status::Block,
+        ] {
+            for limit_source in [
+                LimitSource::Override,
+                LimitSource::Plan,
+                LimitSource::Default,
+                LimitSource::None,
+            ] {
+                let d = Decision {
+                    status,
+                    limit: i64::MIN,
+                    limit_source,
+                    override_applied: false,
+                    override_expired: false,
+                    usage: i64::MIN,
+                    requested: i64::MIN,
+                    projected_usage: i64::MIN,
+                    overage: i64::MIN,
+                    enforced: true,
+                    grace_to_consume: 0,
+                    grace_remaining: i64::MIN,
+                    reason: String::new(),
+                };
+                let s = sentence(key, &d);
+                assert!(
+                    s.len() <= key.len() + SENTENCE_ROOM,
+                    "{} bytes: {s}",
+                    s.len()
+                );
+            }
+        }
+    }
 
     #[test]
     fn num_writes_extremes_and_zero() {

@@ -14,18 +14,27 @@ fn non_empty(field: &str, value: &str) -> Result<(), PolicyError> {
     Ok(())
 }
 
+#[inline]
 fn at_least(field: &str, value: i64, min: i64) -> Result<(), PolicyError> {
     if value < min {
-        let mut msg = Text::new();
-        msg.push("`")
-            .push(field)
-            .push("` must be at least ")
-            .num(min)
-            .push(", got ")
-            .num(value);
-        return Err(PolicyError::invalid_input(msg.finish()));
+        return Err(below(field, value, min));
     }
     Ok(())
+}
+
+/// The error of [`at_least`], out of line: the checks that pass, which is
+/// nearly all of them, stay a compare and a branch.
+#[cold]
+#[inline(never)]
+fn below(field: &str, value: i64, min: i64) -> PolicyError {
+    let mut msg = Text::new();
+    msg.push("`")
+        .push(field)
+        .push("` must be at least ")
+        .num(min)
+        .push(", got ")
+        .num(value);
+    PolicyError::invalid_input(msg.finish())
 }
 
 fn limit(field: &str, value: Option<i64>) -> Result<(), PolicyError> {
