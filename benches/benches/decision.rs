@@ -9,7 +9,10 @@
 //!   style of regorus (interpreter `eval_rule` and `eval_query`,
 //!   `CompiledPolicy`, the RVM bytecode VM);
 //! - `cedar`: the Cedar policy set `benches/policies/quota.cedar`, the status
-//!   read from the determining policies.
+//!   read from the determining policies;
+//! - `wasm_<name>`: any other component listed in `QUOTA_BENCH_COMPONENTS`
+//!   (paths separated by commas), the same way as `wasm`: another build of
+//!   the reference, or a policy of one's own.
 //!
 //! Before anything is timed, every engine decides every input and the run
 //! stops if any disagrees with the native decision. Policies are compiled,
@@ -79,6 +82,16 @@ fn decision(c: &mut Criterion) {
             black_box(evaluator.decide(black_box(input)).unwrap().unwrap())
         })
     });
+    for (name, mut other) in other_components() {
+        group.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                let input = &inputs[i % n];
+                i += 1;
+                black_box(other.decide(black_box(input)).unwrap())
+            })
+        });
+    }
     for mode in RegoMode::ALL {
         group.bench_function(mode.name(), |b| {
             let mut i = 0;
@@ -102,6 +115,41 @@ fn decision(c: &mut Criterion) {
 
 criterion_group!(benches, decision);
 
+/// Names the other components a run compares with the reference.
+const OTHER_COMPONENTS: &str = "QUOTA_BENCH_COMPONENTS";
+
+/// The components listed in `QUOTA_BENCH_COMPONENTS` (paths separated by
+/// commas), e.g. the reference built from another commit or a policy of
+/// one's own: each an evaluator named `wasm_<file stem>`, timed like `wasm`.
+/// Their decisions are not compared with native ones (another policy may
+/// decide differently), but each must decide every input without a trap.
+fn other_components() -> Vec<(String, quota_host::Evaluator)> {
+    let Ok(list) = std::env::var(OTHER_COMPONENTS) else {
+        return Vec::new();
+    };
+    let runtime = quota_host::Runtime::new(quota_host::Limits::default()).unwrap();
+    list.split(',')
+        .filter(|path| !path.is_empty())
+        .map(|path| {
+            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let mut evaluator = runtime
+                .load(&bytes)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .evaluator()
+                .unwrap();
+            for input in quota_benches::inputs::decision_inputs().unwrap() {
+                let _policy_error_or_decision = evaluator
+                    .decide(&input)
+                    .unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+            let stem = std::path::Path::new(path)
+                .file_stem()
+                .map_or_else(|| path.into(), |s| s.to_string_lossy());
+            (format!("wasm_{stem}"), evaluator)
+        })
+        .collect()
+}
+
 fn median_ns(name: &str, since: SystemTime) -> Option<f64> {
     quota_benches::criterion_median_ns("decision", name, since)
 }
@@ -112,8 +160,15 @@ fn print_ratios(since: SystemTime) {
         return;
     };
     println!("\nmedians of this run (ratio to wasm; wasm/native for native):");
+    let others: Vec<String> = std::env::var(OTHER_COMPONENTS)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|path| std::path::Path::new(path).file_stem())
+        .map(|stem| format!("wasm_{}", stem.to_string_lossy()))
+        .collect();
     let names = ["native", "wasm"]
         .into_iter()
+        .chain(others.iter().map(String::as_str))
         .chain(RegoMode::ALL.map(RegoMode::name))
         .chain(["cedar"]);
     for name in names {

@@ -3,11 +3,13 @@
 //!
 //! Every call into the component follows the same pattern: the host
 //! allocates the argument record and its strings (`cabi_realloc`), the export
-//! frees the record, decides (the reason sentence is one more allocation),
-//! drops the input strings, and the post-return function frees the result's
-//! strings. After the post-return nothing is live, so the next call starts
-//! from the beginning of the arena again, and each allocation in between is
-//! a few instructions instead of a trip through dlmalloc's bins.
+//! frees the record, decides (the reason sentence is one more allocation) and
+//! drops the input strings; the result's strings are freed before the export
+//! returns (the reference's hand-written exports copy them into a buffer of
+//! their own, `src/abi.rs`) or by the post-return function (generated
+//! bindings). Then nothing is live, so the next call starts from the
+//! beginning of the arena again, and each allocation in between is a few
+//! instructions instead of a trip through dlmalloc's bins.
 //!
 //! - An allocation is placed at the first suitably aligned offset at or above
 //!   the arena's top, which then moves past it; the top goes back to zero
@@ -27,8 +29,9 @@
 //! The arena is one block of [`ARENA_BYTES`] taken from the system allocator
 //! at the first allocation and never returned. Its bookkeeping is two
 //! counters in atomics, which on `wasm32` without the `atomics` feature are
-//! plain loads and stores: the allocator assumes a single thread, and is
-//! installed only where there is one (see `lib.rs`).
+//! plain loads and stores: the allocator assumes a single thread, and must
+//! be installed only where there is one (`lib.rs` installs it for the
+//! component on `wasm32` without the `atomics` feature).
 //!
 //! All the bookkeeping is safe code, tested natively below; `unsafe` is
 //! confined to the [`GlobalAlloc`] implementation, which touches memory only

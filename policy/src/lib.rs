@@ -5,9 +5,11 @@
 //! decision logic lives in policy-core. Built for `wasm32-unknown-unknown`
 //! and encoded as a component, it imports nothing.
 //!
-//! With the default `export` feature the crate exports [`Reference`] as the
-//! component's implementation. Without it, another guest crate can wrap
-//! [`Reference`] and export itself with
+//! With the default `export` feature the crate is the component: its two
+//! exports are written against the canonical ABI by hand (`src/abi.rs`), so
+//! a call needs no post-return function, and call policy-core directly.
+//! [`Reference`] is the same policy as a generated-bindings implementation:
+//! without `export`, another guest crate can wrap it and export itself with
 //! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`.
 //!
 //! As the component itself (`export` on `wasm32`), it allocates from a bump
@@ -47,14 +49,12 @@ static ALLOCATOR: arena::Arena = arena::Arena::new();
 pub use bindings::exports::quota::policy::engine as wit;
 use quota_policy_core as core;
 
-// Exported only for WebAssembly: the canonical ABI symbol names (with `:`
-// and `/`) cannot be linked into a native shared library.
-#[cfg(all(target_arch = "wasm32", feature = "export"))]
-#[allow(unsafe_code)]
-mod export {
-    use super::{Reference, bindings};
-    bindings::export!(Reference with_types_in bindings);
-}
+// The component's exports, written by hand (no post-return function); only
+// for WebAssembly: the canonical ABI symbol names (with `:` and `/`) cannot
+// be linked into a native shared library. Their layout is tested natively.
+#[cfg(any(test, all(target_arch = "wasm32", feature = "export")))]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod abi;
 
 /// The reference policy.
 #[derive(Debug)]
