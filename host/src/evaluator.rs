@@ -136,7 +136,7 @@ impl Evaluator {
                     .module
                     .pre()
                     .instantiate(&mut store)
-                    .map_err(|e| classify(&store, e, "instantiate"))?;
+                    .map_err(|e| classify(&store, e, Stage::Instantiate))?;
                 Ok(slot.insert(Live {
                     store,
                     policy,
@@ -159,7 +159,7 @@ impl Evaluator {
         match f(&live.policy, &mut live.store) {
             Ok(value) => Ok(value),
             Err(e) => {
-                let err = classify(&live.store, e, "call");
+                let err = classify(&live.store, e, Stage::Call);
                 self.live = None;
                 Err(err)
             }
@@ -228,14 +228,21 @@ impl Evaluator {
     }
 }
 
-fn classify(store: &Store<StoreData>, e: wasmtime::Error, what: &str) -> CallError {
+/// What failed: making the instance, or a call on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Instantiate,
+    Call,
+}
+
+fn classify(store: &Store<StoreData>, e: wasmtime::Error, stage: Stage) -> CallError {
     if store.data().memory_denied {
         return CallError::MemoryCap(store.data().memory_cap);
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Deadline(store.data().deadline),
         Some(trap) => CallError::Trap(trap.to_string()),
-        None if what == "instantiate" => CallError::Instantiate(format!("{e:#}")),
+        None if stage == Stage::Instantiate => CallError::Instantiate(format!("{e:#}")),
         None => CallError::Trap(format!("{e:#}")),
     }
 }

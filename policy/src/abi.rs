@@ -292,11 +292,15 @@ fn keep(fill: impl FnOnce(&mut [u8]), text: String, text_at: usize) -> *mut u8 {
 #[allow(unsafe_code)]
 #[cfg(target_arch = "wasm32")]
 unsafe fn take_string(ptr: usize, len: usize) -> String {
+    if len == 0 {
+        // Nothing was allocated (`cabi_realloc` returns a dangling pointer
+        // for zero bytes), and a host may pass any pointer with no bytes.
+        return String::new();
+    }
     let ptr = ptr as *mut u8;
     // SAFETY: the caller's contract; `cabi_realloc` allocated exactly `len`
-    // bytes with alignment 1 through the global allocator (or returned a
-    // dangling pointer for a length of zero, which a zero-capacity `String`
-    // never frees), so the `String` owns and frees it the same way.
+    // (more than zero) bytes with alignment 1 through the global allocator,
+    // so the `String` owns and frees them the same way.
     unsafe { String::from_raw_parts(ptr, len, len) }
 }
 
