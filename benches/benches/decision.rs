@@ -178,7 +178,7 @@ fn print_ratios(since: SystemTime) {
             } else {
                 ns / wasm
             };
-            println!("  {name:<24} {ns:>12.1} ns  {ratio:>7.2}x");
+            println!("  {name:<32} {ns:>12.1} ns  {ratio:>7.2}x");
         }
     }
 }

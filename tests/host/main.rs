@@ -12,5 +12,6 @@
 mod cache;
 mod differential;
 mod loading;
+mod memory;
 mod percent_grace;
 mod sandbox;
