@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use criterion::{Criterion, criterion_group};
 use quota_benches::peers::{Cedar, Rego, RegoMode};
-use quota_policy_core::Status;
+use quota_policy_core::{DecisionInput, Status};
 
 fn decision(c: &mut Criterion) {
     let inputs = quota_benches::inputs::decision_inputs().unwrap();
@@ -82,7 +82,7 @@ fn decision(c: &mut Criterion) {
             black_box(evaluator.decide(black_box(input)).unwrap().unwrap())
         })
     });
-    for (name, mut other) in other_components() {
+    for (name, mut other) in other_components(&inputs) {
         group.bench_function(name, |b| {
             let mut i = 0;
             b.iter(|| {
@@ -118,34 +118,43 @@ criterion_group!(benches, decision);
 /// Names the other components a run compares with the reference.
 const OTHER_COMPONENTS: &str = "QUOTA_BENCH_COMPONENTS";
 
-/// The components listed in `QUOTA_BENCH_COMPONENTS` (paths separated by
-/// commas), e.g. the reference built from another commit or a policy of
-/// one's own: each an evaluator named `wasm_<file stem>`, timed like `wasm`.
-/// Their decisions are not compared with native ones (another policy may
-/// decide differently), but each must decide every input without a trap.
-fn other_components() -> Vec<(String, quota_host::Evaluator)> {
-    let Ok(list) = std::env::var(OTHER_COMPONENTS) else {
-        return Vec::new();
-    };
-    let runtime = quota_host::Runtime::new(quota_host::Limits::default()).unwrap();
-    list.split(',')
+/// The paths listed in `QUOTA_BENCH_COMPONENTS` (separated by commas),
+/// each with its row's name, `wasm_<file stem>`.
+fn other_paths() -> Vec<(String, String)> {
+    std::env::var(OTHER_COMPONENTS)
+        .unwrap_or_default()
+        .split(',')
         .filter(|path| !path.is_empty())
         .map(|path| {
-            let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let stem = std::path::Path::new(path)
+                .file_stem()
+                .map_or_else(|| path.into(), |s| s.to_string_lossy());
+            (path.to_owned(), format!("wasm_{stem}"))
+        })
+        .collect()
+}
+
+/// The components of [`other_paths`], e.g. the reference built from another
+/// commit or a policy of one's own: each an evaluator, timed like `wasm`.
+/// Their decisions are not compared with native ones (another policy may
+/// decide differently), but each must decide every input without a trap.
+fn other_components(inputs: &[DecisionInput]) -> Vec<(String, quota_host::Evaluator)> {
+    let runtime = quota_host::Runtime::new(quota_host::Limits::default()).unwrap();
+    other_paths()
+        .into_iter()
+        .map(|(path, name)| {
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
             let mut evaluator = runtime
                 .load(&bytes)
                 .unwrap_or_else(|e| panic!("{path}: {e}"))
                 .evaluator()
                 .unwrap();
-            for input in quota_benches::inputs::decision_inputs().unwrap() {
+            for input in inputs {
                 let _policy_error_or_decision = evaluator
-                    .decide(&input)
+                    .decide(input)
                     .unwrap_or_else(|e| panic!("{path}: {e}"));
             }
-            let stem = std::path::Path::new(path)
-                .file_stem()
-                .map_or_else(|| path.into(), |s| s.to_string_lossy());
-            (format!("wasm_{stem}"), evaluator)
+            (name, evaluator)
         })
         .collect()
 }
@@ -160,12 +169,7 @@ fn print_ratios(since: SystemTime) {
         return;
     };
     println!("\nmedians of this run (ratio to wasm; wasm/native for native):");
-    let others: Vec<String> = std::env::var(OTHER_COMPONENTS)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|path| std::path::Path::new(path).file_stem())
-        .map(|stem| format!("wasm_{}", stem.to_string_lossy()))
-        .collect();
+    let others: Vec<String> = other_paths().into_iter().map(|(_, name)| name).collect();
     let names = ["native", "wasm"]
         .into_iter()
         .chain(others.iter().map(String::as_str))
