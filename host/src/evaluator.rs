@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use quota_policy_core::{Decision, DecisionInput, PolicyError, Status, UNLIMITED, UsageKeyInfo};
+use quota_policy_core::{
+    Decision, DecisionInput, LimitSource, MAX_REASON_BYTES, PolicyError, Status, UNLIMITED,
+    UsageKeyInfo,
+};
 use wasmtime::{ResourceLimiter, Store, Trap};
 
 use crate::bindings::{self, Policy};
@@ -14,29 +17,42 @@ use crate::module::PolicyModule;
 /// Most usage keys cached per evaluator before the cache starts over.
 const USAGE_KEY_CACHE_MAX: usize = 1024;
 
+/// Core instances, linear memories and tables one policy instance may
+/// have. A compiled Rust guest has one memory, a few instances and tables;
+/// languages that link several modules need more instances, not more memory.
+const MAX_CORE_INSTANCES: usize = 32;
+const MAX_MEMORIES: usize = 4;
+const MAX_TABLES: usize = 16;
+/// Elements one table may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// Per-instance host state: the memory limiter.
 pub(crate) struct StoreData {
     memory_cap: usize,
     memory_denied: bool,
-    /// Linear memory the instance has, in bytes: every growth allowed so far.
+    /// Linear memory the instance has, in bytes, over all its memories:
+    /// every growth allowed so far.
     memory_bytes: usize,
     deadline: Duration,
 }
 
 impl ResourceLimiter for StoreData {
+    /// The cap is on the sum of every memory of the instance (a component
+    /// may hold several core instances, each with memories of its own).
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let total = self
+            .memory_bytes
+            .saturating_add(desired.saturating_sub(current));
+        if total > self.memory_cap {
             self.memory_denied = true;
             return Ok(false);
         }
-        self.memory_bytes = self
-            .memory_bytes
-            .saturating_add(desired.saturating_sub(current));
+        self.memory_bytes = total;
         Ok(true)
     }
 
@@ -46,7 +62,19 @@ impl ResourceLimiter for StoreData {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -198,7 +226,11 @@ impl Evaluator {
                 check_invariants(input, &decision).map_err(CallError::InvalidDecision)?;
                 Ok(Ok(decision))
             }
-            Err(e) => Ok(Err(bindings::error_from_wit(e))),
+            Err(e) => {
+                let e = bindings::error_from_wit(e);
+                check_error(&e).map_err(CallError::InvalidDecision)?;
+                Ok(Err(e))
+            }
         }
     }
 }
@@ -247,28 +279,61 @@ fn classify(store: &Store<StoreData>, e: wasmtime::Error, stage: Stage) -> CallE
     }
 }
 
-/// The contract's invariants every decision must keep, whatever policy made
-/// it. A decision that breaks one is refused: the request fails closed.
+/// The checks every decision must pass, whatever policy made it: internally
+/// consistent and true to its input. A policy chooses the limit, the grace
+/// and whether enforcement applies; it cannot admit past its own numbers.
+/// A decision that breaks one is refused: the request fails closed. The
+/// list is documented for policy authors in the README ("Writing a policy").
 fn check_invariants(input: &DecisionInput, d: &Decision) -> Result<(), String> {
-    let within = d.limit == UNLIMITED || d.projected_usage <= d.limit;
+    let over = d.limit != UNLIMITED && d.projected_usage > d.limit;
+    let expected_overage = if over {
+        d.projected_usage.saturating_sub(d.limit.max(d.usage))
+    } else {
+        0
+    };
+    let source_override = d.limit_source == LimitSource::Override;
     let broken = if d.usage != input.usage || d.requested != input.requested {
         "usage or requested not echoed"
     } else if d.projected_usage != input.usage.saturating_add(input.requested) {
         "projected_usage is not usage + requested"
     } else if d.limit < UNLIMITED {
         "limit below -1"
-    } else if d.overage < 0 || d.grace_to_consume < 0 || d.grace_remaining < 0 {
-        "negative overage or grace"
+    } else if d.status == Status::Allow && over {
+        "allow beyond the limit"
+    } else if d.status == Status::WarnOnly && (!over || d.enforced) {
+        "warn_only within the limit or while enforced"
+    } else if d.status == Status::AllowGrace
+        && !(over && d.enforced && d.overage > 0 && d.grace_to_consume == d.overage)
+    {
+        "allow_grace within the limit, not enforced, or not consuming its overage as grace"
+    } else if d.status == Status::Block && !(over && d.enforced) {
+        "block within the limit or while not enforced"
+    } else if d.overage != expected_overage {
+        "overage is not projected_usage - max(limit, usage) over a finite limit, 0 within it"
+    } else if d.grace_to_consume < 0 || d.grace_remaining < 0 {
+        "negative grace"
     } else if d.status != Status::AllowGrace && d.grace_to_consume != 0 {
         "grace to consume without allow_grace"
-    } else if d.status == Status::Allow && (!within || d.overage != 0) {
-        "allow beyond the limit"
-    } else if matches!(d.status, Status::AllowGrace | Status::Block) && within {
-        "allow_grace or block within the limit"
+    } else if d.override_applied != source_override {
+        "override_applied disagrees with limit_source"
+    } else if (d.override_applied || d.override_expired) && input.r#override.is_none() {
+        "an override applied or expired that the input does not have"
+    } else if d.override_applied && d.override_expired {
+        "an override both applied and expired"
+    } else if d.reason.len() > MAX_REASON_BYTES {
+        "reason longer than 1024 bytes"
     } else {
         return Ok(());
     };
     Err(broken.to_owned())
+}
+
+/// A policy's error is bounded like a reason.
+fn check_error(e: &PolicyError) -> Result<(), String> {
+    if e.message.len() > MAX_REASON_BYTES {
+        return Err("error message longer than 1024 bytes".to_owned());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -101,19 +101,67 @@ fn a_trap_fails_the_call_and_the_instance_is_replaced() {
     still_serves(&mut evaluator, 2);
 }
 
+/// Every lie of the hostile guest (see its table), told where the
+/// reference blocks, is refused naming the broken rule; the same lie told
+/// for a `liar-` user on an ordinary key too.
 #[test]
 fn impossible_decisions_are_refused() {
     let mut evaluator = hostile(Limits::default());
-    let err = evaluator.decide(&input("hostile.lie-grace")).unwrap_err();
-    assert!(
-        matches!(&err, CallError::InvalidDecision(m) if m.contains("grace")),
-        "{err}"
+    let lies = [
+        ("grace", "grace to consume without allow_grace"),
+        ("allow", "allow beyond the limit"),
+        ("warn", "warn_only within the limit or while enforced"),
+        ("free-grace", "not consuming its overage as grace"),
+        ("no-overage", "not consuming its overage as grace"),
+        (
+            "override",
+            "an override applied or expired that the input does not have",
+        ),
+        ("echo", "usage or requested not echoed"),
+        ("long-reason", "reason longer than 1024 bytes"),
+    ];
+    for (lie, words) in lies {
+        for mut input in [input(&format!("hostile.lie-{lie}")), input("drafts.max")] {
+            if input.entitlement_key == "drafts.max" {
+                input.user_id = format!("liar-{lie}");
+            }
+            let err = evaluator.decide(&input).unwrap_err();
+            assert!(
+                matches!(&err, CallError::InvalidDecision(m) if m.contains(words)),
+                "{lie}: {err}"
+            );
+        }
+    }
+    // Within the limit the same liars tell the truth (or nothing checkable).
+    let mut within = input("drafts.max");
+    within.usage = 0;
+    for lie in ["warn", "free-grace", "no-overage"] {
+        within.user_id = format!("liar-{lie}");
+        let decision = evaluator.decide(&within).unwrap().unwrap();
+        assert_eq!(decision.status, Status::Allow, "{lie}");
+    }
+}
+
+/// Where grace applies, a lie about it is caught as well: `allow_grace`
+/// must consume exactly its overage.
+#[test]
+fn grace_must_be_consumed_as_decided() {
+    let mut evaluator = hostile(Limits::default());
+    let mut graced = input("drafts.max");
+    if let Some(plan) = &mut graced.plan {
+        plan.grace_count = 1;
+    }
+    let decision = evaluator.decide(&graced).unwrap().unwrap();
+    assert_eq!(
+        (decision.status, decision.grace_to_consume),
+        (Status::AllowGrace, 1)
     );
-    let err = evaluator.decide(&input("hostile.lie-allow")).unwrap_err();
-    assert!(
-        matches!(&err, CallError::InvalidDecision(m) if m.contains("allow beyond")),
-        "{err}"
-    );
+    graced.grace_used = 1;
+    graced.user_id = "liar-free-grace".into();
+    assert!(matches!(
+        evaluator.decide(&graced),
+        Err(CallError::InvalidDecision(_))
+    ));
 }
 
 #[test]

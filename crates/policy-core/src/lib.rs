@@ -30,6 +30,7 @@
 //! assert_eq!(decision.grace_remaining, 1);
 //! ```
 
+pub mod names;
 mod reason;
 mod rollout;
 mod usage_key;
@@ -43,6 +44,10 @@ pub use usage_key::{USAGE_KEY_TABLE, usage_key};
 
 /// `-1`: the value that means "unlimited" wherever a limit appears.
 pub const UNLIMITED: i64 = -1;
+
+/// The longest `reason` a host accepts from a policy, in bytes; the
+/// reference's sentence stays within it for any key.
+pub const MAX_REASON_BYTES: usize = 1024;
 
 /// An admin override of one user's limit for one entitlement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,7 +306,10 @@ pub fn decide(input: &DecisionInput) -> Result<Decision, PolicyError> {
         let overage = projected_usage.saturating_sub(resolved.limit.max(input.usage));
         if !enforced {
             (Status::WarnOnly, overage, 0)
-        } else if overage <= grace_available {
+        } else if overage > 0 && overage <= grace_available {
+            // An overage of 0 beyond the limit means usage is already at
+            // the 64-bit maximum: nothing more can be counted, so an
+            // enforced request blocks rather than taking grace for nothing.
             (Status::AllowGrace, overage, overage)
         } else {
             (Status::Block, overage, 0)

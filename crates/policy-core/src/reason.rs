@@ -66,10 +66,32 @@ fn source_words(source: LimitSource) -> &'static str {
     }
 }
 
+/// The most of the key a sentence names; a longer key is cut at a
+/// character boundary and marked with `…`, so that every sentence stays
+/// within [`crate::MAX_REASON_BYTES`] whatever the key.
+const KEY_ROOM: usize = 256;
+
+/// `key`, or its first [`KEY_ROOM`] bytes (at a character boundary) and `…`.
+fn key_words(key: &str) -> (&str, &'static str) {
+    if key.len() <= KEY_ROOM {
+        return (key, "");
+    }
+    let mut end = KEY_ROOM;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&key[..end], "…")
+}
+
 /// One sentence naming the key and the numbers of `d`.
 pub(crate) fn sentence(key: &str, d: &Decision) -> String {
-    let mut t = Text::with_capacity(key.len().saturating_add(SENTENCE_ROOM));
-    t.push(key).push(": usage ").num(d.usage).push(" + ");
+    let (key, cut) = key_words(key);
+    let mut t = Text::with_capacity(key.len() + cut.len() + SENTENCE_ROOM);
+    t.push(key)
+        .push(cut)
+        .push(": usage ")
+        .num(d.usage)
+        .push(" + ");
     t.num(d.requested)
         .push(" requested = ")
         .num(d.projected_usage);
@@ -106,8 +128,26 @@ pub(crate) fn sentence(key: &str, d: &Decision) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{SENTENCE_ROOM, Text, sentence};
-    use crate::{Decision, LimitSource, Status};
+    use super::{KEY_ROOM, SENTENCE_ROOM, Text, sentence};
+    use crate::{Decision, LimitSource, MAX_REASON_BYTES, Status};
+
+    fn decision(status: Status, limit_source: LimitSource, n: i64) -> Decision {
+        Decision {
+            status,
+            limit: n,
+            limit_source,
+            override_applied: false,
+            override_expired: false,
+            usage: n,
+            requested: n,
+            projected_usage: n,
+            overage: n,
+            enforced: true,
+            grace_to_consume: 0,
+            grace_remaining: n,
+            reason: String::new(),
+        }
+    }
 
     /// The longest numbers in every wording still fit the room reserved up
     /// front, so building a sentence never reallocates.
@@ -126,28 +166,34 @@ mod tests {
                 LimitSource::Default,
                 LimitSource::None,
             ] {
-                let d = Decision {
-                    status,
-                    limit: i64::MIN,
-                    limit_source,
-                    override_applied: false,
-                    override_expired: false,
-                    usage: i64::MIN,
-                    requested: i64::MIN,
-                    projected_usage: i64::MIN,
-                    overage: i64::MIN,
-                    enforced: true,
-                    grace_to_consume: 0,
-                    grace_remaining: i64::MIN,
-                    reason: String::new(),
-                };
-                let s = sentence(key, &d);
+                let s = sentence(key, &decision(status, limit_source, i64::MIN));
                 assert!(
                     s.len() <= key.len() + SENTENCE_ROOM,
                     "{} bytes: {s}",
                     s.len()
                 );
             }
+        }
+    }
+
+    /// A key of any length gives a sentence within the bound a host
+    /// enforces: a long key is cut at a character boundary.
+    #[test]
+    fn a_long_key_is_cut_and_the_sentence_stays_bounded() {
+        let d = decision(Status::Block, LimitSource::Plan, i64::MIN);
+        let exact = "k".repeat(KEY_ROOM);
+        assert!(sentence(&exact, &d).starts_with(&format!("{exact}: usage")));
+        for key in [
+            "k".repeat(300_000),
+            "ü".repeat(200),
+            format!("k{}", "ü".repeat(200)),
+        ] {
+            let s = sentence(&key, &d);
+            assert!(s.len() <= MAX_REASON_BYTES, "{} bytes", s.len());
+            let (head, _) = s
+                .split_once("…: usage")
+                .unwrap_or_else(|| unreachable!("{s}"));
+            assert!(key.starts_with(head) && head.len() > KEY_ROOM - 4, "{s}");
         }
     }
 

@@ -156,6 +156,9 @@ fn arithmetic_saturates_at_the_i64_maximum() {
     i.requested = i64::MAX;
     let d = decide(&i).unwrap();
     assert_eq!((d.projected_usage, d.overage), (i64::MAX, 0));
+    // Usage at the maximum cannot grow: an enforced request blocks
+    // instead of taking grace for an overage of 0.
+    assert_eq!((d.status, d.grace_to_consume), (Status::Block, 0));
     i.usage = 0;
     plan(&mut i).grace_count = i64::MAX;
     let d = decide(&i).unwrap();
