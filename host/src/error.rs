@@ -11,6 +11,10 @@ pub enum LoadError {
     /// The bytes are not a valid WebAssembly component.
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
+    /// The component breaks the compile budget: compiling it would take
+    /// too long, so it is refused before compiling.
+    #[error("the component would take too long to compile: {0}")]
+    TooCostly(String),
     /// The component imports something; a policy must import nothing.
     #[error("the component imports {}; a policy must import nothing", .0.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))]
     Imports(Vec<String>),

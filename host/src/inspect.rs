@@ -51,8 +51,9 @@ pub(crate) fn compile(
     Ok((component, info))
 }
 
-/// Compiles `bytes` as a component.
+/// Compiles `bytes` as a component, if it keeps the compile budget.
 pub(crate) fn compile_component(runtime: &Runtime, bytes: &[u8]) -> Result<Component, LoadError> {
+    crate::budget::check(bytes, &runtime.limits.compile).map_err(LoadError::TooCostly)?;
     Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 

@@ -45,6 +45,7 @@
 //! ```
 
 mod bindings;
+mod budget;
 mod cache;
 pub mod engine;
 mod error;
@@ -55,6 +56,7 @@ mod module;
 mod runtime;
 pub mod selftest;
 
+pub use budget::CompileBudget;
 pub use cache::{ArtifactCache, CacheOutcome};
 pub use engine::{
     Checked, DecisionRecord, DecisionSink, EnforceError, Enforced, Engine, FailMode, Outcome,

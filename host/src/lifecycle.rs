@@ -4,9 +4,15 @@
 //!
 //! Every change is recorded in the store (the component's bytes and an
 //! event) before the engine switches, so the active policy survives a
-//! restart. Changes are serialized; decisions are not held up by them.
+//! restart. Decisions are not held up by changes.
+//!
+//! One upload (or rollback) is compiled and self-tested at a time: a second
+//! one meanwhile is refused with [`ChangeError::Busy`] rather than queued
+//! behind a compile that cannot be cancelled. Compiling happens outside the
+//! lock that serializes recording and switching, so clearing the shadow or
+//! reading the state never waits for a compile.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use quota_store::{PolicyAction, PolicyState, SqliteStore};
@@ -16,7 +22,7 @@ use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::module::{PolicyModule, sha256_hex};
 use crate::runtime::Runtime;
-use crate::selftest::{SelfTestReport, self_test};
+use crate::selftest::{self, SelfTestReport, self_test_within};
 
 /// The stage an upload failed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +61,17 @@ pub struct Rejected {
     pub sha256: String,
 }
 
+/// Why a change did not happen. The active policy stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// Another upload or rollback is being compiled and self-tested.
+    #[error("another policy ({0}) is being compiled and self-tested; try again when it is done")]
+    Busy(String),
+    /// The component failed a stage.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+}
+
 /// A policy that passed every stage and is now in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -77,7 +94,20 @@ pub struct Accepted {
 pub struct Lifecycle {
     runtime: Runtime,
     cache: Option<ArtifactCache>,
+    /// The sha256 of the component being compiled and self-tested, if any.
+    vetting: Mutex<Option<String>>,
+    /// Held while a change is recorded and the engine switches.
     changing: Mutex<()>,
+    self_test_budget: Duration,
+}
+
+/// The right to vet a component, released when dropped.
+struct Vetting<'a>(&'a Mutex<Option<String>>);
+
+impl Drop for Vetting<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 /// Policy events listed in [`Lifecycle::state`].
@@ -90,8 +120,34 @@ impl Lifecycle {
         Lifecycle {
             runtime,
             cache,
+            vetting: Mutex::new(None),
             changing: Mutex::new(()),
+            self_test_budget: selftest::BUDGET,
         }
+    }
+
+    /// Gives every self-test `budget` instead of [`selftest::BUDGET`].
+    pub fn with_self_test_budget(mut self, budget: Duration) -> Self {
+        self.self_test_budget = budget;
+        self
+    }
+
+    /// The sha256 of the component being compiled and self-tested now, if any.
+    pub fn vetting(&self) -> Option<String> {
+        self.vetting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes the right to vet `sha256`, or says who has it.
+    fn start_vetting(&self, sha256: &str) -> Result<Vetting<'_>, ChangeError> {
+        let mut vetting = self.vetting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(other) = vetting.as_ref() {
+            return Err(ChangeError::Busy(other.clone()));
+        }
+        *vetting = Some(sha256.to_owned());
+        Ok(Vetting(&self.vetting))
     }
 
     /// The runtime.
@@ -117,14 +173,17 @@ impl Lifecycle {
             sha256: sha256_hex(bytes),
         };
         let (module, cache) = self.load(bytes).map_err(|e| match e {
-            LoadError::Invalid(_) | LoadError::Engine(_) => reject(Stage::Compile, e.to_string()),
+            LoadError::Invalid(_) | LoadError::TooCostly(_) | LoadError::Engine(_) => {
+                reject(Stage::Compile, e.to_string())
+            }
             LoadError::Imports(_) | LoadError::WrongWorld { .. } | LoadError::Start(_) => {
                 reject(Stage::Interface, e.to_string())
             }
         })?;
         let load_time = started.elapsed();
         let test_started = Instant::now();
-        let report = self_test(&module).map_err(|e| reject(Stage::SelfTest, e.to_string()))?;
+        let report = self_test_within(&module, self.self_test_budget)
+            .map_err(|e| reject(Stage::SelfTest, e.to_string()))?;
         let accepted = Accepted {
             sha256: module.sha256().to_owned(),
             self_test: report,
@@ -136,7 +195,7 @@ impl Lifecycle {
         Ok((module, accepted))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn lock(&self) -> MutexGuard<'_, ()> {
         self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -164,12 +223,13 @@ impl Lifecycle {
         actor: &str,
         bytes: &[u8],
         action: PolicyAction,
-    ) -> Result<Accepted, Rejected> {
+    ) -> Result<Accepted, ChangeError> {
         let started = Instant::now();
-        let _changing = self.lock();
+        let _vetting = self.start_vetting(&sha256_hex(bytes))?;
         let (module, mut accepted) = self.vet(bytes).inspect_err(|rejected| {
             Self::record_rejection(engine, actor, rejected);
         })?;
+        let _changing = self.lock();
         let store_failed = |e: quota_store::StoreError| Rejected {
             stage: Stage::Store,
             message: e.to_string(),
@@ -208,7 +268,7 @@ impl Lifecycle {
         engine: &Engine<SqliteStore>,
         actor: &str,
         bytes: &[u8],
-    ) -> Result<Accepted, Rejected> {
+    ) -> Result<Accepted, ChangeError> {
         self.install(engine, actor, bytes, PolicyAction::Activate)
     }
 
@@ -219,7 +279,7 @@ impl Lifecycle {
         engine: &Engine<SqliteStore>,
         actor: &str,
         bytes: &[u8],
-    ) -> Result<Accepted, Rejected> {
+    ) -> Result<Accepted, ChangeError> {
         self.install(engine, actor, bytes, PolicyAction::Shadow)
     }
 
@@ -251,9 +311,8 @@ impl Lifecycle {
         &self,
         engine: &Engine<SqliteStore>,
         actor: &str,
-    ) -> Result<Option<Accepted>, Rejected> {
+    ) -> Result<Option<Accepted>, ChangeError> {
         let started = Instant::now();
-        let _changing = self.lock();
         let store_failed = |e: quota_store::StoreError| Rejected {
             stage: Stage::Store,
             message: e.to_string(),
@@ -263,6 +322,7 @@ impl Lifecycle {
         let Some(previous) = state.previous else {
             return Ok(None);
         };
+        let _vetting = self.start_vetting(&previous)?;
         let bytes = engine
             .store()
             .policy_component(&previous)
@@ -275,6 +335,7 @@ impl Lifecycle {
         let (module, mut accepted) = self.vet(&bytes).inspect_err(|rejected| {
             Self::record_rejection(engine, actor, rejected);
         })?;
+        let _changing = self.lock();
         engine
             .store()
             .record_policy_event(

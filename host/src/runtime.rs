@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, OptLevel};
 
+use crate::budget::CompileBudget;
 use crate::error::LoadError;
 use crate::module::PolicyModule;
 
@@ -23,11 +24,14 @@ pub struct Limits {
     /// Calls after which an instance is discarded for a fresh one, so that
     /// guest heap growth cannot accumulate.
     pub calls_per_instance: u64,
+    /// What a component may hold to be compiled at all.
+    pub compile: CompileBudget,
 }
 
 impl Default for Limits {
     /// 50 ms per call (a decision takes about a microsecond), 1 ms
-    /// ticks, 16 MiB of memory, 512 KiB of stack, 100 000 calls per instance.
+    /// ticks, 16 MiB of memory over all of an instance's memories, 512 KiB
+    /// of stack, 100 000 calls per instance, the default compile budget.
     fn default() -> Self {
         Limits {
             call_deadline: Duration::from_millis(50),
@@ -35,6 +39,7 @@ impl Default for Limits {
             memory_bytes: 16 << 20,
             stack_bytes: 512 << 10,
             calls_per_instance: 100_000,
+            compile: CompileBudget::default(),
         }
     }
 }

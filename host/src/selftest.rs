@@ -10,7 +10,12 @@
 //!   that breaks the contract's invariants;
 //! - an error for an input the contract calls valid, or a decision for one
 //!   it calls invalid;
-//! - a different answer the second time for the same input.
+//! - a different answer the second time for the same input;
+//! - taking longer than its budget in all (each call has its own deadline
+//!   too, but a policy just under it on every call would hold an upload
+//!   for minutes).
+
+use std::time::{Duration, Instant};
 
 use quota_policy_core::json::{CaseFile, Evaluated, input_from_value, mismatches};
 use serde_json::Value;
@@ -76,8 +81,23 @@ pub struct SelfTestFailure {
 /// How many differing case names a report keeps.
 const EXAMPLES: usize = 5;
 
-/// Runs the corpus through `module`; stops at the first failure.
+/// The time a self-test may take in all by default: the reference takes
+/// about a millisecond.
+pub const BUDGET: Duration = Duration::from_secs(2);
+
+/// Runs the corpus through `module` within [`BUDGET`]; stops at the first
+/// failure.
 pub fn self_test(module: &PolicyModule) -> Result<SelfTestReport, SelfTestFailure> {
+    self_test_within(module, BUDGET)
+}
+
+/// [`self_test`] within `budget`: past it, the self-test fails at the case
+/// it had reached.
+pub fn self_test_within(
+    module: &PolicyModule,
+    budget: Duration,
+) -> Result<SelfTestReport, SelfTestFailure> {
+    let started = Instant::now();
     let fail = |case: &str, reason: String| SelfTestFailure {
         case: case.to_owned(),
         reason,
@@ -103,6 +123,12 @@ pub fn self_test(module: &PolicyModule) -> Result<SelfTestReport, SelfTestFailur
                     }
                     continue;
                 };
+                if started.elapsed() > budget {
+                    return Err(fail(
+                        &case.name,
+                        format!("the self-test took longer than its budget of {budget:?}"),
+                    ));
+                }
                 let expects_error = case.expect.contains_key("error");
                 let evaluated = evaluator.evaluate(&input);
                 let output = evaluated.to_value();

@@ -113,3 +113,68 @@ fn processes_racing_one_limit_admit_exactly_limit_plus_grace() {
     assert_eq!((admitted, blocked), (55, 345));
     assert_exactly_limit_plus_grace(&store);
 }
+
+/// A blocked request in a group commit is answered only once the group it
+/// read from is durable. Here the group fails to commit (as on a full
+/// disk): the usage that blocked the request never became true, so the
+/// engine decides again, from committed state, and admits it.
+#[test]
+fn a_block_read_from_a_group_that_failed_is_decided_again() {
+    use std::time::{Duration, Instant};
+
+    use quota_store::{GroupCommit, QuotaStore, QuotaTx, SqliteOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        group_commit: GroupCommit {
+            max_members: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join("quota.db"), options).unwrap();
+    plan_with_user(&store, "free", 1, 0, true, "racer");
+    // Rows checked only at COMMIT: one makes its group's commit fail.
+    store
+        .write(|tx| {
+            Ok(tx.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE orphan (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )?)
+        })
+        .unwrap();
+    let engine =
+        quota_host::Engine::new(store.clone(), quota_tests::reference().clone()).with_clock(|| T0);
+
+    // A writer in the group uses up the limit, then dooms the group.
+    let mut a = store.begin_write().unwrap();
+    a.add_usage("racer", "drafts.created", 1).unwrap();
+    a.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
+        .unwrap();
+    thread::scope(|s| {
+        let b = s.spawn(|| engine.create_draft("racer", "second writer"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.write_stats().writers < 2 {
+            assert!(Instant::now() < deadline, "the request never queued");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let a_result = a.commit();
+        assert!(
+            matches!(a_result, Err(quota_store::StoreError::Commit(_))),
+            "{a_result:?}"
+        );
+        let enforced = b.join().unwrap().unwrap();
+        assert_eq!(enforced.outcome.decision.usage, 0);
+    });
+    let metrics = engine.metrics().snapshot();
+    assert_eq!(
+        (
+            metrics.count(quota_policy_core::Status::Block),
+            metrics.count(quota_policy_core::Status::Allow)
+        ),
+        (1, 1),
+        "decided twice: blocked on the doomed group's usage, then admitted"
+    );
+    assert_eq!(usage(&store, "racer", "drafts.created"), 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM drafts"), 1);
+}

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use quota_host::lifecycle::{Accepted, Rejected};
+use quota_host::lifecycle::{Accepted, ChangeError, Rejected};
 use quota_host::{CacheOutcome, Engine};
 use quota_store::{DecisionFilter, PolicyEvent, SqliteStore};
 use serde::Deserialize;
@@ -35,6 +35,17 @@ impl From<Rejected> for ApiError {
         error.body["error"]["stage"] = json!(rejected.stage.as_str());
         error.body["error"]["sha256"] = json!(rejected.sha256);
         error
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Busy(_) => {
+                ApiError::new(StatusCode::CONFLICT, "upload_in_progress", e.to_string())
+            }
+            ChangeError::Rejected(rejected) => rejected.into(),
+        }
     }
 }
 
@@ -70,6 +81,7 @@ fn state_json(state: &AppState, engine: &Engine<SqliteStore>) -> Result<Value, A
             "since": event(&recorded.shadow),
         })),
         "last_load_error": event(&recorded.last_rejection),
+        "vetting": state.lifecycle().vetting(),
         "history": recorded.history.iter().map(PolicyEvent::to_json).collect::<Vec<_>>(),
     }))
 }
@@ -109,7 +121,7 @@ fn component(
     Ok(body.to_vec())
 }
 
-/// Where the policy lifecycle stands: active, previous, shadow, last load error, recent events.
+/// Where the policy lifecycle stands: active, previous, shadow, last load error, the upload being compiled (`vetting`), recent events.
 #[utoipa::path(get, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "The lifecycle's state")))]
 async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse {
@@ -123,6 +135,7 @@ async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse {
 #[utoipa::path(post, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
     responses((status = 200, description = "Active, with the self-test report"),
+              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::ops::ErrorBody),
               (status = 422, description = "`policy_rejected`, with the stage", body = crate::ops::ErrorBody)))]
 async fn post_policy(
     State(state): State<AppState>,
@@ -171,7 +184,7 @@ async fn install(
 /// Make the previous policy active again (the most recently active one other than the current).
 #[utoipa::path(post, path = "/admin/policy/rollback", tag = "policy", security(("bearer" = [])),
     responses((status = 200, description = "Rolled back"),
-              (status = 409, description = "No previous policy", body = crate::ops::ErrorBody)))]
+              (status = 409, description = "`conflict`: no previous policy; `upload_in_progress`: an upload is being compiled", body = crate::ops::ErrorBody)))]
 async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
     let s = state.clone();
     state
@@ -198,6 +211,7 @@ async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
 #[utoipa::path(post, path = "/admin/policy/shadow", tag = "policy", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
     responses((status = 200, description = "Shadowing"),
+              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::ops::ErrorBody),
               (status = 422, description = "`policy_rejected`", body = crate::ops::ErrorBody)))]
 async fn post_shadow(
     State(state): State<AppState>,

@@ -18,10 +18,25 @@ use rusqlite::Connection;
 
 use crate::error::StoreError;
 
-/// A batch commits when this many members have kept their work ...
-const MAX_MEMBERS: usize = 256;
-/// ... or when it has been open this long, even if writers keep arriving.
-const MAX_AGE: Duration = Duration::from_millis(4);
+/// When a batch commits although writers are still waiting for it: the
+/// bounds that keep a steady stream of writers from holding every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// A batch commits once this many members have kept their work ...
+    pub max_members: usize,
+    /// ... or once it has been open this long.
+    pub max_age: Duration,
+}
+
+impl Default for GroupCommit {
+    /// 256 members or 4 ms.
+    fn default() -> Self {
+        GroupCommit {
+            max_members: 256,
+            max_age: Duration::from_millis(4),
+        }
+    }
+}
 
 /// The savepoint each write transaction works in.
 const SAVEPOINT: &str = "quota_tx";
@@ -77,6 +92,7 @@ pub struct WriteStats {
 /// The writer connection and the batch it is in.
 #[derive(Debug, Default)]
 pub(crate) struct Writer {
+    limits: GroupCommit,
     state: Mutex<State>,
     /// The writer connection was put back.
     freed: Condvar,
@@ -93,6 +109,14 @@ pub(crate) struct Held {
 }
 
 impl Writer {
+    /// A writer whose batches commit within `limits`.
+    pub(crate) fn new(limits: GroupCommit) -> Self {
+        Writer {
+            limits,
+            ..Writer::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -179,7 +203,26 @@ impl Writer {
             return Err(e.into());
         }
         let Held { conn, result } = held;
-        let mut state = self.put_back(conn, true);
+        let state = self.put_back(conn, true);
+        self.settle(state, &result)
+    }
+
+    /// Undoes the transaction's work, then waits for the batch it read
+    /// from: `Ok` once that batch committed (what the transaction saw is
+    /// durable), [`StoreError::Commit`] when it failed (what it saw may
+    /// never have been true; decide again).
+    pub(crate) fn abandon(&self, held: Held) -> Result<(), StoreError> {
+        let result = held.result.clone();
+        let state = self.undo(held);
+        self.settle(state, &result)
+    }
+
+    /// Waits, with the state locked, until `result` is known.
+    fn settle(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        result: &BatchResult,
+    ) -> Result<(), StoreError> {
         loop {
             if let Some(outcome) = result.0.get() {
                 return outcome.clone().map_err(StoreError::Commit);
@@ -191,8 +234,13 @@ impl Writer {
         }
     }
 
-    /// Undoes the transaction's work; the rest of its batch is unaffected.
+    /// Undoes the transaction's work without waiting; the rest of its batch
+    /// is unaffected.
     pub(crate) fn rollback(&self, held: Held) {
+        drop(self.undo(held));
+    }
+
+    fn undo(&self, held: Held) -> MutexGuard<'_, State> {
         let undone = held
             .conn
             .execute_batch(&format!("ROLLBACK TO {SAVEPOINT}; RELEASE {SAVEPOINT}"));
@@ -208,7 +256,7 @@ impl Writer {
                 self.settled.notify_all();
             }
         }
-        drop(self.put_back(held.conn, false));
+        self.put_back(held.conn, false)
     }
 
     /// Leaves the writer connection; commits the batch first if this was
@@ -222,7 +270,9 @@ impl Writer {
                 if kept {
                     batch.members += 1;
                 }
-                nobody_waits || batch.members >= MAX_MEMBERS || batch.started.elapsed() >= MAX_AGE
+                nobody_waits
+                    || batch.members >= self.limits.max_members
+                    || batch.started.elapsed() >= self.limits.max_age
             }
             None => false,
         };

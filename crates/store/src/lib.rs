@@ -34,7 +34,7 @@ mod web;
 pub use admin::PlanChange;
 pub use domain::DomainTx;
 pub use error::StoreError;
-pub use group::WriteStats;
+pub use group::{GroupCommit, WriteStats};
 pub use model::{
     AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, QuotaState, Segment, User,
 };
@@ -87,4 +87,13 @@ pub trait QuotaTx {
 
     /// Commits. Until then nothing the transaction did is visible.
     fn commit(self) -> Result<(), StoreError>;
+
+    /// Ends the transaction keeping nothing, and returns once what it read
+    /// is durable. Where transactions commit in groups, it may have read
+    /// work of others that is not committed yet: then it waits for their
+    /// commit, and [`StoreError::Commit`] says that commit failed, so an
+    /// answer based on what it read (a block, a conflict) may be wrong and
+    /// the caller decides again. Dropping a transaction rolls back without
+    /// waiting.
+    fn rollback(self) -> Result<(), StoreError>;
 }

@@ -10,7 +10,7 @@ use quota_policy_core::{Override, PlanInfo};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::group::{Held, WriteStats, Writer};
+use crate::group::{GroupCommit, Held, WriteStats, Writer};
 use crate::model::QuotaState;
 use crate::schema::MIGRATIONS;
 use crate::{QuotaStore, QuotaTx};
@@ -36,6 +36,8 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// Idle connections kept for reuse.
     pub max_idle: usize,
+    /// When a group of write transactions commits.
+    pub group_commit: GroupCommit,
 }
 
 impl Default for SqliteOptions {
@@ -44,6 +46,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(10),
             max_idle: 16,
+            group_commit: GroupCommit::default(),
         }
     }
 }
@@ -125,7 +128,7 @@ impl SqliteStore {
                 path: path.as_ref().to_path_buf(),
                 options,
                 idle: Mutex::new(Vec::new()),
-                writer: Writer::default(),
+                writer: Writer::new(options.group_commit),
             }),
         };
         let mut conn = store.new_connection()?;
@@ -367,6 +370,20 @@ impl QuotaTx for SqliteTx {
                 row.get(0)
             })?,
         )
+    }
+
+    fn rollback(mut self) -> Result<(), StoreError> {
+        match &mut self.kind {
+            TxKind::Write(held) => match held.take() {
+                Some(held) => self.store.writer.abandon(held),
+                None => Ok(()),
+            },
+            TxKind::Read(conn, open) => {
+                *open = false;
+                conn.execute_batch("ROLLBACK")?;
+                Ok(())
+            }
+        }
     }
 
     fn commit(mut self) -> Result<(), StoreError> {

@@ -13,13 +13,33 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use quota_store::{QuotaStore, QuotaTx, SqliteStore, WriteStats};
+use quota_store::{
+    GroupCommit, QuotaStore, QuotaTx, SqliteOptions, SqliteStore, StoreError, WriteStats,
+};
 use rusqlite::Connection;
 
+/// A store whose groups commit only when their last member leaves (no
+/// size or age bound), so that a test decides who is in a group and a
+/// slow machine cannot close a group early.
 fn store(dir: &Path) -> SqliteStore {
-    let store = SqliteStore::open(dir.join("quota.db")).unwrap();
+    let options = SqliteOptions {
+        group_commit: GroupCommit {
+            max_members: usize::MAX,
+            max_age: Duration::from_secs(3600),
+        },
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.join("quota.db"), options).unwrap();
+    // `orphan` rows name a `parent` checked only at COMMIT: a group with
+    // one fails to commit, as a full disk would make it fail.
     store
-        .write(|tx| Ok(tx.execute_batch("CREATE TABLE scratch (v INTEGER PRIMARY KEY)")?))
+        .write(|tx| {
+            Ok(tx.execute_batch(
+                "CREATE TABLE scratch (v INTEGER PRIMARY KEY);
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE orphan (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )?)
+        })
         .unwrap();
     store
 }
@@ -170,4 +190,67 @@ fn concurrent_writers_lose_nothing_and_keep_nothing_rolled_back() {
     assert_eq!(after.writers, 0);
     assert_eq!(after.transactions - before.transactions, 8 * 66);
     assert!(after.commits - before.commits <= after.transactions - before.transactions);
+}
+
+/// A member that keeps nothing (a blocked decision) may still have read
+/// the group's uncommitted work. `rollback` returns only once that work is
+/// durable, and says so; if the group's commit fails, it says that instead,
+/// so the member decides again rather than answer from work that is gone.
+fn abandoned_member(group_fails: bool) -> (Result<(), StoreError>, Result<(), StoreError>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let a = store.begin_write().unwrap();
+    insert(&a, 1);
+    if group_fails {
+        a.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
+            .unwrap();
+    }
+    let (b_read, b_read_rx) = mpsc::channel();
+    let b_store = store.clone();
+    let b = thread::spawn(move || {
+        let b = b_store.begin_write().unwrap();
+        let seen: i64 = b
+            .query_row("SELECT count(*) FROM scratch", [], |r| r.get(0))
+            .unwrap();
+        b_read.send(seen).unwrap();
+        b.rollback()
+    });
+    wait_for_writers(&store, 2);
+    let a_result = a.commit();
+    // B read A's work before it was committed: that is why it must wait.
+    assert_eq!(b_read_rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
+    let b_result = b.join().unwrap();
+    let expected: Vec<i64> = if group_fails { vec![] } else { vec![1] };
+    assert_eq!(committed_rows(store.path()), expected);
+    assert_eq!(store.write_stats().writers, 0);
+    (a_result, b_result)
+}
+
+#[test]
+fn a_member_that_keeps_nothing_waits_for_the_group_and_hears_it_committed() {
+    let (a, b) = abandoned_member(false);
+    assert!(a.is_ok(), "{a:?}");
+    assert!(b.is_ok(), "{b:?}");
+}
+
+#[test]
+fn a_member_that_keeps_nothing_hears_when_the_group_it_read_from_failed() {
+    let (a, b) = abandoned_member(true);
+    assert!(matches!(a, Err(StoreError::Commit(_))), "{a:?}");
+    assert!(matches!(b, Err(StoreError::Commit(_))), "{b:?}");
+}
+
+/// The next group after a failed one is a fresh transaction.
+#[test]
+fn a_failed_group_leaves_the_writer_ready_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let tx = store.begin_write().unwrap();
+    tx.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
+        .unwrap();
+    assert!(matches!(tx.commit(), Err(StoreError::Commit(_))));
+    let tx = store.begin_write().unwrap();
+    insert(&tx, 5);
+    tx.commit().unwrap();
+    assert_eq!(committed_rows(store.path()), vec![5]);
 }

@@ -39,7 +39,7 @@ where
         &self,
         user_id: &str,
         title: &str,
-        after: impl FnOnce(&mut S::Tx, &Outcome, &Draft) -> Result<(), StoreError>,
+        mut after: impl FnMut(&mut S::Tx, &Outcome, &Draft) -> Result<(), StoreError>,
     ) -> DomainResult<Draft> {
         let now = self.now_ms();
         self.enforce(&QuotaRequest::new(user_id, DRAFTS, 1), |tx, outcome| {
@@ -66,7 +66,7 @@ where
         user_id: &str,
         draft_id: i64,
         body: &str,
-        after: impl FnOnce(&mut S::Tx, &Outcome, &Segment) -> Result<(), StoreError>,
+        mut after: impl FnMut(&mut S::Tx, &Outcome, &Segment) -> Result<(), StoreError>,
     ) -> DomainResult<Segment> {
         let now = self.now_ms();
         self.enforce_with(
@@ -135,7 +135,7 @@ where
         &self,
         invite_id: i64,
         invitee_id: &str,
-        after: impl FnOnce(&mut S::Tx, &Outcome, &Invite) -> Result<(), StoreError>,
+        mut after: impl FnMut(&mut S::Tx, &Outcome, &Invite) -> Result<(), StoreError>,
     ) -> DomainResult<Invite> {
         let now = self.now_ms();
         self.enforce_with(

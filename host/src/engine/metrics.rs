@@ -127,9 +127,27 @@ impl MetricsSnapshot {
     }
 }
 
+/// The key label of decisions on keys the store does not configure for
+/// the user (no plan limit, default or override): any key a user sends
+/// would otherwise become a label of its own.
+pub const OTHER_KEY: &str = "other";
+
 impl Metrics {
-    pub(crate) fn record(&self, outcome: &Outcome, mode: Mode, latency: Duration) {
+    /// Counts a decision; `configured` says whether the store names its key
+    /// for the user (else it is counted under [`OTHER_KEY`]).
+    pub(crate) fn record(
+        &self,
+        outcome: &Outcome,
+        configured: bool,
+        mode: Mode,
+        latency: Duration,
+    ) {
         {
+            let key = if configured {
+                outcome.entitlement_key.as_str()
+            } else {
+                OTHER_KEY
+            };
             let mut decisions = self
                 .decisions
                 .lock()
@@ -138,9 +156,9 @@ impl Metrics {
                 Some(by_key) => by_key,
                 None => decisions.entry(outcome.plan_id.clone()).or_default(),
             };
-            let counts = match by_key.get_mut(&outcome.entitlement_key) {
+            let counts = match by_key.get_mut(key) {
                 Some(counts) => counts,
-                None => by_key.entry(outcome.entitlement_key.clone()).or_default(),
+                None => by_key.entry(key.to_owned()).or_default(),
             };
             counts[mode.offset() + status_index(outcome.decision.status)] += 1;
         }

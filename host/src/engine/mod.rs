@@ -5,11 +5,12 @@ mod domain;
 mod error;
 pub mod log;
 pub mod metrics;
+mod throttle;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyInfo};
+use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyInfo, names};
 use quota_store::{QuotaStore, QuotaTx};
 
 pub use error::{EnforceError, QuotaExceeded};
@@ -215,6 +216,9 @@ pub struct Engine<S: QuotaStore> {
     metrics: Arc<Metrics>,
     clock: Clock,
     fail_mode: FailMode,
+    /// Keys without an explicit usage counter are warned about at most
+    /// this often: a user can send any key to a soft check.
+    fallback_warnings: throttle::Throttle,
 }
 
 impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
@@ -230,6 +234,13 @@ impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
 /// Evaluators kept for reuse between calls.
 const MAX_IDLE_EVALUATORS: usize = 32;
 
+/// The least time between two warnings about fallback usage keys.
+const FALLBACK_WARNING_EVERY_MS: i64 = 10_000;
+
+/// How often [`Engine::enforce_with`] decides one request at most when the
+/// group commits it read from keep failing.
+pub const ATTEMPTS: u32 = 3;
+
 impl<S: QuotaStore> Engine<S> {
     /// An engine deciding with `policy` over `store`, failing closed.
     pub fn new(store: S, policy: PolicyModule) -> Self {
@@ -241,6 +252,7 @@ impl<S: QuotaStore> Engine<S> {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(system_now_ms),
             fail_mode: FailMode::Closed,
+            fallback_warnings: throttle::Throttle::new(FALLBACK_WARNING_EVERY_MS),
         }
     }
 
@@ -333,18 +345,22 @@ impl<S: QuotaStore> Engine<S> {
                 request.requested
             )));
         }
-        if request.user_id.is_empty() || request.entitlement_key.is_empty() {
-            return Err(EnforceError::InvalidRequest(
-                "`user_id` and `entitlement_key` must not be empty".into(),
-            ));
-        }
+        names::check_id("user_id", &request.user_id)
+            .and_then(|()| names::check_entitlement_key(&request.entitlement_key))
+            .map_err(|e| EnforceError::InvalidRequest(e.to_string()))?;
         let started = Instant::now();
         let loaded = self.loaded();
         let mut evaluator = loaded.take().map_err(|e| self.policy_failed(&loaded, e))?;
         let result = self.decide_with(&loaded, &mut evaluator, tx, request);
         loaded.give_back(evaluator);
         let (outcome, input) = result?;
-        self.metrics.record(&outcome, mode, started.elapsed());
+        // Only keys the store configures for this user get a label of their
+        // own: any other key a user sends is counted as `other`.
+        let configured = input.r#override.is_some()
+            || input.default_limit.is_some()
+            || input.plan.as_ref().is_some_and(|p| p.limit.is_some());
+        self.metrics
+            .record(&outcome, configured, mode, started.elapsed());
         log_decision(&outcome, mode);
         let shadow = self.shadow_loaded().map(|shadow| {
             let verdict = shadow_verdict(&shadow, &input, &outcome);
@@ -379,10 +395,20 @@ impl<S: QuotaStore> Engine<S> {
         let usage_key = evaluator
             .usage_key(&request.entitlement_key)
             .map_err(|e| self.policy_failed(loaded, e.to_string()))?;
-        if usage_key.fallback {
+        // The usage key names a counter row: it keeps the key rule too.
+        names::check_key("usage_key", &usage_key.usage_key).map_err(|e| {
+            self.policy_failed(
+                loaded,
+                format!("the policy answered an invalid usage key: {e}"),
+            )
+        })?;
+        if usage_key.fallback
+            && let Some(suppressed) = self.fallback_warnings.permit(self.now_ms())
+        {
             tracing::warn!(
                 entitlement_key = %request.entitlement_key,
                 usage_key = %usage_key.usage_key,
+                suppressed,
                 "entitlement key has no explicit usage counter; using the fallback"
             );
         }
@@ -447,20 +473,67 @@ impl<S: QuotaStore> Engine<S> {
     /// returned; otherwise `mutate` runs, `requested` is added to the usage
     /// counter and `grace_to_consume` to the grace used, and it all commits.
     /// If `prepare` or `mutate` fails, nothing is recorded.
+    ///
+    /// A block, or a failure of `prepare` or `mutate`, is answered only once
+    /// the group commit whose work it read has committed: if that commit
+    /// failed, what the transaction saw was never true, so it starts over
+    /// and decides again (at most [`ATTEMPTS`] times in all). That is why
+    /// both steps may run more than once.
     pub fn enforce_with<P, T, E>(
         &self,
-        prepare: impl FnOnce(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
-        mutate: impl FnOnce(&mut S::Tx, &Outcome, P) -> Result<T, E>,
+        mut prepare: impl FnMut(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
+        mut mutate: impl FnMut(&mut S::Tx, &Outcome, P) -> Result<T, E>,
     ) -> Result<Enforced<T>, EnforceError<E>> {
-        let mut tx = self.store.begin_write().map_err(EnforceError::Store)?;
-        let (request, prepared) = prepare(&mut tx).map_err(EnforceError::Action)?;
-        let outcome = self.decide(&mut tx, &request, Mode::Enforce)?;
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.store.begin_write().map_err(EnforceError::Store)?;
+            let refused = match self.admit(&mut tx, &mut prepare, &mut mutate) {
+                Ok((value, outcome, request)) => {
+                    return Self::apply(tx, &outcome, &request)
+                        .map(|()| Enforced { value, outcome });
+                }
+                Err(
+                    e @ EnforceError::PolicyUnavailable(_) | e @ EnforceError::InvalidRequest(_),
+                ) => {
+                    return Err(e);
+                }
+                Err(refused) => refused,
+            };
+            match tx.rollback() {
+                Ok(()) => return Err(refused),
+                Err(e) if attempt >= ATTEMPTS => return Err(EnforceError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "the group commit this decision read from failed; deciding again");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Engine::enforce_with`] up to the mutation.
+    fn admit<P, T, E>(
+        &self,
+        tx: &mut S::Tx,
+        prepare: &mut impl FnMut(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
+        mutate: &mut impl FnMut(&mut S::Tx, &Outcome, P) -> Result<T, E>,
+    ) -> Result<(T, Outcome, QuotaRequest), EnforceError<E>> {
+        let (request, prepared) = prepare(tx).map_err(EnforceError::Action)?;
+        let outcome = self.decide(tx, &request, Mode::Enforce)?;
         if outcome.decision.status == Status::Block {
             return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
                 outcome,
             })));
         }
-        let value = mutate(&mut tx, &outcome, prepared).map_err(EnforceError::Action)?;
+        let value = mutate(tx, &outcome, prepared).map_err(EnforceError::Action)?;
+        Ok((value, outcome, request))
+    }
+
+    /// Records an admitted decision's usage and grace in `tx` and commits.
+    fn apply<E>(
+        mut tx: S::Tx,
+        outcome: &Outcome,
+        request: &QuotaRequest,
+    ) -> Result<(), EnforceError<E>> {
         tx.add_usage(
             &request.user_id,
             &outcome.usage_key.usage_key,
@@ -476,15 +549,14 @@ impl<S: QuotaStore> Engine<S> {
             )
             .map_err(EnforceError::Store)?;
         }
-        tx.commit().map_err(EnforceError::Store)?;
-        Ok(Enforced { value, outcome })
+        tx.commit().map_err(EnforceError::Store)
     }
 
     /// [`Engine::enforce_with`] for a request known up front.
     pub fn enforce<T, E>(
         &self,
         request: &QuotaRequest,
-        mutate: impl FnOnce(&mut S::Tx, &Outcome) -> Result<T, E>,
+        mut mutate: impl FnMut(&mut S::Tx, &Outcome) -> Result<T, E>,
     ) -> Result<Enforced<T>, EnforceError<E>> {
         self.enforce_with(
             |_| Ok((request.clone(), ())),
