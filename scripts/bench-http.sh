@@ -13,7 +13,7 @@ connections="${3:-32}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 . scripts/serve-lib.sh
-start_server "$quota" "bench-admin-$$"
+start_server "$quota" "bench-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 token="$(create_user bench enterprise)"
 post_lua "$token"
 

@@ -32,7 +32,7 @@ done
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 . scripts/serve-lib.sh
-start_server "$quota" "bench-admin-$$" --decision-log-entries 10000000
+start_server "$quota" "bench-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" --decision-log-entries 10000000
 token="$(create_user bench enterprise)"
 post_lua "$token"
 

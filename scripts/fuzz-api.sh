@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/st" ]; then
 fi
 
 . scripts/serve-lib.sh
-start_server "$quota" "fuzz-admin-$$"
+start_server "$quota" "fuzz-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 user_token="$(create_user fuzzer pro)"
 
 status=0

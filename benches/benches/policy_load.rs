@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group};
-use quota_host::{ArtifactCache, CacheOutcome, Limits, Runtime};
+use quota_host::{ArtifactCache, CacheKey, CacheOutcome, Limits, Runtime};
 
 /// Every load timed in this run, per benchmark: compile, cached.
 #[derive(Debug, Default)]
@@ -61,7 +61,7 @@ fn policy_load(c: &mut Criterion) {
     let bytes = quota_reference_policy::COMPONENT;
     let runtime = Runtime::new(Limits::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cache = ArtifactCache::open(dir.path()).unwrap();
+    let cache = ArtifactCache::open(dir.path(), CacheKey::random().unwrap()).unwrap();
     let (_, first) = runtime.load_cached(bytes, &cache).unwrap();
     assert_eq!(first, CacheOutcome::Miss, "a fresh cache must miss");
     let (warm, outcome) = runtime.load_cached(bytes, &cache).unwrap();

@@ -4,31 +4,69 @@
 //! An artifact is keyed by the component's sha256 and the engine's
 //! compatibility hash (wasmtime version and configuration), so a changed
 //! runtime never reads an old artifact. Deserializing native code is only
-//! safe for artifacts this host wrote: each one is stored with a tag, the
-//! sha256 of a secret key kept in the cache directory (mode 0600), the
-//! artifact's name and the artifact's own sha256. An artifact whose tag
-//! does not match (corrupt, truncated, or written by anyone else) is
-//! ignored and the component is compiled again.
+//! safe for artifacts this host wrote: each one is stored with a tag, an
+//! HMAC-SHA256 over the artifact's name and bytes under a secret key that
+//! the caller keeps **outside** the cache directory (whoever can write the
+//! cache must not be able to read or replace the key). An artifact whose
+//! tag does not match (corrupt, truncated, renamed, or written by anyone
+//! else) is ignored and the component is compiled again; tags are compared
+//! in constant time.
+//!
+//! Files are written to a new temporary file (created exclusively, never
+//! through a symbolic link, mode 0600) and renamed into place; artifacts
+//! are never read through a symbolic link.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use wasmtime::component::Component;
 
 use crate::error::LoadError;
 use crate::module::{PolicyModule, sha256_hex};
 use crate::runtime::Runtime;
 
-/// The secret key file in the cache directory.
-const KEY_FILE: &str = "cache-key";
+/// The file where older versions kept the key, inside the cache: removed
+/// at open, so no key is left beside the artifacts it protects.
+const OLD_KEY_FILE: &str = "cache-key";
+
+/// The secret key that tags artifacts: 32 random bytes, kept by the caller
+/// outside the cache directory.
+#[derive(Clone)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// A key from its bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        CacheKey(bytes)
+    }
+
+    /// A new random key.
+    pub fn random() -> std::io::Result<Self> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+        Ok(CacheKey(key))
+    }
+
+    /// The key's bytes, to store it.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
+}
 
 /// A directory of precompiled artifacts.
 #[derive(Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
-    key: [u8; 32],
+    key: CacheKey,
 }
 
 impl std::fmt::Debug for ArtifactCache {
@@ -49,26 +87,20 @@ pub enum CacheOutcome {
 }
 
 impl ArtifactCache {
-    /// Opens (creating if needed) the cache in `dir`, with its key.
-    pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Self> {
+    /// Opens (creating if needed, mode 0700) the cache in `dir`, whose
+    /// artifacts are tagged with `key`. A key file an older version left in
+    /// `dir` is removed.
+    pub fn open(dir: impl AsRef<Path>, key: CacheKey) -> std::io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)?;
-        let key_path = dir.join(KEY_FILE);
-        let key = match std::fs::read(&key_path) {
-            Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not a 32-byte key", key_path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(std::io::Error::other)?;
-                write_atomically(&key_path, &key)?;
-                key
-            }
-            Err(e) => return Err(e),
-        };
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir)?;
+        match std::fs::remove_file(dir.join(OLD_KEY_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(ArtifactCache { dir, key })
     }
 
@@ -86,44 +118,71 @@ impl ArtifactCache {
         format!("{sha256}-{:016x}.cwasm", hasher.finish())
     }
 
-    fn tag(&self, name: &str, artifact: &[u8]) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.key);
-        hasher.update(name.as_bytes());
-        hasher.update(Sha256::digest(artifact));
-        sha256_hex(&hasher.finalize())
+    fn mac(&self, name: &str, artifact: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(artifact);
+        mac
     }
 
-    /// The artifact for `name`, if present and tagged by this cache.
+    /// The artifact for `name`, if present and tagged by this cache's key.
     fn read(&self, name: &str) -> Option<Vec<u8>> {
-        let artifact = std::fs::read(self.dir.join(name)).ok()?;
-        let tag = std::fs::read_to_string(self.dir.join(format!("{name}.tag"))).ok()?;
-        (tag.trim() == self.tag(name, &artifact)).then_some(artifact)
+        let artifact = read_no_follow(&self.dir.join(name)).ok()?;
+        let tag = read_no_follow(&self.dir.join(format!("{name}.tag"))).ok()?;
+        let tag = hex::decode(String::from_utf8(tag).ok()?.trim()).ok()?;
+        self.mac(name, &artifact)
+            .verify_slice(&tag)
+            .ok()
+            .map(|()| artifact)
     }
 
     fn write(&self, name: &str, artifact: &[u8]) -> std::io::Result<()> {
         write_atomically(&self.dir.join(name), artifact)?;
-        write_atomically(
-            &self.dir.join(format!("{name}.tag")),
-            self.tag(name, artifact).as_bytes(),
-        )
+        let tag = hex::encode(self.mac(name, artifact).finalize().into_bytes());
+        write_atomically(&self.dir.join(format!("{name}.tag")), tag.as_bytes())
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into
-/// place: readers see the old file or the whole new one. Mode 0600.
+/// Reads a file, refusing to follow a symbolic link at its name.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let mut bytes = Vec::new();
+    options.open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Writes `bytes` to a new temporary file beside `path` (a random name,
+/// created exclusively, never through a link, mode 0600), then renames it
+/// into place: readers see the old file or the whole new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    tmp.push(format!(".{}.tmp", hex::encode(suffix)));
     let tmp = PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Deserializes an artifact that [`ArtifactCache::read`] has verified.
@@ -134,9 +193,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn deserialize(runtime: &Runtime, artifact: &[u8]) -> Option<Component> {
     // SAFETY: `artifact` was produced by `Component::serialize` on an engine
     // with the same compatibility hash (it is in the artifact's name, which
-    // the tag covers) and is byte-for-byte what was written: its sha256 is
-    // under a tag keyed with this cache's secret. wasmtime also checks the
-    // artifact's header against the engine and refuses a mismatch.
+    // the tag covers) and is byte-for-byte what was written: its HMAC under
+    // this cache's secret key, which is kept outside the cache directory,
+    // matched. wasmtime also checks the artifact's header against the
+    // engine and refuses a mismatch.
     unsafe { Component::deserialize(&runtime.engine, artifact) }.ok()
 }
 

@@ -57,7 +57,7 @@ mod runtime;
 pub mod selftest;
 
 pub use budget::CompileBudget;
-pub use cache::{ArtifactCache, CacheOutcome};
+pub use cache::{ArtifactCache, CacheKey, CacheOutcome};
 pub use engine::{
     Checked, DecisionRecord, DecisionSink, EnforceError, Enforced, Engine, FailMode, Outcome,
     QuotaExceeded, QuotaRequest, ShadowOutcome, ShadowVerdict,

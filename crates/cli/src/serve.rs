@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use quota_host::engine::log::{DecisionLog, Retention};
 use quota_host::lifecycle::Lifecycle;
-use quota_host::{ArtifactCache, Engine, Limits, Runtime};
-use quota_server::AppState;
+use quota_host::{Engine, Limits, Runtime};
+use quota_server::state_dir::{StateDir, TokenSource};
+use quota_server::{AdminToken, AppState};
 use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
 
 #[derive(Debug, Args)]
@@ -42,49 +43,12 @@ pub struct ServeArgs {
     /// Create the demo plans (free, pro, enterprise) if the database has no plans.
     #[arg(long)]
     demo: bool,
-}
-
-/// The admin token: `QUOTA_ADMIN_TOKEN`, else the one stored beside the
-/// database in `admin-token` (mode 0600), else a new one written there.
-fn admin_token(dir: &Path) -> anyhow::Result<(String, String)> {
-    if let Ok(token) = std::env::var("QUOTA_ADMIN_TOKEN")
-        && !token.trim().is_empty()
-    {
-        return Ok((
-            token.trim().to_owned(),
-            "the QUOTA_ADMIN_TOKEN environment variable".to_owned(),
-        ));
-    }
-    let path = dir.join("admin-token");
-    if let Ok(token) = std::fs::read_to_string(&path)
-        && !token.trim().is_empty()
-    {
-        return Ok((token.trim().to_owned(), path.display().to_string()));
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
-    let token = format!("qa_{}", quota_server::hex(&bytes));
-    write_private(&path, &token).with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok((token, path.display().to_string()))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{text}\n"))
+    /// The service's own folder: the admin token (`admin-token`), the key
+    /// that tags precompiled policies (`cache-key`) and their cache
+    /// (`policy-cache/`). Refused if group or others can write it.
+    /// Default: the database's folder.
+    #[arg(long, value_name = "DIR", env = "QUOTA_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn seed_demo(store: &SqliteStore) -> anyhow::Result<()> {
@@ -120,18 +84,17 @@ pub fn decision_log_path(db: &Path) -> PathBuf {
     db.with_file_name(format!("{stem}-decisions.db"))
 }
 
-/// The engine with the policy lifecycle (artifacts cached in
-/// `policy-cache/` beside the database) and the decision log; the recorded
-/// policies restored; `--policy` activated if given.
+/// The engine with the policy lifecycle (artifacts cached in the state
+/// folder) and the decision log; the recorded policies restored; `--policy`
+/// activated if given.
 fn start_engine(
     args: &ServeArgs,
-    dir: &Path,
+    state: &StateDir,
     store: SqliteStore,
-    token: &str,
+    token: AdminToken,
 ) -> anyhow::Result<AppState> {
     let runtime = Runtime::new(Limits::default())?;
-    let cache = ArtifactCache::open(dir.join("policy-cache"))
-        .with_context(|| format!("cannot open `{}`", dir.join("policy-cache").display()))?;
+    let cache = state.artifact_cache()?;
     let lifecycle = Lifecycle::new(runtime, Some(cache));
     let (reference, _) = lifecycle
         .load(quota_reference_policy::COMPONENT)
@@ -183,19 +146,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .to_path_buf();
     let dir = dir.as_path();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let state_dir = StateDir::open(args.state_dir.as_deref().unwrap_or(dir))?;
+    let env_token = std::env::var("QUOTA_ADMIN_TOKEN").ok();
+    let (token, token_source) = state_dir.admin_token(env_token.as_deref())?;
     let store = SqliteStore::open(&args.db)
         .with_context(|| format!("cannot open the database `{}`", args.db.display()))?;
     if args.demo {
         seed_demo(&store)?;
     }
-    let (token, token_source) = admin_token(dir)?;
-    let state = start_engine(&args, dir, store, &token)?;
+    let state = start_engine(&args, &state_dir, store, token)?;
     let log = state.decision_log().cloned();
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let token_file = dir.join("admin-token");
     tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -203,12 +167,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let addr = listener.local_addr()?;
         println!("quota listening on http://{addr}");
         println!("database: {}", args.db.display());
-        println!("admin token: in {token_source}");
+        println!("state: {}", state_dir.path().display());
+        match &token_source {
+            TokenSource::Environment => {
+                println!("admin token: in the QUOTA_ADMIN_TOKEN environment variable");
+            }
+            TokenSource::File(file) | TokenSource::NewFile(file) => {
+                println!("admin token: in {}", file.display());
+            }
+        }
         println!("try: curl -s http://{addr}/healthz");
-        if std::env::var_os("QUOTA_ADMIN_TOKEN").is_none() {
+        if let TokenSource::File(file) | TokenSource::NewFile(file) = &token_source {
             println!(
                 "     curl -s -H \"Authorization: Bearer $(cat {})\" http://{addr}/admin/plans",
-                token_file.display()
+                file.display()
             );
         }
         tokio::spawn(quota_server::expire_idempotency_keys(

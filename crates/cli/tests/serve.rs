@@ -15,19 +15,33 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const ADMIN: &str = "black-box-admin";
+const ADMIN: &str = "black-box-admin-0123456789abcdef";
 
 struct Server {
     child: Child,
     addr: String,
 }
 
-fn start(db: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quota"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-        .arg(db)
-        .env("QUOTA_ADMIN_TOKEN", ADMIN)
+/// `quota serve` on a free loopback port with `args`, the admin token
+/// `token` in `QUOTA_ADMIN_TOKEN` (or none), and nothing else from the
+/// environment.
+fn serve(args: &[&std::ffi::OsStr], token: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_quota"));
+    command
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
         .env_remove("QUOTA_DB")
+        .env_remove("QUOTA_STATE_DIR")
+        .env_remove("QUOTA_ADMIN_TOKEN");
+    if let Some(token) = token {
+        command.env("QUOTA_ADMIN_TOKEN", token);
+    }
+    command
+}
+
+/// Starts `command` and waits for the address it listens on.
+fn start_command(mut command: Command) -> Server {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -40,6 +54,10 @@ fn start(db: &std::path::Path) -> Server {
         .to_owned();
     std::thread::spawn(move || for _ in lines {});
     Server { child, addr }
+}
+
+fn start(db: &std::path::Path) -> Server {
+    start_command(serve(&["--db".as_ref(), db.as_os_str()], Some(ADMIN)))
 }
 
 fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
@@ -392,5 +410,84 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli() {
     let (code, _) = quota_cli(&["policy", "rollback", "--server", &url]);
     assert_eq!(code, 0);
     assert_eq!(active_sha256(&server.addr), reference);
+    terminate(server);
+}
+
+/// `quota serve` with `args`, expected to refuse to start: its stderr.
+fn refused(args: &[&std::ffi::OsStr], token: Option<&str>) -> String {
+    let out = serve(args, token).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "it started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The audit's findings on files beside the database: the service keeps
+/// its token and cache key in a state folder of its own, 0600, outside the
+/// cache, and refuses to start when others could plant them.
+#[cfg(unix)]
+#[test]
+fn the_service_starts_only_on_state_nobody_else_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o777);
+    let db = shared.join("quota.db");
+
+    // A database in a folder anyone can write: its folder is no state folder.
+    let stderr = refused(&["--db".as_ref(), db.as_os_str()], None);
+    assert!(
+        stderr.contains("can be written by group or others"),
+        "{stderr}"
+    );
+    assert!(!shared.join("admin-token").exists());
+
+    // A planted token file there is refused even in a private folder.
+    let state = root.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    chmod(&state, 0o700);
+    std::fs::write(
+        state.join("admin-token"),
+        "planted-planted-planted-planted-planted",
+    )
+    .unwrap();
+    chmod(&state.join("admin-token"), 0o666);
+    let args = [
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ];
+    let stderr = refused(&args, None);
+    assert!(stderr.contains("admin-token` can be written"), "{stderr}");
+    std::fs::remove_file(state.join("admin-token")).unwrap();
+
+    // A short admin token, from the environment.
+    let stderr = refused(&args, Some("too-short"));
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+
+    // A cache folder others can write.
+    std::fs::create_dir(state.join("policy-cache")).unwrap();
+    chmod(&state.join("policy-cache"), 0o777);
+    let stderr = refused(&args, Some(ADMIN));
+    assert!(stderr.contains("policy-cache` can be written"), "{stderr}");
+    chmod(&state.join("policy-cache"), 0o700);
+
+    // With a private state folder it starts: token and key 0600 beside
+    // the cache, no key inside it.
+    let server = start_command(serve(&args, None));
+    assert_eq!(mode(&state.join("admin-token")), 0o600);
+    assert_eq!(mode(&state.join("cache-key")), 0o600);
+    assert!(!state.join("policy-cache").join("cache-key").exists());
+    let token = std::fs::read_to_string(state.join("admin-token")).unwrap();
+    assert!(token.trim().len() >= 32);
+    assert_eq!(
+        http(&server.addr, "GET", "/admin/plans", token.trim(), None).0,
+        200
+    );
     terminate(server);
 }

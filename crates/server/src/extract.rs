@@ -23,6 +23,8 @@ pub struct Path<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's
+/// case does not matter (RFC 9110: `bearer` and `BEARER` are the same).
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let header = parts
         .headers
@@ -31,12 +33,48 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
             ApiError::unauthorized("the `Authorization` header must be `Bearer <token>`")
         })
+}
+
+/// The admin token: at least [`AdminToken::MIN_CHARS`] characters. Only
+/// its sha256 is kept.
+#[derive(Clone)]
+pub struct AdminToken([u8; 32]);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Why a token cannot be the admin token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an admin token must have at least {min} characters, got {0}", min = AdminToken::MIN_CHARS)]
+pub struct ShortToken(pub usize);
+
+impl AdminToken {
+    /// The fewest characters an admin token may have.
+    pub const MIN_CHARS: usize = 32;
+
+    /// The admin token `token`, if it is long enough.
+    pub fn new(token: &str) -> Result<Self, ShortToken> {
+        let chars = token.chars().count();
+        if chars < Self::MIN_CHARS {
+            return Err(ShortToken(chars));
+        }
+        Ok(AdminToken(token_sha256(token)))
+    }
+
+    /// The token's sha256.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.0
+    }
 }
 
 /// The sha256 of a token.
@@ -63,7 +101,7 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        if same_digest(&token_sha256(token), &state.admin_token_sha256()) {
+        if same_digest(&token_sha256(token), &state.admin_token().sha256()) {
             Ok(Admin)
         } else {
             Err(ApiError::unauthorized("invalid admin token"))

@@ -14,6 +14,7 @@ mod extract;
 mod idempotency;
 mod ops;
 mod policy;
+pub mod state_dir;
 mod user;
 
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
-pub use extract::{hex, token_sha256};
+pub use extract::{AdminToken, ShortToken, hex, token_sha256};
 pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
 pub use ops::HttpMetrics;
 pub use policy::POLICY_LIMIT;
@@ -40,7 +41,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 struct Inner {
     engine: Engine<SqliteStore>,
-    admin_token_sha256: [u8; 32],
+    admin_token: AdminToken,
     http: HttpMetrics,
     /// User tokens already looked up: token sha256 (hex) to user id.
     /// Tokens are never revoked or reassigned, so an entry stays true.
@@ -68,9 +69,9 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for an engine and the admin token (only its hash is kept),
-    /// with policy changes compiled afresh each time and no decision log.
-    pub fn new(engine: Engine<SqliteStore>, admin_token: &str) -> Self {
+    /// State for an engine and the admin token, with policy changes
+    /// compiled afresh each time and no decision log.
+    pub fn new(engine: Engine<SqliteStore>, admin_token: AdminToken) -> Self {
         let lifecycle = Lifecycle::new(engine.policy().runtime().clone(), None);
         Self::with_lifecycle(engine, admin_token, lifecycle, None)
     }
@@ -80,14 +81,14 @@ impl AppState {
     /// decisions flushes it first).
     pub fn with_lifecycle(
         engine: Engine<SqliteStore>,
-        admin_token: &str,
+        admin_token: AdminToken,
         lifecycle: Lifecycle,
         decision_log: Option<Arc<DecisionLog>>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 engine,
-                admin_token_sha256: token_sha256(admin_token),
+                admin_token,
                 http: HttpMetrics::default(),
                 known_tokens: Mutex::default(),
                 lifecycle,
@@ -111,8 +112,8 @@ impl AppState {
         &self.inner.engine
     }
 
-    pub(crate) fn admin_token_sha256(&self) -> [u8; 32] {
-        self.inner.admin_token_sha256
+    pub(crate) fn admin_token(&self) -> &AdminToken {
+        &self.inner.admin_token
     }
 
     pub(crate) fn http(&self) -> &HttpMetrics {

@@ -17,7 +17,11 @@ use quota_store::SqliteStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token";
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+
+fn admin_token() -> quota_server::AdminToken {
+    quota_server::AdminToken::new(ADMIN).unwrap()
+}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -30,7 +34,7 @@ fn fixture() -> Fixture {
     let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
     let runtime = Runtime::new(Limits::default()).unwrap();
     let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
-    let state = AppState::new(Engine::new(store.clone(), policy), ADMIN);
+    let state = AppState::new(Engine::new(store.clone(), policy), admin_token());
     Fixture {
         _dir: dir,
         app: app(state),
@@ -299,6 +303,46 @@ async fn every_admin_route_needs_the_admin_token() {
     for (method, uri, body) in ADMIN_ROUTES {
         let (status, value) = call(&f.app, method.parse().unwrap(), uri, Some(ADMIN), *body).await;
         assert!(status.is_success(), "{method} {uri}: {status} {value}");
+    }
+}
+
+/// RFC 9110: the scheme is case-insensitive; anything else is refused.
+#[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let get = |uri: &str, authorization: String| {
+        let request = Request::builder()
+            .uri(uri)
+            .header("authorization", authorization)
+            .body(Body::empty())
+            .unwrap();
+        let app = f.app.clone();
+        async move { app.oneshot(request).await.unwrap().status() }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(
+            get("/admin/plans", format!("{scheme} {ADMIN}")).await,
+            StatusCode::OK,
+            "{scheme}"
+        );
+        assert_eq!(
+            get("/v1/me/entitlements", format!("{scheme} {alice}")).await,
+            StatusCode::OK,
+            "{scheme}"
+        );
+    }
+    for authorization in [
+        format!("Basic {ADMIN}"),
+        format!("Bearer{ADMIN}"),
+        "Bearer ".to_owned(),
+        ADMIN.to_owned(),
+    ] {
+        assert_eq!(
+            get("/admin/plans", authorization.clone()).await,
+            StatusCode::UNAUTHORIZED,
+            "{authorization}"
+        );
     }
 }
 

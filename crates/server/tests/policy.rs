@@ -21,13 +21,17 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_host::engine::log::{DecisionLog, Retention};
 use quota_host::lifecycle::Lifecycle;
-use quota_host::{ArtifactCache, Engine, sha256_hex};
+use quota_host::{ArtifactCache, CacheKey, Engine, sha256_hex};
 use quota_server::{AppState, POLICY_LIMIT, app};
 use quota_store::SqliteStore;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token";
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+
+fn admin_token() -> quota_server::AdminToken {
+    quota_server::AdminToken::new(ADMIN).unwrap()
+}
 const WASM: &str = "application/wasm";
 
 fn reference_sha() -> String {
@@ -82,10 +86,12 @@ fn open(db: &Path, options: Options<'_>) -> Service {
     if let Some(log) = &log {
         engine = engine.with_decision_sink(log.clone());
     }
-    let cache = options.cache.map(|dir| ArtifactCache::open(dir).unwrap());
+    let cache = options
+        .cache
+        .map(|dir| ArtifactCache::open(dir, CacheKey::from_bytes([7; 32])).unwrap());
     let lifecycle = Lifecycle::new(runtime, cache);
     let restored = lifecycle.restore(&engine).unwrap();
-    let state = AppState::with_lifecycle(engine, ADMIN, lifecycle, log);
+    let state = AppState::with_lifecycle(engine, admin_token(), lifecycle, log);
     Service {
         app: app(state.clone()),
         state,
@@ -667,7 +673,7 @@ async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
     let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
     let bare = app(AppState::new(
         Engine::new(store, quota_tests::reference().clone()),
-        ADMIN,
+        admin_token(),
     ));
     let (status, body) = call(
         &bare,
