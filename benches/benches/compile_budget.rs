@@ -32,42 +32,12 @@
     reason = "benchmark set-up fails loudly"
 )]
 
-use std::fmt::Write;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use quota_host::{CompileBudget, Limits, LoadError, Runtime};
-
-/// A component of one core module with `functions` functions, each with
-/// `locals` locals read after `ifs` `if`s that may set them.
-fn locals_across_ifs(functions: usize, locals: usize, ifs: usize) -> Vec<u8> {
-    let mut text = String::from("(component (core module\n");
-    for _ in 0..functions {
-        let _ = writeln!(
-            text,
-            "(func (param i64) (result i64) (local {})",
-            "i64 ".repeat(locals)
-        );
-        for i in 1..=locals {
-            let _ = writeln!(text, "local.get 0 local.set {i}");
-        }
-        for b in 0..ifs {
-            let i = 1 + b % locals;
-            let _ = writeln!(
-                text,
-                "(if (i64.eqz (local.get {i})) (then (local.set {i} (i64.add (local.get 0) (local.get {i})))))"
-            );
-        }
-        text.push_str("local.get 0\n");
-        for i in (1..=locals).rev() {
-            let _ = writeln!(text, "local.get {i} i64.add");
-        }
-        text.push_str(")\n");
-    }
-    text.push_str("))");
-    wat::parse_str(&text).unwrap()
-}
+use quota_tests::locals_across_ifs;
 
 fn compile_budget(c: &mut Criterion) {
     let runtime = Runtime::new(Limits::default()).unwrap();

@@ -13,6 +13,7 @@ mod atomicity;
 mod concurrency;
 mod crash;
 mod domain;
+mod lifecycle;
 mod observability;
 mod walk;
 

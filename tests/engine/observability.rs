@@ -21,7 +21,17 @@ impl Write for Captured {
     }
 }
 
-fn events(captured: &Captured) -> Vec<Value> {
+/// The events (JSON) `run` logs at `level` or above.
+fn capture(level: tracing::Level, run: impl FnOnce()) -> Vec<Value> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .with_max_level(level)
+        .finish();
+    tracing::subscriber::with_default(subscriber, run);
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -38,15 +48,7 @@ fn every_decision_is_one_structured_event() {
         ..PlanChange::default()
     };
     engine.store().set_plan("t", "pro", &change, T0).unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let events = capture(tracing::Level::INFO, || {
         engine.create_draft("alice", "one").unwrap();
         engine.create_draft("alice", "two").unwrap_err();
         let request = quota_host::QuotaRequest::new("alice", "exports.max", 2);
@@ -54,7 +56,6 @@ fn every_decision_is_one_structured_event() {
             .enforce(&request, |_, _| Ok::<_, quota_store::StoreError>(()))
             .unwrap();
     });
-    let events = events(&captured);
     let decisions: Vec<&Value> = events
         .iter()
         .filter(|e| e["target"] == "quota::decision")
@@ -83,4 +84,34 @@ fn every_decision_is_one_structured_event() {
     let warnings: Vec<&Value> = events.iter().filter(|e| e["level"] == "WARN").collect();
     assert_eq!(warnings.len(), 1, "{events:?}");
     assert_eq!(warnings[0]["usage_key"], "exports.used");
+}
+
+/// Any key a user sends to a check without an explicit usage counter would
+/// log a warning holding the key on every request; it is written at most
+/// once per 10 s of the engine's clock, counting those held back.
+#[test]
+fn the_fallback_warning_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::at(T0);
+    let engine = engine(dir.path(), &clock);
+    plan_with_user(engine.store(), "pro", 1, 0, true, "alice");
+    let warnings = capture(tracing::Level::WARN, || {
+        for n in 0..50 {
+            let request = quota_host::QuotaRequest::new("alice", format!("made.up.{n}"), 1);
+            engine.check(&request).unwrap();
+        }
+        clock.set(T0 + 9_999);
+        engine
+            .check(&quota_host::QuotaRequest::new("alice", "one.more", 1))
+            .unwrap();
+        clock.set(T0 + 10_000);
+        engine
+            .check(&quota_host::QuotaRequest::new("alice", "late", 1))
+            .unwrap();
+    });
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert_eq!(warnings[0]["entitlement_key"], "made.up.0");
+    assert_eq!(warnings[0]["suppressed"], 0);
+    assert_eq!(warnings[1]["entitlement_key"], "late");
+    assert_eq!(warnings[1]["suppressed"], 50);
 }

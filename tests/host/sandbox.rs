@@ -185,3 +185,50 @@ fn a_policy_error_is_a_value_not_a_failure() {
     assert!(err.message.contains("`requested`"), "{}", err.message);
     assert_eq!(evaluator.instantiations(), 1);
 }
+
+/// The memory cap holds for an instance as a whole: a policy that adds
+/// four core instances of 16 MiB each (filled by a start function) is
+/// refused at load, while the same wrapping with one small memory loads and
+/// decides like the reference.
+#[test]
+fn the_memory_cap_covers_every_memory_of_an_instance() {
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let small =
+        quota_tests::beside_policy(quota_tests::REFERENCE, &quota_tests::memory_filler(1), 1);
+    let policy = runtime.load(&small).unwrap();
+    let input = input("drafts.max");
+    assert_eq!(
+        policy.evaluator().unwrap().decide(&input).unwrap(),
+        quota_tests::reference()
+            .evaluator()
+            .unwrap()
+            .decide(&input)
+            .unwrap()
+    );
+
+    let bomb =
+        quota_tests::beside_policy(quota_tests::REFERENCE, &quota_tests::memory_filler(256), 4);
+    let err = runtime.load(&bomb).unwrap_err();
+    assert!(
+        matches!(&err, quota_host::LoadError::Start(CallError::MemoryCap(cap)) if *cap == 16 << 20),
+        "{err}"
+    );
+    // Two instances of 7.5 MiB each and the policy's own memory (about
+    // 1.2 MiB): over 16 MiB together, each well under it.
+    let sum =
+        quota_tests::beside_policy(quota_tests::REFERENCE, &quota_tests::memory_filler(120), 2);
+    assert!(matches!(
+        runtime.load(&sum),
+        Err(quota_host::LoadError::Start(CallError::MemoryCap(_)))
+    ));
+}
+
+/// Core instances, memories and tables per instance are bounded too.
+#[test]
+fn instances_memories_and_tables_are_counted() {
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let empty = wat::parse_str("(module)").unwrap();
+    let many = quota_tests::beside_policy(quota_tests::REFERENCE, &empty, 40);
+    let err = runtime.load(&many).unwrap_err();
+    assert!(err.to_string().contains("count"), "{err}");
+}

@@ -337,3 +337,42 @@ fn a_database_is_required_for_db_commands() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--db"));
 }
+
+/// The command line applies the same key and id rules as HTTP.
+#[test]
+fn keys_and_ids_follow_one_rule_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    ok(&db, &["plan", "set", "pro", "--limit", "drafts.max=3"]);
+    ok(&db, &["user", "create", "alice", "--plan", "pro"]);
+    let long = format!("--key={}", "k".repeat(129));
+    for (args, words) in [
+        (
+            vec!["plan", "set", "pro", "--limit", "bad key=1"],
+            "`entitlement_key`",
+        ),
+        (
+            vec!["plan", "set", "p\u{7}ro"],
+            "`plan_id` must not hold control characters",
+        ),
+        (vec!["default", "set", "a\"b", "5"], "`entitlement_key`"),
+        (
+            vec!["user", "create", "bo\tb", "--plan", "pro"],
+            "`user_id`",
+        ),
+        (
+            vec!["override", "set", "alice", "x y", "10", "--by", "ops"],
+            "`entitlement_key`",
+        ),
+        (vec!["check", "--user", "alice", &long], "at most 128 bytes"),
+    ] {
+        let stderr = fails(&db, &args, 2);
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    }
+    let audit = ok(&db, &["audit", "--limit", "100"]);
+    assert_eq!(
+        audit["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{audit}"
+    );
+}

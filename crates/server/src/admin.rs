@@ -82,6 +82,7 @@ async fn get_plan(
     _: Admin,
     Path(plan_id): Path<String>,
 ) -> JsonResponse {
+    crate::extract::id("plan_id", &plan_id)?;
     state
         .blocking(move |engine| Ok(axum::Json(engine.store().plan(&plan_id)?.to_json())))
         .await
@@ -186,6 +187,7 @@ async fn get_user(
     _: Admin,
     Path(user_id): Path<String>,
 ) -> JsonResponse {
+    crate::extract::id("user_id", &user_id)?;
     state
         .blocking(move |engine| Ok(axum::Json(engine.store().user_details(&user_id)?)))
         .await

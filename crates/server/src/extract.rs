@@ -77,6 +77,11 @@ impl AdminToken {
     }
 }
 
+/// An id from a path, by the rule every edge applies: 400 when broken.
+pub(crate) fn id(field: &str, value: &str) -> Result<(), ApiError> {
+    quota_policy_core::names::check_id(field, value).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
 /// The sha256 of a token.
 pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

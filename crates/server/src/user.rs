@@ -248,7 +248,8 @@ async fn check(
     User(user): User,
     Json(body): Json<CheckBody>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    non_empty("entitlement_key", &body.entitlement_key)?;
+    quota_policy_core::names::check_entitlement_key(&body.entitlement_key)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     if body.requested < 1 {
         return Err(ApiError::invalid(format!(
             "`requested` must be at least 1, got {}",

@@ -893,3 +893,209 @@ async fn a_blocked_request_stores_nothing_so_its_retry_is_decided_again() {
     let (status, _) = post_with_key(&f.app, "/v1/drafts", &alice, "k", r#"{"title":"t"}"#).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+/// One rule for entitlement keys (ASCII letters, digits and `._-:/`, at
+/// most 128 bytes) and one for ids (no control characters) at every edge:
+/// 400 with the field named, and nothing changed.
+#[tokio::test]
+async fn keys_and_ids_break_one_rule_at_every_edge() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let audit_before = f.store.audit_log(1000).unwrap().len();
+    let long_key = "k".repeat(60_000);
+    let cases: Vec<(&str, String, &str, Option<String>, &str)> = vec![
+        (
+            "POST",
+            "/v1/me/check".into(),
+            "user",
+            Some(json!({"entitlement_key": long_key}).to_string()),
+            "`entitlement_key` must be at most 128 bytes",
+        ),
+        (
+            "POST",
+            "/v1/me/check".into(),
+            "user",
+            Some(r#"{"entitlement_key":"drafts max"}"#.into()),
+            "found ' '",
+        ),
+        (
+            "POST",
+            "/v1/me/check".into(),
+            "user",
+            Some(json!({"entitlement_key": "k".repeat(129)}).to_string()),
+            "at most 128 bytes",
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            "admin",
+            Some(r#"{"limits":{"bad key":1}}"#.into()),
+            "`entitlement_key`",
+        ),
+        (
+            "PUT",
+            "/admin/plans/free".into(),
+            "admin",
+            Some(json!({"remove_limits": [long_key]}).to_string()),
+            "`entitlement_key`",
+        ),
+        (
+            "PUT",
+            "/admin/plans/fr%07ee".into(),
+            "admin",
+            Some("{}".into()),
+            "`plan_id` must not hold control characters",
+        ),
+        (
+            "GET",
+            "/admin/plans/fr%07ee".into(),
+            "admin",
+            None,
+            "`plan_id`",
+        ),
+        (
+            "PUT",
+            "/admin/defaults/bad%20key".into(),
+            "admin",
+            Some(r#"{"limit":1}"#.into()),
+            "`entitlement_key`",
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            "admin",
+            Some(json!({"id": "eve\u{7}", "plan_id": "free"}).to_string()),
+            "`user_id` must not hold control characters",
+        ),
+        (
+            "POST",
+            "/admin/users".into(),
+            "admin",
+            Some(json!({"id": "eve", "plan_id": "fr\nee"}).to_string()),
+            "`plan_id`",
+        ),
+        (
+            "GET",
+            "/admin/users/al%1Bice".into(),
+            "admin",
+            None,
+            "`user_id`",
+        ),
+        (
+            "PUT",
+            "/admin/users/alice/plan".into(),
+            "admin",
+            Some(json!({"plan_id": "fr\u{0}ee"}).to_string()),
+            "`plan_id`",
+        ),
+        (
+            "PUT",
+            "/admin/users/alice/overrides/bad%22key".into(),
+            "admin",
+            Some(r#"{"value":5}"#.into()),
+            "`entitlement_key`",
+        ),
+        (
+            "DELETE",
+            "/admin/users/alice/overrides/bad%22key".into(),
+            "admin",
+            None,
+            "`entitlement_key`",
+        ),
+        (
+            "POST",
+            "/v1/drafts/1/invites".into(),
+            "user",
+            Some(json!({"invitee": "b\u{7f}ob"}).to_string()),
+            "`invitee`",
+        ),
+    ];
+    for (method, uri, who, body, words) in cases {
+        let token = if who == "admin" {
+            ADMIN
+        } else {
+            alice.as_str()
+        };
+        let (status, value) = call(
+            &f.app,
+            method.parse().unwrap(),
+            &uri,
+            Some(token),
+            body.as_deref(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {value}");
+        let message = value["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{method} {uri}: {message}");
+        assert!(
+            message.len() < 300,
+            "{method} {uri}: the message repeats the value"
+        );
+    }
+    assert_eq!(f.store.audit_log(1000).unwrap().len(), audit_before);
+    assert!(
+        f.store
+            .plan("free")
+            .unwrap()
+            .limits
+            .iter()
+            .all(|(k, _)| k != "bad key")
+    );
+    let (status, _) = call(
+        &f.app,
+        Method::POST,
+        "/v1/me/check",
+        Some(&alice),
+        Some(&json!({"entitlement_key": "k".repeat(128)}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Keys a user sends to a check do not become metrics labels: only keys
+/// the store configures for the user do, the rest are counted as `other`.
+/// The audit grew /metrics from 4.8 KB to 18 MB with 300 checks.
+#[tokio::test]
+async fn metrics_stay_bounded_whatever_keys_users_send() {
+    let f = fixture();
+    let (alice, _) = seeded(&f).await;
+    let check = |key: String| {
+        let app = f.app.clone();
+        let alice = alice.clone();
+        async move {
+            let body = json!({ "entitlement_key": key }).to_string();
+            call(
+                &app,
+                Method::POST,
+                "/v1/me/check",
+                Some(&alice),
+                Some(&body),
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(check("drafts.max".into()).await, StatusCode::OK);
+    let (_, before) = call(&f.app, Method::GET, "/metrics", None, None).await;
+    for n in 0..300 {
+        let key = format!("made.up.{n}.{}", "x".repeat(100));
+        assert_eq!(check(key).await, StatusCode::OK);
+        assert_eq!(check("y".repeat(60_000)).await, StatusCode::BAD_REQUEST);
+    }
+    let (_, after) = call(&f.app, Method::GET, "/metrics", None, None).await;
+    let (before, after) = (before.as_str().unwrap(), after.as_str().unwrap());
+    assert!(!after.contains("made.up"), "a user's key became a label");
+    assert!(
+        after.contains(
+            r#"quota_decisions_total{mode="check",plan="free",key="other",status="allow"} 300"#
+        ),
+        "{after}"
+    );
+    assert!(after.contains(r#"key="drafts.max""#));
+    assert!(
+        after.len() < before.len() + 1_000,
+        "{} -> {} bytes",
+        before.len(),
+        after.len()
+    );
+}

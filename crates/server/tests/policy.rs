@@ -453,11 +453,169 @@ fn hostile_uploads() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)>
             "self_test",
             "decided an input the contract calls invalid",
         ),
+        (
+            // 250 KB that would take about a minute to compile, holding the
+            // lifecycle and both cores: refused before compiling.
+            "a module that takes minutes to compile",
+            quota_tests::locals_across_ifs(1, 4_000, 14_000),
+            "compile",
+            "would take too long to compile",
+        ),
+        (
+            "a policy with four more instances of 16 MiB each",
+            quota_tests::beside_policy(
+                quota_tests::REFERENCE,
+                &quota_tests::memory_filler(256),
+                4,
+            ),
+            "interface",
+            "memory cap",
+        ),
+        (
+            "a policy with forty more core instances",
+            quota_tests::beside_policy(quota_tests::REFERENCE, &wat::parse_str("(module)").unwrap(), 40),
+            "interface",
+            "count",
+        ),
     ]
 }
 
 // ---------------------------------------------------------------------------
 // 1. Hostile components.
+
+/// The audit's lying policy: it passed the self-test, then admitted users
+/// past limit + grace with decisions that contradict themselves. Each lie
+/// now fails closed: on a plan of 3 + 1 grace, at most 4 creates succeed
+/// (those the lie does not touch), the rest get 503 and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_lying_for_some_users_never_admits_past_limit_and_grace() {
+    let (_dir, s) = fresh();
+    plan(
+        &s.app,
+        "free",
+        json!({"limits": {"drafts.max": 3}, "enforcement_enabled": true, "grace_count": 1}),
+    )
+    .await;
+    let body = activate(&s.app, quota_tests::HOSTILE).await;
+    assert_eq!(body["activated"]["self_test"]["differs_from_reference"], 0);
+    let lies = [
+        "grace",
+        "allow",
+        "warn",
+        "free-grace",
+        "no-overage",
+        "override",
+        "echo",
+        "long-reason",
+    ];
+    for lie in lies {
+        let token = user(&s.app, &format!("liar-{lie}"), "free").await;
+        let mut created = 0;
+        for _ in 0..12 {
+            let (status, body) = call(
+                &s.app,
+                Method::POST,
+                "/v1/drafts",
+                Some(&token),
+                Some(json!({"title": "t"})),
+            )
+            .await;
+            match status {
+                StatusCode::CREATED => created += 1,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::FORBIDDEN => {
+                    assert!(
+                        body.to_string().len() < 2_000,
+                        "{lie}: a long answer: {} bytes",
+                        body.to_string().len()
+                    );
+                }
+                other => panic!("{lie}: {other} {body}"),
+            }
+        }
+        assert!(created <= 4, "{lie}: {created} created on 3 + 1 grace");
+        let usage = s
+            .state
+            .engine()
+            .store()
+            .usage(&format!("liar-{lie}"))
+            .unwrap();
+        assert!(
+            usage.iter().all(|(_, v)| *v == created),
+            "{lie}: usage {usage:?} after {created} creates"
+        );
+    }
+}
+
+/// One upload is compiled at a time, outside the lock that switches
+/// policies: while a slow (but admitted) upload compiles, a second upload
+/// gets 409 and clearing the shadow is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_upload_while_one_compiles_gets_409() {
+    let (_dir, s) = fresh();
+    activate(&s.app, quota_tests::PERCENT_GRACE).await;
+    let slow = quota_tests::locals_across_ifs(10, 1_000, 1_000);
+    let slow_sha = sha256_hex(&slow);
+    let app = s.app.clone();
+    let first =
+        tokio::spawn(
+            async move { upload(&app, "/admin/policy", slow, Some(WASM), Some(ADMIN)).await },
+        );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while policy_state(&s.app).await["vetting"] != json!(slow_sha) {
+        assert!(
+            Instant::now() < deadline,
+            "the first upload never started compiling"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (status, body) = upload(
+        &s.app,
+        "/admin/policy",
+        quota_tests::PERCENT_GRACE,
+        Some(WASM),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "upload_in_progress");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&slow_sha)
+    );
+    let (status, body) = call(
+        &s.app,
+        Method::POST,
+        "/admin/policy/rollback",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "upload_in_progress");
+    // Recording and switching are not held by the compile.
+    let (status, _) = call(
+        &s.app,
+        Method::DELETE,
+        "/admin/policy/shadow",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        policy_state(&s.app).await["vetting"],
+        json!(slow_sha),
+        "still compiling"
+    );
+
+    let (status, body) = first.await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["stage"], "interface");
+    assert_eq!(policy_state(&s.app).await["vetting"], Value::Null);
+    activate(&s.app, quota_tests::REFERENCE).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_uploads_are_refused_at_their_stage_and_change_nothing() {

@@ -1,6 +1,7 @@
 //! Admin operations. Each runs in one write transaction and writes what it
 //! changed to the audit log (who, what, before, after) in the same one.
 
+use quota_policy_core::names;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
@@ -31,6 +32,18 @@ fn non_empty(field: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An entitlement key by the one rule every edge applies
+/// ([`quota_policy_core::names::check_key`]).
+pub(crate) fn key(field: &str, key: &str) -> Result<(), StoreError> {
+    names::check_key(field, key).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// A user or plan id by the one rule every edge applies
+/// ([`quota_policy_core::names::check_id`]).
+pub(crate) fn id(field: &str, id: &str) -> Result<(), StoreError> {
+    names::check_id(field, id).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
 fn limit_value(field: &str, value: i64) -> Result<(), StoreError> {
     if value < -1 {
         return Err(StoreError::Invalid(format!(
@@ -42,9 +55,12 @@ fn limit_value(field: &str, value: i64) -> Result<(), StoreError> {
 
 impl PlanChange {
     fn validate(&self) -> Result<(), StoreError> {
-        for (key, value) in &self.limits {
-            non_empty("limit key", key)?;
-            limit_value(&format!("limit {key}"), *value)?;
+        for (name, value) in &self.limits {
+            key("entitlement_key", name)?;
+            limit_value(&format!("limit {name}"), *value)?;
+        }
+        for name in &self.remove_limits {
+            key("entitlement_key", name)?;
         }
         if let Some(grace) = self.grace_count
             && grace < 0
@@ -163,7 +179,7 @@ impl SqliteStore {
         change: &PlanChange,
         now_ms: i64,
     ) -> Result<Plan, StoreError> {
-        non_empty("plan", plan_id)?;
+        id("plan_id", plan_id)?;
         change.validate()?;
         self.write(|tx| {
             let before = plan(tx, plan_id)?;
@@ -228,7 +244,7 @@ impl SqliteStore {
         value: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        non_empty("entitlement key", key)?;
+        self::key("entitlement_key", key)?;
         limit_value("default", value)?;
         self.write(|tx| {
             let before: Option<i64> = tx
@@ -289,7 +305,8 @@ impl SqliteStore {
         token_sha256: Option<&str>,
         now_ms: i64,
     ) -> Result<User, StoreError> {
-        non_empty("user", user_id)?;
+        id("user_id", user_id)?;
+        id("plan_id", plan_id)?;
         self.write(|tx| {
             if plan(tx, plan_id)?.is_none() {
                 return Err(StoreError::UnknownPlan(plan_id.to_owned()));
@@ -326,6 +343,8 @@ impl SqliteStore {
         plan_id: &str,
         now_ms: i64,
     ) -> Result<User, StoreError> {
+        id("user_id", user_id)?;
+        id("plan_id", plan_id)?;
         self.write(|tx| {
             let before =
                 user(tx, user_id)?.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))?;
@@ -366,7 +385,8 @@ impl SqliteStore {
         expires_at_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<OverrideRow, StoreError> {
-        non_empty("entitlement key", key)?;
+        id("user_id", user_id)?;
+        self::key("entitlement_key", key)?;
         non_empty("created_by", actor)?;
         limit_value("override value", value)?;
         self.write(|tx| {
@@ -405,6 +425,8 @@ impl SqliteStore {
         key: &str,
         now_ms: i64,
     ) -> Result<Option<OverrideRow>, StoreError> {
+        id("user_id", user_id)?;
+        self::key("entitlement_key", key)?;
         self.write(|tx| {
             if user(tx, user_id)?.is_none() {
                 return Err(StoreError::UnknownUser(user_id.to_owned()));

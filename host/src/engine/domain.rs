@@ -106,6 +106,8 @@ where
         invitee_id: &str,
         after: impl FnOnce(&mut S::Tx, &Invite) -> Result<(), StoreError>,
     ) -> Result<Invite, StoreError> {
+        quota_policy_core::names::check_id("invitee", invitee_id)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let now = self.now_ms();
         let mut tx = self.store().begin_write()?;
         let draft = tx.draft(draft_id)?;
