@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use quota_host::engine::log::{DecisionLog, Retention};
 use quota_host::lifecycle::Lifecycle;
 use quota_host::{Engine, Limits, Runtime};
+use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::{StateDir, TokenSource};
 use quota_server::{AdminToken, AppState};
 use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
@@ -49,6 +51,20 @@ pub struct ServeArgs {
     /// Default: the database's folder.
     #[arg(long, value_name = "DIR", env = "QUOTA_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Time a client has from opening a connection, or from the first byte
+    /// of its next request, to the end of the request's headers.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Time a connection may stay open with no request in flight.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Time a request's body may take to arrive after its headers (408 past it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
+    /// Connections open at once; at the cap, the one waiting longest with no
+    /// request in flight is closed to make room.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 fn seed_demo(store: &SqliteStore) -> anyhow::Result<()> {
@@ -187,10 +203,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             state.clone(),
             std::time::Duration::from_secs(600),
         ));
-        axum::serve(listener, quota_server::app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed")?;
+        let limits = ConnectionLimits {
+            header_read_timeout: args.header_read_timeout,
+            idle_timeout: args.idle_timeout,
+            body_read_timeout: args.body_read_timeout,
+            max_connections: usize::try_from(args.max_connections)?,
+        };
+        quota_server::connections::serve(listener, state, limits, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     if let Some(log) = log

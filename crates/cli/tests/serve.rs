@@ -491,3 +491,185 @@ fn the_service_starts_only_on_state_nobody_else_can_write() {
     );
     terminate(server);
 }
+
+/// A raw connection that sent `bytes` and then nothing more.
+fn stalled(addr: &str, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes `stream`; how long that took from `since`.
+/// Fails if it is still open after 20 s.
+fn closed_after(stream: &mut TcpStream, since: Instant) -> Duration {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return since.elapsed(),
+            Err(e) => panic!("still open after {:?}: {e}", since.elapsed()),
+        }
+    }
+}
+
+fn metric(addr: &str, line_start: &str) -> u64 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: q\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// The audit's slow clients: a connection that never finishes its headers
+/// stayed open for over 70 s, and 20,000 of them stopped /healthz. Headers
+/// now have a time limit from the connection's opening, idle keep-alive
+/// connections another, and the connection count a cap at which the
+/// longest-waiting idle or stalled connection makes room.
+#[test]
+fn slow_and_idle_connections_are_closed_and_the_service_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let args = [
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--header-read-timeout".as_ref(),
+        "300ms".as_ref(),
+        "--idle-timeout".as_ref(),
+        "900ms".as_ref(),
+    ];
+    let server = start_command(serve(&args, Some(ADMIN)));
+    let addr = server.addr.clone();
+
+    // Headers never finished: closed at the header timeout, not before.
+    let since = Instant::now();
+    let mut partial = stalled(&addr, b"GET /healthz HTTP/1.1\r\nHost: q\r\n");
+    let mut silent = stalled(&addr, b"");
+    let took = closed_after(&mut partial, since);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let took = closed_after(&mut silent, since);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+
+    // A keep-alive connection after its answer: the idle timeout, which is
+    // longer than the header timeout.
+    let mut kept = stalled(&addr, b"GET /healthz HTTP/1.1\r\nHost: q\r\n\r\n");
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let answered = Instant::now();
+    let took = closed_after(&mut kept, answered);
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+
+    // A request whose handler runs longer than every timeout still gets its
+    // answer: an upload that takes about a second to compile.
+    let slow = quota_tests::locals_across_ifs(10, 1_000, 1_000);
+    let mut upload = stalled(
+        &addr,
+        format!(
+            "POST /admin/policy HTTP/1.1\r\nHost: q\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            slow.len()
+        )
+        .as_bytes(),
+    );
+    upload.write_all(&slow).unwrap();
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    assert!(answer.contains("\"stage\":\"interface\""), "{answer}");
+
+    assert!(
+        metric(
+            &addr,
+            "quota_http_connections_closed_total{reason=\"header_timeout\"}"
+        ) >= 2
+    );
+    assert!(
+        metric(
+            &addr,
+            "quota_http_connections_closed_total{reason=\"idle_timeout\"}"
+        ) >= 1
+    );
+    terminate(server);
+}
+
+/// A body that does not arrive in time gets 408 and changes nothing.
+#[test]
+fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let args = [
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--body-read-timeout".as_ref(),
+        "400ms".as_ref(),
+    ];
+    let server = start_command(serve(&args, Some(ADMIN)));
+    let mut stream = stalled(
+        &server.addr,
+        format!(
+            "PUT /admin/plans/slow HTTP/1.1\r\nHost: q\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"grace_count\""
+        )
+        .as_bytes(),
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert_eq!(
+        http(&server.addr, "GET", "/admin/plans/slow", ADMIN, None).0,
+        404
+    );
+    terminate(server);
+}
+
+/// At the connection cap, stalled connections make room for new ones: the
+/// flood of unfinished headers does not stop /healthz, and no more than the
+/// cap are open at once.
+#[test]
+fn at_the_connection_cap_stalled_connections_make_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let args = [
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--header-read-timeout".as_ref(),
+        "60s".as_ref(),
+        "--max-connections".as_ref(),
+        "16".as_ref(),
+    ];
+    let server = start_command(serve(&args, Some(ADMIN)));
+    let mut flood: Vec<TcpStream> = (0..200)
+        .map(|_| stalled(&server.addr, b"GET /healthz HTTP/1.1\r\nHost: q\r\n"))
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(http(&server.addr, "GET", "/healthz", "", None).0, 200);
+    }
+    assert!(metric(&server.addr, "quota_http_connections_open ") <= 16);
+    // The oldest stalled connections were the ones closed.
+    closed_after(&mut flood[0], Instant::now());
+    assert!(
+        metric(
+            &server.addr,
+            "quota_http_connections_closed_total{reason=\"evicted\"}"
+        ) >= 184
+    );
+    terminate(server);
+}

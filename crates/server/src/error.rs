@@ -102,8 +102,34 @@ impl<E: Into<ApiError>> From<EnforceError<E>> for ApiError {
     }
 }
 
+/// Whether `error` or one of its sources is the body read timeout.
+pub(crate) fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<crate::connections::BodyTimedOut>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+impl ApiError {
+    /// 408 `request_timeout`: the body did not arrive in time.
+    pub(crate) fn body_timeout() -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time; nothing was changed",
+        )
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if body_timed_out(&rejection) {
+            return ApiError::body_timeout();
+        }
         match rejection.status() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -9,6 +9,7 @@
 //! runs off the async workers.
 
 mod admin;
+pub mod connections;
 mod error;
 mod extract;
 mod idempotency;

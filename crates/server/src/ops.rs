@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::connections::Closed;
 use crate::error::ApiError;
 
 /// The error body every failure has.
@@ -38,10 +40,27 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// HTTP requests counted by route and status.
+/// HTTP requests counted by route and status; connections open and why
+/// the service closed them.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    connections_open: AtomicU64,
+    connections_closed: [AtomicU64; Closed::ALL.len()],
+}
+
+impl HttpMetrics {
+    pub(crate) fn opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finished(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self, reason: Closed) {
+        self.connections_closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) async fn count_requests(
@@ -168,6 +187,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             out,
             "quota_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
             label(route)
+        );
+    }
+    let http = state.http();
+    let _ = writeln!(
+        out,
+        "# HELP quota_http_connections_open Connections open now."
+    );
+    let _ = writeln!(out, "# TYPE quota_http_connections_open gauge");
+    let _ = writeln!(
+        out,
+        "quota_http_connections_open {}",
+        http.connections_open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP quota_http_connections_closed_total Connections the service closed, by reason."
+    );
+    let _ = writeln!(out, "# TYPE quota_http_connections_closed_total counter");
+    for reason in Closed::ALL {
+        let _ = writeln!(
+            out,
+            "quota_http_connections_closed_total{{reason=\"{}\"}} {}",
+            reason.as_str(),
+            http.connections_closed[reason.index()].load(Ordering::Relaxed)
         );
     }
     let _ = writeln!(

@@ -93,7 +93,9 @@ fn component(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<u8>, ApiError> {
     let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if crate::error::body_timed_out(&rejection) {
+            ApiError::body_timeout()
+        } else if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -1451,8 +1451,13 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = s.app.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, served).await });
+    let served = s.state.clone();
+    let server = tokio::spawn(quota_server::connections::serve(
+        listener,
+        served,
+        quota_server::connections::ConnectionLimits::default(),
+        std::future::pending(),
+    ));
 
     let (reference, percent) = (reference_sha(), percent_grace_sha());
     let run = tokio::task::spawn_blocking(move || {
