@@ -57,7 +57,14 @@ fn start_command(mut command: Command) -> Server {
 }
 
 fn start(db: &std::path::Path) -> Server {
-    start_command(serve(&["--db".as_ref(), db.as_os_str()], Some(ADMIN)))
+    start_with(db, &[])
+}
+
+/// The service over `db` with the admin token and further `options`.
+fn start_with(db: &std::path::Path, options: &[&str]) -> Server {
+    let mut args = vec!["--db".as_ref(), db.as_os_str()];
+    args.extend(options.iter().map(std::ffi::OsStr::new));
+    start_command(serve(&args, Some(ADMIN)))
 }
 
 fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
@@ -537,15 +544,10 @@ fn metric(addr: &str, line_start: &str) -> u64 {
 fn slow_and_idle_connections_are_closed_and_the_service_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("quota.db");
-    let args = [
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--header-read-timeout".as_ref(),
-        "300ms".as_ref(),
-        "--idle-timeout".as_ref(),
-        "900ms".as_ref(),
-    ];
-    let server = start_command(serve(&args, Some(ADMIN)));
+    let server = start_with(
+        &db,
+        &["--header-read-timeout", "300ms", "--idle-timeout", "900ms"],
+    );
     let addr = server.addr.clone();
 
     // Headers never finished: closed at the header timeout, not before.
@@ -614,13 +616,7 @@ fn slow_and_idle_connections_are_closed_and_the_service_keeps_answering() {
 fn a_body_that_does_not_arrive_in_time_gets_408() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("quota.db");
-    let args = [
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--body-read-timeout".as_ref(),
-        "400ms".as_ref(),
-    ];
-    let server = start_command(serve(&args, Some(ADMIN)));
+    let server = start_with(&db, &["--body-read-timeout", "400ms"]);
     let mut stream = stalled(
         &server.addr,
         format!(
@@ -647,15 +643,10 @@ fn a_body_that_does_not_arrive_in_time_gets_408() {
 fn at_the_connection_cap_stalled_connections_make_room() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("quota.db");
-    let args = [
-        "--db".as_ref(),
-        db.as_os_str(),
-        "--header-read-timeout".as_ref(),
-        "60s".as_ref(),
-        "--max-connections".as_ref(),
-        "16".as_ref(),
-    ];
-    let server = start_command(serve(&args, Some(ADMIN)));
+    let server = start_with(
+        &db,
+        &["--header-read-timeout", "60s", "--max-connections", "16"],
+    );
     let mut flood: Vec<TcpStream> = (0..200)
         .map(|_| stalled(&server.addr, b"GET /healthz HTTP/1.1\r\nHost: q\r\n"))
         .collect();
