@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build policy lint test conformance bench bench-http bench-swap fuzz-api run clean
+.PHONY: all toolchain build bin policy lint test conformance bench bench-http bench-swap fuzz-api run clean
 
 all: build
 
@@ -16,6 +16,12 @@ toolchain:
 
 build: toolchain
 	$(CARGO) build --release --locked
+
+# The `quota` binary alone (what `make run` needs: no benchmark peers). It
+# resolves the same features as `make test` (crates/workspace-hack, checked
+# by `make test`), so after `make test` it compiles nothing again.
+bin: toolchain
+	$(CARGO) build --release --locked -p quota-cli
 
 # The reference policy component on its own, for other hosts (jco, wasmtime CLI).
 policy: toolchain
@@ -45,6 +51,7 @@ PERCENT_GRACE_CASES := examples/percent-grace/cases.json
 # the same features as the tests, so wasmtime is compiled once for both.
 test: lint
 	$(CARGO) test --release --locked --workspace
+	scripts/check-bin-reuse.sh
 	$(CARGO) bench --locked --workspace --no-run
 	scripts/fuzz-api.sh $(QUOTA)
 	$(QUOTA) policy test $(CASES)
@@ -69,7 +76,7 @@ bench: toolchain
 
 # The service on an embedded database under ./var with the reference policy
 # and demo plans; the admin token is written to var/admin-token.
-run: build
+run: bin
 	$(QUOTA) serve --db var/quota.db --demo
 
 clean:

@@ -28,7 +28,7 @@ pub const REGO_RULE: &str = "data.quota.decision";
 /// The Cedar policy set.
 pub const CEDAR_POLICIES: &str = include_str!("policies/quota.cedar");
 
-/// The Rego input for `input`: its JSON form (SPEC §2.1) plus the rollout
+/// The Rego input for `input`: its JSON form (docs/contract.md §2.1) plus the rollout
 /// bucket, which Rego cannot compute (see `policies/quota.rego`).
 pub fn rego_input(input: &DecisionInput) -> regorus::Value {
     let mut json = quota_policy_core::json::input_to_value(input);

@@ -1,13 +1,13 @@
-# The quota decision of SPEC §3 as a Rego policy, for the peer benchmark
+# The quota decision of docs/contract.md §3 as a Rego policy, for the peer benchmark
 # (benches/benches/decision.rs, evaluated by regorus).
 #
 # Mapping from the contract:
 #
-# - The input is the JSON form of a decision input (SPEC §2.1): `override` and
+# - The input is the JSON form of a decision input (docs/contract.md §2.1): `override` and
 #   `plan` are null or objects, `plan.limit`, `default_limit` and
 #   `override.expires_at_ms` may be null.
 # - One field is added by the host before evaluation: `rollout_bucket`,
-#   fnv1a64(plan_id ":" user_id) mod 100 (SPEC §3.3). Rego has no FNV-1a and
+#   fnv1a64(plan_id ":" user_id) mod 100 (docs/contract.md §3.3). Rego has no FNV-1a and
 #   no way to turn a string into its bytes, so the bucket is computed natively
 #   while the input is built (outside the timed part); the comparison with
 #   `rollout_percent` stays here.

@@ -249,7 +249,7 @@ impl Evaluator {
         decided.unwrap_or_else(|e| Evaluated::Unavailable(e.to_string()))
     }
 
-    /// Evaluates one decision input in its JSON form (SPEC §2.1) and returns
+    /// Evaluates one decision input in its JSON form (docs/contract.md §2.1) and returns
     /// the JSON output: a decision with its usage key, or an error object.
     pub fn evaluate_json(&mut self, value: &serde_json::Value) -> serde_json::Value {
         use quota_policy_core::json::{Evaluated, input_from_value};

@@ -13,7 +13,7 @@ use quota_tests::{PERCENT_GRACE, REFERENCE, percent_grace, reference};
 
 const NOW: i64 = 1_700_000_000_000;
 
-/// The limit SPEC §3.2 resolves, restated here so the model does not lean
+/// The limit docs/contract.md §3.2 resolves, restated here so the model does not lean
 /// on the code under test.
 fn resolved_limit(input: &DecisionInput) -> i64 {
     if let Some(o) = &input.r#override

@@ -2,7 +2,7 @@
 //!
 //! Exit status: 0 success; 1 `policy test` had failing cases; 2 usage error,
 //! unreadable file, a component that cannot be loaded, or any other error;
-//! 3 a quota block (the SPEC §4 error body is printed on stdout).
+//! 3 a quota block (the error body of docs/contract.md §4.3 is printed on stdout).
 
 mod db;
 mod policy;
@@ -24,9 +24,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Policy tooling: evaluate, test and inspect policy components (no database needed).
     /// Run the HTTP service (user and admin API, /metrics, /healthz, /openapi.json).
     Serve(serve::ServeArgs),
+    /// Policy tooling: evaluate, test, inspect and replay policy components (no
+    /// database needed), and change a running service's policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     #[command(flatten)]

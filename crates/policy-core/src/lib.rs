@@ -71,7 +71,7 @@ pub struct PlanInfo {
     pub rollout_percent: i64,
 }
 
-/// Everything the policy needs to decide one request (SPEC §2.1).
+/// Everything the policy needs to decide one request (docs/contract.md §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecisionInput {
     /// The subject; non-empty.
@@ -151,7 +151,7 @@ impl LimitSource {
     }
 }
 
-/// A decision, as a value: the host applies it (SPEC §2.1 output).
+/// A decision, as a value: the host applies it (docs/contract.md §2.1 output).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// The outcome.
@@ -182,7 +182,7 @@ pub struct Decision {
     pub reason: String,
 }
 
-/// Which usage counter an entitlement reads (SPEC §3.1).
+/// Which usage counter an entitlement reads (docs/contract.md §3.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UsageKeyInfo {
     /// The usage counter, e.g. `drafts.created`.
@@ -234,7 +234,7 @@ impl std::fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-/// The effective limit and how it was found (SPEC §3.2).
+/// The effective limit and how it was found (docs/contract.md §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Resolved {
     limit: i64,
@@ -276,7 +276,7 @@ fn resolve_limit(input: &DecisionInput) -> Resolved {
     }
 }
 
-/// Whether enforcement applies to this user (SPEC §3.3).
+/// Whether enforcement applies to this user (docs/contract.md §3.3).
 fn is_enforced(input: &DecisionInput) -> bool {
     match &input.plan {
         Some(plan) => {
@@ -287,7 +287,7 @@ fn is_enforced(input: &DecisionInput) -> bool {
     }
 }
 
-/// Decide one request (SPEC §3). Total: errors only for out-of-range input.
+/// Decide one request (docs/contract.md §3). Total: errors only for out-of-range input.
 pub fn decide(input: &DecisionInput) -> Result<Decision, PolicyError> {
     validate::check(input)?;
     let resolved = resolve_limit(input);

@@ -1,4 +1,4 @@
-//! Deterministic enforcement rollout (SPEC §3.3).
+//! Deterministic enforcement rollout (docs/contract.md §3.3).
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;

@@ -1,4 +1,4 @@
-//! Which usage counter an entitlement reads (SPEC §3.1): one table, one place.
+//! Which usage counter an entitlement reads (docs/contract.md §3.1): one table, one place.
 
 use crate::UsageKeyInfo;
 

@@ -1,4 +1,4 @@
-//! The input ranges of SPEC §2.1. A violation is `invalid_input` naming the field.
+//! The input ranges of docs/contract.md §2.1. A violation is `invalid_input` naming the field.
 
 use crate::reason::Text;
 use crate::{DecisionInput, PolicyError, UNLIMITED};

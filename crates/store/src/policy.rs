@@ -117,9 +117,9 @@ pub struct DecisionLogEntry {
     pub status: String,
     /// The deciding policy.
     pub policy_sha256: String,
-    /// The policy's input (SPEC §2.1), JSON text.
+    /// The policy's input (docs/contract.md §2.1), JSON text.
     pub input_json: String,
-    /// The decision (SPEC §2.1 output), JSON text.
+    /// The decision (docs/contract.md §2.1 output), JSON text.
     pub output_json: String,
     /// The shadow policy, if one was set.
     pub shadow_sha256: Option<String>,

@@ -13,7 +13,7 @@ pub struct QuotaExceeded {
 }
 
 impl QuotaExceeded {
-    /// The error body of SPEC §4 (HTTP 403, CLI exit 3):
+    /// The error body of docs/contract.md §4.3 (HTTP 403, CLI exit 3):
     /// `{"error":{"code":"quota_exceeded","message",...}}`.
     pub fn to_json(&self) -> Value {
         let d = &self.outcome.decision;

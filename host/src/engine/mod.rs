@@ -105,7 +105,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The JSON form: the decision (SPEC §2.1 output, usage key filled in)
+    /// The JSON form: the decision (docs/contract.md §2.1 output, usage key filled in)
     /// with the plan, the policy's sha256 and whether it failed open.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({

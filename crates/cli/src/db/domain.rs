@@ -1,7 +1,7 @@
 //! `draft`, `segment`, `invite`, `check`: the domain, guarded by the engine.
 //!
 //! Success prints `{"<thing>": {...}, "outcome": {...}}` and exits 0. A quota
-//! block prints the SPEC §4 error body on stdout and exits 3. Any other
+//! block prints the error body of docs/contract.md §4.3 on stdout and exits 3. Any other
 //! error goes to stderr with exit 2.
 
 use std::process::ExitCode;

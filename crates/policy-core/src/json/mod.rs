@@ -1,4 +1,4 @@
-//! The JSON form of SPEC §2.1: decision inputs in, decisions and errors out.
+//! The JSON form of docs/contract.md §2.1: decision inputs in, decisions and errors out.
 //!
 //! Inputs are read from a [`serde_json::Value`] by hand so that every
 //! problem names its field: a missing or mistyped field, an integer outside

@@ -1,0 +1,3 @@
+//! Nothing to build: the build-dependencies only ask for features of the
+//! crates procedural macros use.
+fn main() {}
