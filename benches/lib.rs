@@ -6,7 +6,8 @@ pub mod peers;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use quota_host::{Engine, Evaluator, Limits, Runtime};
+use quota_engine::Engine;
+use quota_host::{Evaluator, Limits, Runtime};
 use quota_policy_core::DecisionInput;
 use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
 

@@ -1,6 +1,6 @@
 //! What a call costs before any policy work, side by side in one run with
-//! the reference policy, on the runtime the service uses (the same wasmtime
-//! engine and configuration) and the shared input set:
+//! the reference policy, on an engine configured like the service's runtime
+//! and the shared input set:
 //!
 //! - `native`: `quota_policy_core::decide`, for scale;
 //! - `reference`: the reference component through `Evaluator::decide`, as
@@ -107,6 +107,21 @@ fn numbers(i: &DecisionInput) -> calls::Numbers {
     }
 }
 
+/// A wasmtime engine configured as `quota_host::Runtime::new` configures
+/// its own (which it does not hand out), for the calls of other shapes.
+/// Keep the two in step.
+fn engine_like_the_runtime() -> wasmtime::Engine {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .epoch_interruption(true)
+        .max_wasm_stack(Limits::default().stack_bytes)
+        .wasm_backtrace_max_frames(None)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    wasmtime::Engine::new(&config).unwrap()
+}
+
 fn floor(c: &mut Criterion) {
     let inputs = quota_benches::inputs::decision_inputs().unwrap();
     let n = inputs.len();
@@ -122,11 +137,11 @@ fn floor(c: &mut Criterion) {
         .evaluator()
         .unwrap();
 
-    let mut store = Store::new(runtime.engine(), ());
+    let engine = engine_like_the_runtime();
+    let mut store = Store::new(&engine, ());
     store.set_epoch_deadline(u64::MAX / 2);
-    let component = Component::new(runtime.engine(), quota_benches::FLOOR_COMPONENT).unwrap();
-    let fixture =
-        Floor::instantiate(&mut store, &component, &Linker::new(runtime.engine())).unwrap();
+    let component = Component::new(&engine, quota_benches::FLOOR_COMPONENT).unwrap();
+    let fixture = Floor::instantiate(&mut store, &component, &Linker::new(&engine)).unwrap();
     let (raw, calls) = (fixture.quota_policy_engine(), fixture.quota_floor_calls());
 
     // Every call answers what it should before anything is timed.

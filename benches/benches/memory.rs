@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use quota_host::QuotaRequest;
+use quota_engine::QuotaRequest;
 use quota_store::Synchronous;
 
 /// Decisions (and checks) per run.

@@ -22,11 +22,8 @@ use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use wasmtime::Engine;
 use wasmtime::component::Component;
-
-use crate::error::LoadError;
-use crate::module::{PolicyModule, sha256_hex};
-use crate::runtime::Runtime;
 
 /// The file where older versions kept the key, inside the cache: removed
 /// at open, so no key is left beside the artifacts it protects.
@@ -109,13 +106,29 @@ impl ArtifactCache {
         &self.dir
     }
 
-    fn name(runtime: &Runtime, sha256: &str) -> String {
+    /// The artifact's file name for the component `sha256` on `engine`.
+    fn name(engine: &Engine, sha256: &str) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        runtime
-            .engine
-            .precompile_compatibility_hash()
-            .hash(&mut hasher);
+        engine.precompile_compatibility_hash().hash(&mut hasher);
         format!("{sha256}-{:016x}.cwasm", hasher.finish())
+    }
+
+    /// The component `sha256` compiled for `engine`, from a valid artifact.
+    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let artifact = self.read(&Self::name(engine, sha256))?;
+        deserialize(engine, &artifact)
+    }
+
+    /// Keeps `component` (the component `sha256`) for next time; a failure
+    /// is logged, not an error: the cache only saves time.
+    pub(crate) fn put(&self, engine: &Engine, sha256: &str, component: &Component) {
+        let written = component
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            .and_then(|artifact| self.write(&Self::name(engine, sha256), &artifact));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "cannot write a precompiled policy artifact");
+        }
     }
 
     fn mac(&self, name: &str, artifact: &[u8]) -> Hmac<Sha256> {
@@ -190,42 +203,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     unsafe_code,
     reason = "wasmtime can only trust native code it compiled; the tag proves this host wrote the artifact with this engine configuration"
 )]
-fn deserialize(runtime: &Runtime, artifact: &[u8]) -> Option<Component> {
+fn deserialize(engine: &Engine, artifact: &[u8]) -> Option<Component> {
     // SAFETY: `artifact` was produced by `Component::serialize` on an engine
     // with the same compatibility hash (it is in the artifact's name, which
     // the tag covers) and is byte-for-byte what was written: its HMAC under
     // this cache's secret key, which is kept outside the cache directory,
     // matched. wasmtime also checks the artifact's header against the
     // engine and refuses a mismatch.
-    unsafe { Component::deserialize(&runtime.engine, artifact) }.ok()
-}
-
-impl Runtime {
-    /// Loads a policy like [`Runtime::load`], from a precompiled artifact in
-    /// `cache` when there is a valid one; otherwise compiles it and writes
-    /// the artifact (a failure to write is logged, not an error). The
-    /// component's bytes are still hashed and fully type-checked.
-    pub fn load_cached(
-        &self,
-        bytes: &[u8],
-        cache: &ArtifactCache,
-    ) -> Result<(PolicyModule, CacheOutcome), LoadError> {
-        let sha256 = sha256_hex(bytes);
-        let name = ArtifactCache::name(self, &sha256);
-        if let Some(component) = cache.read(&name).and_then(|a| deserialize(self, &a)) {
-            let module = PolicyModule::from_component(self, component, bytes, sha256)?;
-            return Ok((module, CacheOutcome::Hit));
-        }
-        let component = crate::inspect::compile_component(self, bytes)?;
-        match component.serialize() {
-            Ok(artifact) => {
-                if let Err(e) = cache.write(&name, &artifact) {
-                    tracing::warn!(error = %e, dir = %cache.dir.display(), "cannot write a precompiled policy artifact");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot serialize a compiled policy"),
-        }
-        let module = PolicyModule::from_component(self, component, bytes, sha256)?;
-        Ok((module, CacheOutcome::Miss))
-    }
+    unsafe { Component::deserialize(engine, artifact) }.ok()
 }

@@ -2,87 +2,20 @@
 //! replaced after a trap or a bounded number of calls.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use quota_policy_core::{
     Decision, DecisionInput, LimitSource, MAX_REASON_BYTES, PolicyError, Status, UNLIMITED,
     UsageKeyInfo,
 };
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::Store;
 
 use crate::bindings::{self, Policy};
 use crate::error::CallError;
-use crate::module::PolicyModule;
+use crate::instance::{Compiled, Live, Stage, StoreData, classify};
 
 /// Most usage keys cached per evaluator before the cache starts over.
 const USAGE_KEY_CACHE_MAX: usize = 1024;
-
-/// Core instances, linear memories and tables one policy instance may
-/// have. A compiled Rust guest has one memory, a few instances and tables;
-/// languages that link several modules need more instances, not more memory.
-const MAX_CORE_INSTANCES: usize = 32;
-const MAX_MEMORIES: usize = 4;
-const MAX_TABLES: usize = 16;
-/// Elements one table may grow to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// Per-instance host state: the memory limiter.
-pub(crate) struct StoreData {
-    memory_cap: usize,
-    memory_denied: bool,
-    /// Linear memory the instance has, in bytes, over all its memories:
-    /// every growth allowed so far.
-    memory_bytes: usize,
-    deadline: Duration,
-}
-
-impl ResourceLimiter for StoreData {
-    /// The cap is on the sum of every memory of the instance (a component
-    /// may hold several core instances, each with memories of its own).
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_bytes
-            .saturating_add(desired.saturating_sub(current));
-        if total > self.memory_cap {
-            self.memory_denied = true;
-            return Ok(false);
-        }
-        self.memory_bytes = total;
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-
-    fn instances(&self) -> usize {
-        MAX_CORE_INSTANCES
-    }
-
-    fn memories(&self) -> usize {
-        MAX_MEMORIES
-    }
-
-    fn tables(&self) -> usize {
-        MAX_TABLES
-    }
-}
-
-struct Live {
-    store: Store<StoreData>,
-    policy: Policy,
-    calls: u64,
-}
 
 /// One live instance of a policy, for one thread at a time.
 ///
@@ -90,7 +23,8 @@ struct Live {
 /// decision); discards it after any trap, deadline or memory-cap failure,
 /// and after [`crate::Limits::calls_per_instance`] calls.
 pub struct Evaluator {
-    module: PolicyModule,
+    compiled: Arc<Compiled>,
+    sha256: String,
     live: Option<Live>,
     usage_keys: HashMap<String, UsageKeyInfo>,
     instantiations: u64,
@@ -99,16 +33,17 @@ pub struct Evaluator {
 impl std::fmt::Debug for Evaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Evaluator")
-            .field("module", &self.module)
+            .field("policy_sha256", &self.sha256)
             .field("live", &self.live.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Evaluator {
-    pub(crate) fn new(module: PolicyModule) -> Result<Self, CallError> {
+    pub(crate) fn new(compiled: Arc<Compiled>, sha256: String) -> Result<Self, CallError> {
         let mut evaluator = Evaluator {
-            module,
+            compiled,
+            sha256,
             live: None,
             usage_keys: HashMap::new(),
             instantiations: 0,
@@ -131,45 +66,25 @@ impl Evaluator {
             .map_or(0, |live| live.store.data().memory_bytes)
     }
 
-    /// The module this evaluator runs.
-    pub fn module(&self) -> &PolicyModule {
-        &self.module
+    /// The sha256 of the policy this evaluator runs.
+    pub fn policy_sha256(&self) -> &str {
+        &self.sha256
     }
 
     fn live(&mut self) -> Result<&mut Live, CallError> {
-        let limits = self.module.runtime().limits;
+        let calls_per_instance = self.compiled.limits.calls_per_instance;
         if self
             .live
             .as_ref()
-            .is_some_and(|l| l.calls >= limits.calls_per_instance)
+            .is_some_and(|l| l.calls >= calls_per_instance)
         {
             self.live = None;
         }
         match &mut self.live {
             Some(live) => Ok(live),
             slot @ None => {
-                let mut store = Store::new(
-                    &self.module.runtime().engine,
-                    StoreData {
-                        memory_cap: limits.memory_bytes,
-                        memory_denied: false,
-                        memory_bytes: 0,
-                        deadline: limits.call_deadline,
-                    },
-                );
-                store.limiter(|data| data as &mut dyn ResourceLimiter);
-                store.set_epoch_deadline(limits.deadline_ticks());
                 self.instantiations += 1;
-                let policy = self
-                    .module
-                    .pre()
-                    .instantiate(&mut store)
-                    .map_err(|e| classify(&store, e, Stage::Instantiate))?;
-                Ok(slot.insert(Live {
-                    store,
-                    policy,
-                    calls: 0,
-                }))
+                Ok(slot.insert(self.compiled.instantiate()?))
             }
         }
     }
@@ -180,7 +95,7 @@ impl Evaluator {
         &mut self,
         f: impl FnOnce(&Policy, &mut Store<StoreData>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let ticks = self.module.runtime().limits.deadline_ticks();
+        let ticks = self.compiled.limits.deadline_ticks();
         let live = self.live()?;
         live.calls += 1;
         live.store.set_epoch_deadline(ticks);
@@ -260,25 +175,6 @@ impl Evaluator {
     }
 }
 
-/// What failed: making the instance, or a call on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Instantiate,
-    Call,
-}
-
-fn classify(store: &Store<StoreData>, e: wasmtime::Error, stage: Stage) -> CallError {
-    if store.data().memory_denied {
-        return CallError::MemoryCap(store.data().memory_cap);
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Deadline(store.data().deadline),
-        Some(trap) => CallError::Trap(trap.to_string()),
-        None if stage == Stage::Instantiate => CallError::Instantiate(format!("{e:#}")),
-        None => CallError::Trap(format!("{e:#}")),
-    }
-}
-
 /// The checks every decision must pass, whatever policy made it: internally
 /// consistent and true to its input. A policy chooses the limit, the grace
 /// and whether enforcement applies; it cannot admit past its own numbers.
@@ -334,52 +230,4 @@ fn check_error(e: &PolicyError) -> Result<(), String> {
         return Err("error message longer than 1024 bytes".to_owned());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use quota_policy_core::{DecisionInput, Override, PlanInfo, decide, usage_key};
-
-    use crate::{Limits, Runtime};
-
-    fn input(len: usize, n: i64) -> DecisionInput {
-        let id = |c: char| c.to_string().repeat(len.max(1));
-        DecisionInput {
-            user_id: id('u'),
-            plan_id: id('p'),
-            entitlement_key: format!("{}.max", id('k')),
-            requested: 1 + n % 3,
-            now_ms: 1_700_000_000_000,
-            usage: n % 7,
-            r#override: (n % 2 == 0).then_some(Override {
-                value: 4,
-                expires_at_ms: None,
-            }),
-            plan: Some(PlanInfo {
-                limit: Some(3),
-                enforcement_enabled: true,
-                grace_count: 2,
-                rollout_percent: 100,
-            }),
-            default_limit: None,
-            grace_used: n % 3,
-        }
-    }
-
-    /// Ids from one byte to hundreds of KiB, mixed, on one instance: large
-    /// guest allocations between small ones change no decision.
-    #[test]
-    fn ids_of_any_length_decide_like_the_native_core() {
-        let runtime = Runtime::new(Limits::default()).unwrap();
-        let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
-        let mut evaluator = policy.evaluator().unwrap();
-        let lengths = [1, 40, 70_000, 3, 300_000, 12, 20_000, 20_000, 1, 65_000];
-        for (n, &len) in (0..).zip(lengths.iter().cycle().take(40)) {
-            let input = input(len, n);
-            assert_eq!(evaluator.decide(&input).unwrap(), decide(&input));
-            let key = &input.entitlement_key;
-            assert_eq!(evaluator.usage_key(key).unwrap(), usage_key(key));
-        }
-        assert_eq!(evaluator.instantiations(), 1);
-    }
 }

@@ -1,11 +1,11 @@
 //! What a component is: its hash, size, package, exports and imports.
 
+use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
+use crate::budget::{self, CompileBudget};
 use crate::error::LoadError;
-use crate::module::sha256_hex;
-use crate::runtime::Runtime;
 
 /// A description of a component, as `quota policy inspect` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,31 +41,24 @@ fn package_of(interface: &str) -> Option<String> {
     })
 }
 
-/// Compiles `bytes` and describes the component, whatever world it has.
-pub(crate) fn compile(
-    runtime: &Runtime,
-    bytes: &[u8],
-) -> Result<(Component, ComponentInfo), LoadError> {
-    let component = compile_component(runtime, bytes)?;
-    let info = describe(runtime, &component, bytes, sha256_hex(bytes));
-    Ok((component, info))
-}
-
 /// Compiles `bytes` as a component, if it keeps the compile budget.
-pub(crate) fn compile_component(runtime: &Runtime, bytes: &[u8]) -> Result<Component, LoadError> {
-    crate::budget::check(bytes, &runtime.limits.compile).map_err(LoadError::TooCostly)?;
-    Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
+pub(crate) fn compile(
+    engine: &Engine,
+    budget: &CompileBudget,
+    bytes: &[u8],
+) -> Result<Component, LoadError> {
+    budget::check(bytes, budget).map_err(LoadError::TooCostly)?;
+    Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))
 }
 
 /// What a compiled component is; `bytes` are the component it came from
 /// and `sha256` their hash (computed once by the caller).
 pub(crate) fn describe(
-    runtime: &Runtime,
+    engine: &Engine,
     component: &Component,
     bytes: &[u8],
     sha256: String,
 ) -> ComponentInfo {
-    let engine = &runtime.engine;
     let ty = component.component_type();
     let imports = ty
         .imports(engine)
@@ -97,13 +90,6 @@ pub(crate) fn describe(
         package,
         exports,
         imports,
-    }
-}
-
-impl Runtime {
-    /// Describes any component, policy or not (it must compile).
-    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        compile(self, bytes).map(|(_, info)| info)
     }
 }
 

@@ -1,22 +1,23 @@
-//! The quota host runtime: loads policy components and calls them.
+//! The quota policy runtime: loads policy components and calls them.
 //!
 //! A narrow facade over wasmtime. Callers pass and get the plain Rust types
-//! of `quota-policy-core`; no wasmtime type crosses this API.
+//! of `quota-policy-core`; no wasmtime type crosses this API, and nothing
+//! here knows about storage (the enforcement engine is `quota-engine`).
 //!
-//! - [`Runtime`] owns the wasmtime engine, its sandbox limits and the epoch
-//!   ticker that enforces per-call deadlines.
-//! - [`PolicyModule`] is a compiled, type-checked component: loading refuses
-//!   anything that is not the `quota:policy/policy@0.1.0` world or that
-//!   imports anything. Cheap to clone and shared across threads.
+//! - [`Runtime`] owns the wasmtime engine, its sandbox [`Limits`] and the
+//!   epoch ticker that enforces per-call deadlines, and loads policies:
+//!   a component is refused before compiling when it breaks the
+//!   [`CompileBudget`], and at load when it is not the
+//!   `quota:policy/policy@0.1.0` world or imports anything.
+//! - [`PolicyModule`] is a compiled, type-checked component. Cheap to
+//!   clone and shared across threads.
 //! - [`Evaluator`] is one live instance for one thread. It is reused across
 //!   calls, replaced after any trap and after a bounded number of calls, and
-//!   checks every decision against the contract's invariants, so a broken
-//!   policy fails with an error, never a silent allow.
-//! - [`ArtifactCache`] keeps precompiled artifacts, so loading a known
-//!   component again skips compilation ([`Runtime::load_cached`]).
-//! - [`Engine`] enforces quotas over a store; [`lifecycle::Lifecycle`]
-//!   activates, rolls back and shadows its policy at runtime after a
-//!   [`selftest`]; [`engine::log::DecisionLog`] records its decisions.
+//!   checks every decision against the contract (docs/contract.md §3.5),
+//!   so a broken policy fails with an error, never a silent allow.
+//! - [`ArtifactCache`] keeps precompiled artifacts, tagged with a
+//!   [`CacheKey`], so loading a known component again skips compilation
+//!   ([`Runtime::load_cached`]).
 //!
 //! ```
 //! use quota_host::{Limits, Runtime};
@@ -47,26 +48,22 @@
 mod bindings;
 mod budget;
 mod cache;
-pub mod engine;
 mod error;
 mod evaluator;
 mod inspect;
-pub mod lifecycle;
+mod instance;
+mod limits;
 mod module;
 mod runtime;
-pub mod selftest;
 
 pub use budget::CompileBudget;
 pub use cache::{ArtifactCache, CacheKey, CacheOutcome};
-pub use engine::{
-    Checked, DecisionRecord, DecisionSink, EnforceError, Enforced, Engine, FailMode, Outcome,
-    QuotaExceeded, QuotaRequest, ShadowOutcome, ShadowVerdict,
-};
 pub use error::{CallError, LoadError};
 pub use evaluator::Evaluator;
 pub use inspect::ComponentInfo;
+pub use limits::Limits;
 pub use module::{PolicyModule, sha256_hex};
-pub use runtime::{Limits, Runtime};
+pub use runtime::Runtime;
 
 /// The WIT world every policy implements.
 pub const WORLD: &str = "quota:policy/policy@0.1.0";

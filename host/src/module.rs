@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::bindings::PolicyPre;
 use crate::error::{CallError, LoadError};
-use crate::evaluator::{Evaluator, StoreData};
+use crate::evaluator::Evaluator;
 use crate::inspect::{self, ComponentInfo};
-use crate::runtime::Runtime;
+use crate::instance::{Compiled, StoreData};
+use crate::limits::Limits;
 
 /// A policy component that passed loading: compiled, importing nothing, and
 /// exporting the policy interface with the right types.
@@ -22,8 +24,7 @@ pub struct PolicyModule {
 }
 
 struct Inner {
-    runtime: Runtime,
-    pre: PolicyPre<StoreData>,
+    compiled: Arc<Compiled>,
     info: ComponentInfo,
     bytes: Arc<[u8]>,
 }
@@ -39,34 +40,24 @@ impl std::fmt::Debug for PolicyModule {
 
 /// The lowercase hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    hex
+    hex::encode(Sha256::digest(bytes))
 }
 
 impl PolicyModule {
-    pub(crate) fn load(runtime: &Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
-        let component = inspect::compile_component(runtime, bytes)?;
-        Self::from_component(runtime, component, bytes, sha256_hex(bytes))
-    }
-
     /// Checks a compiled component (from `bytes`, whose hash is `sha256`)
-    /// as a policy.
+    /// as a policy whose instances run under `limits`.
     pub(crate) fn from_component(
-        runtime: &Runtime,
+        engine: &Engine,
+        limits: Limits,
         component: Component,
         bytes: &[u8],
         sha256: String,
     ) -> Result<Self, LoadError> {
-        let info = inspect::describe(runtime, &component, bytes, sha256);
+        let info = inspect::describe(engine, &component, bytes, sha256);
         if !info.imports.is_empty() {
             return Err(LoadError::Imports(info.imports));
         }
-        let linker = Linker::<StoreData>::new(&runtime.engine);
+        let linker = Linker::<StoreData>::new(engine);
         let instance_pre =
             linker
                 .instantiate_pre(&component)
@@ -78,8 +69,11 @@ impl PolicyModule {
         })?;
         let module = PolicyModule {
             inner: Arc::new(Inner {
-                runtime: runtime.clone(),
-                pre,
+                compiled: Arc::new(Compiled {
+                    engine: engine.clone(),
+                    limits,
+                    pre,
+                }),
                 info,
                 bytes: bytes.into(),
             }),
@@ -109,17 +103,13 @@ impl PolicyModule {
         &self.inner.info
     }
 
+    /// The limits its calls run under.
+    pub fn limits(&self) -> Limits {
+        self.inner.compiled.limits
+    }
+
     /// A fresh evaluator (one live instance) for the calling thread.
     pub fn evaluator(&self) -> Result<Evaluator, CallError> {
-        Evaluator::new(self.clone())
-    }
-
-    /// The runtime it was loaded by.
-    pub fn runtime(&self) -> &Runtime {
-        &self.inner.runtime
-    }
-
-    pub(crate) fn pre(&self) -> &PolicyPre<StoreData> {
-        &self.inner.pre
+        Evaluator::new(self.inner.compiled.clone(), self.sha256().to_owned())
     }
 }

@@ -1,58 +1,16 @@
-//! The engine, its sandbox limits, and the epoch ticker behind call deadlines.
+//! The runtime: a configured engine, its sandbox limits, the epoch ticker
+//! behind call deadlines, and loading policies through it.
 
 use std::thread;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, OptLevel};
 
-use crate::budget::CompileBudget;
+use crate::cache::{ArtifactCache, CacheOutcome};
 use crate::error::LoadError;
-use crate::module::PolicyModule;
-
-/// Sandbox limits for every policy call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock budget of one call, enforced by epoch interruption with a
-    /// resolution of [`Limits::tick`].
-    pub call_deadline: Duration,
-    /// How often the engine's epoch advances.
-    pub tick: Duration,
-    /// Largest linear memory a guest may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// Native stack a guest may use, in bytes.
-    pub stack_bytes: usize,
-    /// Calls after which an instance is discarded for a fresh one, so that
-    /// guest heap growth cannot accumulate.
-    pub calls_per_instance: u64,
-    /// What a component may hold to be compiled at all.
-    pub compile: CompileBudget,
-}
-
-impl Default for Limits {
-    /// 50 ms per call (a decision takes about a microsecond), 1 ms
-    /// ticks, 16 MiB of memory over all of an instance's memories, 512 KiB
-    /// of stack, 100 000 calls per instance, the default compile budget.
-    fn default() -> Self {
-        Limits {
-            call_deadline: Duration::from_millis(50),
-            tick: Duration::from_millis(1),
-            memory_bytes: 16 << 20,
-            stack_bytes: 512 << 10,
-            calls_per_instance: 100_000,
-            compile: CompileBudget::default(),
-        }
-    }
-}
-
-impl Limits {
-    /// The deadline in epoch ticks, rounded up, plus one for the partial
-    /// tick in progress when the call starts.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = self.tick.as_nanos().max(1);
-        let ticks = self.call_deadline.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
-    }
-}
+use crate::inspect::{self, ComponentInfo};
+use crate::limits::Limits;
+use crate::module::{PolicyModule, sha256_hex};
 
 /// The policy runtime: a configured wasmtime engine and its limits.
 ///
@@ -61,8 +19,8 @@ impl Limits {
 /// engine and every module loaded from it are dropped.
 #[derive(Clone)]
 pub struct Runtime {
-    pub(crate) engine: Engine,
-    pub(crate) limits: Limits,
+    engine: Engine,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -92,14 +50,6 @@ impl Runtime {
         Ok(Runtime { engine, limits })
     }
 
-    /// The wasmtime engine policies are compiled for, with its
-    /// configuration, for a host that runs other components beside them the
-    /// same way (a store made on it needs an epoch deadline: the engine
-    /// interrupts on epochs).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// The limits every call runs under.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -107,7 +57,48 @@ impl Runtime {
 
     /// Compiles and type-checks a component as a policy.
     pub fn load(&self, bytes: &[u8]) -> Result<PolicyModule, LoadError> {
-        PolicyModule::load(self, bytes)
+        let component = inspect::compile(&self.engine, &self.limits.compile, bytes)?;
+        PolicyModule::from_component(
+            &self.engine,
+            self.limits,
+            component,
+            bytes,
+            sha256_hex(bytes),
+        )
+    }
+
+    /// Loads a policy like [`Runtime::load`], from a precompiled artifact in
+    /// `cache` when there is a valid one; otherwise compiles it and writes
+    /// the artifact (a failure to write is logged, not an error). The
+    /// component's bytes are still hashed and fully type-checked.
+    pub fn load_cached(
+        &self,
+        bytes: &[u8],
+        cache: &ArtifactCache,
+    ) -> Result<(PolicyModule, CacheOutcome), LoadError> {
+        let sha256 = sha256_hex(bytes);
+        let (component, outcome) = match cache.get(&self.engine, &sha256) {
+            Some(component) => (component, CacheOutcome::Hit),
+            None => {
+                let component = inspect::compile(&self.engine, &self.limits.compile, bytes)?;
+                cache.put(&self.engine, &sha256, &component);
+                (component, CacheOutcome::Miss)
+            }
+        };
+        let module =
+            PolicyModule::from_component(&self.engine, self.limits, component, bytes, sha256)?;
+        Ok((module, outcome))
+    }
+
+    /// Describes any component, policy or not (it must compile).
+    pub fn inspect(&self, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let component = inspect::compile(&self.engine, &self.limits.compile, bytes)?;
+        Ok(inspect::describe(
+            &self.engine,
+            &component,
+            bytes,
+            sha256_hex(bytes),
+        ))
     }
 }
 
@@ -125,19 +116,4 @@ fn spawn_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
             }
         })
         .map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_ticks_round_up_and_add_the_partial_tick() {
-        let limits = Limits {
-            call_deadline: Duration::from_micros(2_500),
-            tick: Duration::from_millis(1),
-            ..Limits::default()
-        };
-        assert_eq!(limits.deadline_ticks(), 4);
-    }
 }

@@ -1,6 +1,7 @@
 //! Nothing is recorded unless the whole guarded action commits.
 
-use quota_host::{EnforceError, Engine, FailMode, Limits, QuotaRequest, Runtime};
+use quota_engine::{EnforceError, Engine, FailMode, QuotaRequest};
+use quota_host::{Limits, Runtime};
 use quota_policy_core::Status;
 use quota_store::{DomainTx, SqliteStore, StoreError};
 

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::thread;
 
-use quota_host::EnforceError;
+use quota_engine::EnforceError;
 use quota_store::SqliteStore;
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
@@ -14,7 +14,7 @@ const LIMIT: i64 = 50;
 const GRACE: i64 = 5;
 
 /// Tries `attempts` creates; returns (admitted, blocked). Any other error fails the test.
-fn race(engine: &quota_host::Engine<SqliteStore>, attempts: usize) -> (u64, u64) {
+fn race(engine: &quota_engine::Engine<SqliteStore>, attempts: usize) -> (u64, u64) {
     let (mut admitted, mut blocked) = (0, 0);
     for n in 0..attempts {
         match engine.create_draft("racer", &format!("draft {n}")) {
@@ -58,7 +58,8 @@ fn child_process_worker() {
         .parse()
         .unwrap();
     let store = SqliteStore::open(&db).unwrap();
-    let engine = quota_host::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    let engine =
+        quota_engine::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
     let (admitted, blocked) = race(&engine, attempts);
     println!("RACE-RESULT {admitted} {blocked}");
 }
@@ -143,8 +144,8 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
             )?)
         })
         .unwrap();
-    let engine =
-        quota_host::Engine::new(store.clone(), quota_tests::reference().clone()).with_clock(|| T0);
+    let engine = quota_engine::Engine::new(store.clone(), quota_tests::reference().clone())
+        .with_clock(|| T0);
 
     // A writer in the group uses up the limit, then dooms the group.
     let mut a = store.begin_write().unwrap();

@@ -15,7 +15,8 @@ fn child_creates_until_killed() {
         return;
     };
     let store = SqliteStore::open(&db).unwrap();
-    let engine = quota_host::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    let engine =
+        quota_engine::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
     println!("CRASH-READY");
     for n in 0u64.. {
         engine

@@ -1,6 +1,6 @@
 //! Drafts, segments and invites, each guarded before any row changes.
 
-use quota_host::EnforceError;
+use quota_engine::EnforceError;
 use quota_policy_core::Status;
 use quota_store::{InviteStatus, PlanChange, StoreError};
 

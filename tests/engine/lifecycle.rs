@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use quota_host::lifecycle::{ChangeError, Lifecycle, Stage};
+use quota_engine::lifecycle::{ChangeError, Lifecycle, Stage};
 
 use crate::{Clock, T0, engine};
 

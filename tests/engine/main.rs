@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use quota_host::Engine;
+use quota_engine::Engine;
 use quota_store::{PlanChange, SqliteStore};
 
 /// A fixed start time; tests move the clock explicitly.

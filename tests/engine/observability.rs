@@ -51,7 +51,7 @@ fn every_decision_is_one_structured_event() {
     let events = capture(tracing::Level::INFO, || {
         engine.create_draft("alice", "one").unwrap();
         engine.create_draft("alice", "two").unwrap_err();
-        let request = quota_host::QuotaRequest::new("alice", "exports.max", 2);
+        let request = quota_engine::QuotaRequest::new("alice", "exports.max", 2);
         engine
             .enforce(&request, |_, _| Ok::<_, quota_store::StoreError>(()))
             .unwrap();
@@ -97,16 +97,16 @@ fn the_fallback_warning_is_rate_limited() {
     plan_with_user(engine.store(), "pro", 1, 0, true, "alice");
     let warnings = capture(tracing::Level::WARN, || {
         for n in 0..50 {
-            let request = quota_host::QuotaRequest::new("alice", format!("made.up.{n}"), 1);
+            let request = quota_engine::QuotaRequest::new("alice", format!("made.up.{n}"), 1);
             engine.check(&request).unwrap();
         }
         clock.set(T0 + 9_999);
         engine
-            .check(&quota_host::QuotaRequest::new("alice", "one.more", 1))
+            .check(&quota_engine::QuotaRequest::new("alice", "one.more", 1))
             .unwrap();
         clock.set(T0 + 10_000);
         engine
-            .check(&quota_host::QuotaRequest::new("alice", "late", 1))
+            .check(&quota_engine::QuotaRequest::new("alice", "late", 1))
             .unwrap();
     });
     assert_eq!(warnings.len(), 2, "{warnings:?}");

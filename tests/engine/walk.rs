@@ -1,6 +1,6 @@
 //! The report's scenarios: grace walk, warn-only, overrides, plan change.
 
-use quota_host::EnforceError;
+use quota_engine::EnforceError;
 use quota_policy_core::{LimitSource, Status};
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
@@ -208,7 +208,7 @@ fn check_is_soft_and_changes_nothing() {
     let engine = engine(dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 1, 5, true, "gina");
-    let request = quota_host::QuotaRequest::new("gina", "drafts.max", 1);
+    let request = quota_engine::QuotaRequest::new("gina", "drafts.max", 1);
     let checked = engine.check(&request).unwrap();
     assert_eq!(checked.result(), "ok");
     engine.create_draft("gina", "1").unwrap();
@@ -226,7 +226,7 @@ fn check_is_soft_and_changes_nothing() {
         (m.count(Status::Allow), m.count(Status::AllowGrace)),
         (1, 0)
     );
-    let checks = quota_host::engine::Mode::Check;
+    let checks = quota_engine::metrics::Mode::Check;
     assert_eq!(
         (
             m.count_mode(checks, Status::Allow),

@@ -178,10 +178,10 @@ fn links_planted_in_the_cache_are_neither_read_nor_written_through() {
 
 #[test]
 fn the_self_test_passes_the_reference_and_reports_a_different_policy() {
-    let reference = quota_host::selftest::self_test(quota_tests::reference()).unwrap();
+    let reference = quota_engine::selftest::self_test(quota_tests::reference()).unwrap();
     assert_eq!(reference.differs_from_reference, 0);
     assert!(reference.cases > 100, "{reference:?}");
-    let percent = quota_host::selftest::self_test(quota_tests::percent_grace()).unwrap();
+    let percent = quota_engine::selftest::self_test(quota_tests::percent_grace()).unwrap();
     assert_eq!(percent.cases, reference.cases);
     assert!(percent.differs_from_reference > 0);
     assert!(!percent.examples.is_empty());

@@ -109,3 +109,42 @@ proptest! {
         prop_assert_eq!(key.map_err(|e| TestCaseError::fail(e.to_string()))?, usage_key(&input.entitlement_key));
     }
 }
+
+fn long_ids(len: usize, n: i64) -> DecisionInput {
+    let id = |c: char| c.to_string().repeat(len.max(1));
+    DecisionInput {
+        user_id: id('u'),
+        plan_id: id('p'),
+        entitlement_key: format!("{}.max", id('k')),
+        requested: 1 + n % 3,
+        now_ms: 1_700_000_000_000,
+        usage: n % 7,
+        r#override: (n % 2 == 0).then_some(Override {
+            value: 4,
+            expires_at_ms: None,
+        }),
+        plan: Some(PlanInfo {
+            limit: Some(3),
+            enforcement_enabled: true,
+            grace_count: 2,
+            rollout_percent: 100,
+        }),
+        default_limit: None,
+        grace_used: n % 3,
+    }
+}
+
+/// Ids from one byte to hundreds of KiB, mixed, on one instance: large
+/// guest allocations between small ones change no decision.
+#[test]
+fn ids_of_any_length_decide_like_the_native_core() {
+    let mut evaluator = quota_tests::reference().evaluator().unwrap();
+    let lengths = [1, 40, 70_000, 3, 300_000, 12, 20_000, 20_000, 1, 65_000];
+    for (n, &len) in (0..).zip(lengths.iter().cycle().take(40)) {
+        let input = long_ids(len, n);
+        assert_eq!(evaluator.decide(&input).unwrap(), decide(&input));
+        let key = &input.entitlement_key;
+        assert_eq!(evaluator.usage_key(key).unwrap(), usage_key(key));
+    }
+    assert_eq!(evaluator.instantiations(), 1);
+}

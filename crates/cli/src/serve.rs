@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use std::sync::Arc;
 
-use quota_host::engine::log::{DecisionLog, Retention};
-use quota_host::lifecycle::Lifecycle;
-use quota_host::{Engine, Limits, Runtime};
+use quota_engine::Engine;
+use quota_engine::lifecycle::Lifecycle;
+use quota_engine::log::{DecisionLog, Retention};
+use quota_host::{Limits, Runtime};
 use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::{StateDir, TokenSource};
 use quota_server::{AdminToken, AppState};
@@ -131,7 +132,7 @@ fn start_engine(
     let log = Arc::new(DecisionLog::start(
         log_store,
         retention,
-        quota_host::engine::system_now_ms,
+        quota_engine::system_now_ms,
     )?);
     let engine = Engine::new(store, reference).with_decision_sink(log.clone());
     lifecycle

@@ -3,7 +3,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use quota_host::EnforceError;
+use quota_engine::EnforceError;
 use quota_store::StoreError;
 use serde_json::{Value, json};
 

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use quota_host::Engine;
+use quota_engine::Engine;
 use quota_store::{SqliteStore, SqliteTx, StoreError, StoredResponse};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

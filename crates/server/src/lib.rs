@@ -24,9 +24,10 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use ops::BearerAuth;
-use quota_host::Engine;
-use quota_host::engine::log::DecisionLog;
-use quota_host::lifecycle::Lifecycle;
+use quota_engine::Engine;
+use quota_engine::lifecycle::Lifecycle;
+use quota_engine::log::DecisionLog;
+use quota_host::Runtime;
 use quota_store::SqliteStore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -71,9 +72,9 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State for an engine and the admin token, with policy changes
-    /// compiled afresh each time and no decision log.
-    pub fn new(engine: Engine<SqliteStore>, admin_token: AdminToken) -> Self {
-        let lifecycle = Lifecycle::new(engine.policy().runtime().clone(), None);
+    /// compiled by `runtime` afresh each time and no decision log.
+    pub fn new(engine: Engine<SqliteStore>, runtime: Runtime, admin_token: AdminToken) -> Self {
+        let lifecycle = Lifecycle::new(runtime, None);
         Self::with_lifecycle(engine, admin_token, lifecycle, None)
     }
 

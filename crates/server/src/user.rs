@@ -203,8 +203,11 @@ async fn entitlements(
             keys.dedup();
             let mut list = Vec::with_capacity(keys.len());
             for key in keys {
-                let checked =
-                    engine.check(&quota_host::QuotaRequest::new(user.clone(), key.clone(), 1))?;
+                let checked = engine.check(&quota_engine::QuotaRequest::new(
+                    user.clone(),
+                    key.clone(),
+                    1,
+                ))?;
                 let d = &checked.outcome.decision;
                 list.push(json!({
                     "entitlement_key": key,
@@ -258,7 +261,8 @@ async fn check(
     }
     state
         .blocking(move |engine| {
-            let request = quota_host::QuotaRequest::new(user, body.entitlement_key, body.requested);
+            let request =
+                quota_engine::QuotaRequest::new(user, body.entitlement_key, body.requested);
             let checked = engine.check(&request)?;
             Ok(axum::Json(
                 json!({ "result": checked.result(), "outcome": checked.outcome.to_json() }),

@@ -11,7 +11,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use quota_host::{Engine, Limits, Runtime};
+use quota_engine::Engine;
+use quota_host::{Limits, Runtime};
 use quota_server::{AppState, app};
 use quota_store::SqliteStore;
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ fn fixture() -> Fixture {
     let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
     let runtime = Runtime::new(Limits::default()).unwrap();
     let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
-    let state = AppState::new(Engine::new(store.clone(), policy), admin_token());
+    let state = AppState::new(Engine::new(store.clone(), policy), runtime, admin_token());
     Fixture {
         _dir: dir,
         app: app(state),

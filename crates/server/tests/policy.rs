@@ -19,9 +19,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use quota_host::engine::log::{DecisionLog, Retention};
-use quota_host::lifecycle::Lifecycle;
-use quota_host::{ArtifactCache, CacheKey, Engine, sha256_hex};
+use quota_engine::Engine;
+use quota_engine::lifecycle::Lifecycle;
+use quota_engine::log::{DecisionLog, Retention};
+use quota_host::{ArtifactCache, CacheKey, sha256_hex};
 use quota_server::{AppState, POLICY_LIMIT, app};
 use quota_store::SqliteStore;
 use serde_json::{Value, json};
@@ -77,9 +78,7 @@ fn open(db: &Path, options: Options<'_>) -> Service {
         let now = move || {
             clock
                 .as_ref()
-                .map_or_else(quota_host::engine::system_now_ms, |c| {
-                    c.load(Ordering::SeqCst)
-                })
+                .map_or_else(quota_engine::system_now_ms, |c| c.load(Ordering::SeqCst))
         };
         Arc::new(DecisionLog::start(store.clone(), retention, now).unwrap())
     });
@@ -831,6 +830,7 @@ async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
     let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
     let bare = app(AppState::new(
         Engine::new(store, quota_tests::reference().clone()),
+        quota_tests::runtime().clone(),
         admin_token(),
     ));
     let (status, body) = call(

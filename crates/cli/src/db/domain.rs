@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use quota_host::{EnforceError, Enforced, QuotaRequest};
+use quota_engine::{EnforceError, Enforced, QuotaRequest};
 use quota_store::StoreError;
 use serde_json::{Value, json};
 

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use quota_host::{Engine, Limits, Runtime};
+use quota_engine::Engine;
+use quota_host::{Limits, Runtime};
 use quota_store::SqliteStore;
 use serde_json::Value;
 
@@ -67,7 +68,7 @@ fn print(value: &Value) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub use quota_host::engine::system_now_ms as now_ms;
+pub use quota_engine::system_now_ms as now_ms;
 
 /// Admin and domain commands.
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use quota_policy_core::Status;
 
-use super::Outcome;
+use crate::record::ShadowVerdict;
+use crate::request::Outcome;
 
 const STATUSES: [Status; 4] = [
     Status::Allow,
@@ -34,9 +35,9 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
 /// Why a decision was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// To guard a mutation ([`super::Engine::enforce_with`]).
+    /// To guard a mutation ([`crate::Engine::enforce_with`]).
     Enforce,
-    /// For a soft check ([`super::Engine::check`]): nothing was applied.
+    /// For a soft check ([`crate::Engine::check`]): nothing was applied.
     Check,
 }
 
@@ -172,11 +173,11 @@ impl Metrics {
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_shadow(&self, verdict: &super::ShadowVerdict) {
+    pub(crate) fn record_shadow(&self, verdict: &ShadowVerdict) {
         let counter = match verdict {
-            super::ShadowVerdict::Same => &self.shadow_same,
-            super::ShadowVerdict::Diverged(_) => &self.shadow_diverged,
-            super::ShadowVerdict::Failed(_) => &self.shadow_errors,
+            ShadowVerdict::Same => &self.shadow_same,
+            ShadowVerdict::Diverged(_) => &self.shadow_diverged,
+            ShadowVerdict::Failed(_) => &self.shadow_errors,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -3,7 +3,7 @@
 use quota_store::StoreError;
 use serde_json::{Value, json};
 
-use super::Outcome;
+use crate::request::Outcome;
 
 /// The request was blocked: nothing happened.
 #[derive(Debug, Clone, PartialEq, Eq)]

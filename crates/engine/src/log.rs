@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use quota_policy_core::json::{DecisionJson, input_to_value};
 use quota_store::{DecisionLogEntry, SqliteStore};
 
-use super::{DecisionRecord, DecisionSink, ShadowVerdict};
+use crate::record::{DecisionRecord, DecisionSink, ShadowVerdict};
 
 /// Decisions waiting to be written before new ones are dropped.
 const QUEUE: usize = 65_536;
@@ -50,7 +50,7 @@ enum Message {
     Flush(SyncSender<()>),
 }
 
-/// The decision log's writer. Give it to [`super::Engine::with_decision_sink`].
+/// The decision log's writer. Give it to [`crate::Engine::with_decision_sink`].
 #[derive(Debug)]
 pub struct DecisionLog {
     queue: SyncSender<Message>,

@@ -20,37 +20,37 @@ use std::time::{Duration, Instant};
 use quota_policy_core::json::{CaseFile, Evaluated, input_from_value, mismatches};
 use serde_json::Value;
 
-use crate::module::PolicyModule;
+use quota_host::PolicyModule;
 
 /// The conformance corpus, built in: (file name, case file text).
 pub const CORPUS: &[(&str, &str)] = &[
     (
         "enforcement-rollout.json",
-        include_str!("../../tests/conformance/enforcement-rollout.json"),
+        include_str!("../../../tests/conformance/enforcement-rollout.json"),
     ),
     (
         "grace.json",
-        include_str!("../../tests/conformance/grace.json"),
+        include_str!("../../../tests/conformance/grace.json"),
     ),
     (
         "invalid-input.json",
-        include_str!("../../tests/conformance/invalid-input.json"),
+        include_str!("../../../tests/conformance/invalid-input.json"),
     ),
     (
         "limit-resolution.json",
-        include_str!("../../tests/conformance/limit-resolution.json"),
+        include_str!("../../../tests/conformance/limit-resolution.json"),
     ),
     (
         "overrides.json",
-        include_str!("../../tests/conformance/overrides.json"),
+        include_str!("../../../tests/conformance/overrides.json"),
     ),
     (
         "saturation.json",
-        include_str!("../../tests/conformance/saturation.json"),
+        include_str!("../../../tests/conformance/saturation.json"),
     ),
     (
         "usage-keys.json",
-        include_str!("../../tests/conformance/usage-keys.json"),
+        include_str!("../../../tests/conformance/usage-keys.json"),
     ),
 ];
 

@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use quota_store::{PolicyAction, PolicyState, SqliteStore};
 
-use crate::cache::{ArtifactCache, CacheOutcome};
+use quota_host::{ArtifactCache, CacheOutcome, LoadError, PolicyModule, Runtime, sha256_hex};
+
 use crate::engine::Engine;
-use crate::error::LoadError;
-use crate::module::{PolicyModule, sha256_hex};
-use crate::runtime::Runtime;
 use crate::selftest::{self, SelfTestReport, self_test_within};
 
 /// The stage an upload failed at.

@@ -9,7 +9,9 @@ use quota_store::{
     DomainTx, Draft, Invite, InviteStatus, QuotaStore, QuotaTx, Segment, StoreError,
 };
 
-use super::{EnforceError, Enforced, Engine, Outcome, QuotaRequest};
+use crate::engine::Engine;
+use crate::error::EnforceError;
+use crate::request::{Enforced, Outcome, QuotaRequest};
 
 /// `drafts.max`, used by [`Engine::create_draft`].
 pub const DRAFTS: &str = "drafts.max";

@@ -1,163 +1,20 @@
 //! The enforcement engine: state from the store, decision from the policy,
 //! mutation only when allowed, all in one write transaction.
 
-mod domain;
-mod error;
-pub mod log;
-pub mod metrics;
-mod throttle;
-
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, UsageKeyInfo, names};
+use quota_host::{Evaluator, PolicyModule};
+use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, names};
 use quota_store::{QuotaStore, QuotaTx};
 
-pub use error::{EnforceError, QuotaExceeded};
-pub use metrics::{DecisionCount, Metrics, MetricsSnapshot, Mode};
-
-/// What the shadow policy made of a decision the active policy made.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ShadowVerdict {
-    /// The same decision (the reason text aside).
-    Same,
-    /// A different decision: the shadow's, in its JSON form.
-    Diverged(serde_json::Value),
-    /// The shadow could not decide; why.
-    Failed(String),
-}
-
-/// A shadow evaluation beside an active decision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShadowOutcome {
-    /// The shadow policy's sha256.
-    pub policy_sha256: String,
-    /// What it decided, compared with the active policy.
-    pub verdict: ShadowVerdict,
-}
-
-/// One enforce decision, for the decision log.
-#[derive(Debug, Clone)]
-pub struct DecisionRecord {
-    /// When it was made (engine clock, Unix ms).
-    pub at_ms: i64,
-    /// The policy's input.
-    pub input: DecisionInput,
-    /// The decision and the policy that made it.
-    pub outcome: Outcome,
-    /// The shadow policy's verdict, when one is set.
-    pub shadow: Option<ShadowOutcome>,
-}
-
-/// Where an engine sends each enforce decision (e.g. a decision log). It
-/// is called on the request path: it must not block.
-pub trait DecisionSink: Send + Sync {
-    /// Takes one decision.
-    fn record(&self, record: DecisionRecord);
-}
-
-use crate::{Evaluator, PolicyModule};
-
-/// What to decide: `requested` units of `entitlement_key` for `user_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaRequest {
-    /// The user whose entitlement is used.
-    pub user_id: String,
-    /// The entitlement, e.g. `drafts.max`.
-    pub entitlement_key: String,
-    /// Units the action uses: 1 or more.
-    pub requested: i64,
-}
-
-impl QuotaRequest {
-    /// A request for `requested` units.
-    pub fn new(
-        user_id: impl Into<String>,
-        entitlement_key: impl Into<String>,
-        requested: i64,
-    ) -> Self {
-        QuotaRequest {
-            user_id: user_id.into(),
-            entitlement_key: entitlement_key.into(),
-            requested,
-        }
-    }
-}
-
-/// A decision with everything needed to explain and apply it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The user decided for.
-    pub user_id: String,
-    /// The user's plan at the time.
-    pub plan_id: String,
-    /// The entitlement.
-    pub entitlement_key: String,
-    /// The usage counter it reads.
-    pub usage_key: UsageKeyInfo,
-    /// The policy's decision.
-    pub decision: Decision,
-    /// The sha256 of the policy component that decided.
-    pub policy_sha256: String,
-    /// True when the policy failed and the engine admitted the request
-    /// because it is configured to fail open.
-    pub failed_open: bool,
-}
-
-impl Outcome {
-    /// The JSON form: the decision (docs/contract.md §2.1 output, usage key filled in)
-    /// with the plan, the policy's sha256 and whether it failed open.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "user_id": self.user_id,
-            "plan_id": self.plan_id,
-            "entitlement_key": self.entitlement_key,
-            "decision": quota_policy_core::json::DecisionJson::new(&self.decision, &self.usage_key),
-            "policy_sha256": self.policy_sha256,
-            "failed_open": self.failed_open,
-        })
-    }
-}
-
-/// An admitted action: its result and the decision that admitted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enforced<T> {
-    /// What the mutation returned.
-    pub value: T,
-    /// The decision, already applied (usage and grace recorded).
-    pub outcome: Outcome,
-}
-
-/// The answer of a soft check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
-    /// True when the request would stay within the limit (`ok`); false
-    /// when it would go beyond it (`would_exceed`), whatever grace or
-    /// enforcement would then do.
-    pub ok: bool,
-    /// The decision enforcing would make now.
-    pub outcome: Outcome,
-}
-
-impl Checked {
-    /// `ok` or `would_exceed`.
-    pub fn result(&self) -> &'static str {
-        if self.ok { "ok" } else { "would_exceed" }
-    }
-}
-
-/// What happens when the policy cannot decide (trap, deadline, bad output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailMode {
-    /// Refuse the request with `policy_unavailable`. The default.
-    #[default]
-    Closed,
-    /// Admit the request as `warn_only` (usage counted, no grace), marked
-    /// `failed_open`, when `decide` fails. Only for deployments that prefer
-    /// availability. A failing `usage-key` still fails closed: without it
-    /// the engine would not know which counter to update.
-    Open,
-}
+use crate::error::{EnforceError, QuotaExceeded};
+use crate::loaded::Loaded;
+use crate::metrics::{Metrics, Mode};
+use crate::record::{DecisionRecord, DecisionSink, ShadowOutcome};
+use crate::request::{Checked, Enforced, FailMode, Outcome, QuotaRequest};
+use crate::shadow::{log_shadow, shadow_verdict};
+use crate::throttle::Throttle;
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -166,45 +23,6 @@ pub fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A policy with its idle evaluators. Decisions hold an `Arc` to the one
-/// that was active when they started, so a swap never mixes versions
-/// within a decision and the old evaluators go when the last user does.
-struct Loaded {
-    module: PolicyModule,
-    evaluators: Mutex<Vec<Evaluator>>,
-}
-
-impl Loaded {
-    fn new(module: PolicyModule) -> Arc<Self> {
-        Arc::new(Loaded {
-            module,
-            evaluators: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn take(&self) -> Result<Evaluator, String> {
-        let idle = self
-            .evaluators
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        match idle {
-            Some(evaluator) => Ok(evaluator),
-            None => self.module.evaluator().map_err(|e| e.to_string()),
-        }
-    }
-
-    fn give_back(&self, evaluator: Evaluator) {
-        let mut idle = self
-            .evaluators
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_EVALUATORS {
-            idle.push(evaluator);
-        }
-    }
 }
 
 /// The engine over a store `S` and the active policy.
@@ -218,7 +36,7 @@ pub struct Engine<S: QuotaStore> {
     fail_mode: FailMode,
     /// Keys without an explicit usage counter are warned about at most
     /// this often: a user can send any key to a soft check.
-    fallback_warnings: throttle::Throttle,
+    fallback_warnings: Throttle,
 }
 
 impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
@@ -230,9 +48,6 @@ impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
             .finish_non_exhaustive()
     }
 }
-
-/// Evaluators kept for reuse between calls.
-const MAX_IDLE_EVALUATORS: usize = 32;
 
 /// The least time between two warnings about fallback usage keys.
 const FALLBACK_WARNING_EVERY_MS: i64 = 10_000;
@@ -252,7 +67,7 @@ impl<S: QuotaStore> Engine<S> {
             metrics: Arc::new(Metrics::default()),
             clock: Arc::new(system_now_ms),
             fail_mode: FailMode::Closed,
-            fallback_warnings: throttle::Throttle::new(FALLBACK_WARNING_EVERY_MS),
+            fallback_warnings: Throttle::new(FALLBACK_WARNING_EVERY_MS),
         }
     }
 
@@ -594,59 +409,6 @@ fn fail_open_decision(input: &DecisionInput, why: &str) -> Decision {
         reason: format!(
             "{}: the policy is unavailable ({why}); admitted because the engine fails open.",
             input.entitlement_key
-        ),
-    }
-}
-
-/// Asks the shadow policy the same question and compares its decision
-/// with the active one's, the reason text aside.
-fn shadow_verdict(shadow: &Loaded, input: &DecisionInput, active: &Outcome) -> ShadowVerdict {
-    let mut evaluator = match shadow.take() {
-        Ok(evaluator) => evaluator,
-        Err(e) => return ShadowVerdict::Failed(e),
-    };
-    let evaluated = evaluator.evaluate(input);
-    shadow.give_back(evaluator);
-    let (mut decision, key) = match evaluated {
-        quota_policy_core::json::Evaluated::Decision(decision, key) => (decision, key),
-        quota_policy_core::json::Evaluated::PolicyError(e) => {
-            return ShadowVerdict::Failed(e.message);
-        }
-        quota_policy_core::json::Evaluated::Unavailable(why) => {
-            return ShadowVerdict::Failed(why);
-        }
-    };
-    // Compared as values with the active reason in place of theirs; the
-    // JSON is built only for a divergence.
-    let reason = std::mem::replace(&mut decision.reason, active.decision.reason.clone());
-    if key == active.usage_key && decision == active.decision {
-        ShadowVerdict::Same
-    } else {
-        decision.reason = reason;
-        ShadowVerdict::Diverged(
-            quota_policy_core::json::DecisionJson::new(&decision, &key).to_value(),
-        )
-    }
-}
-
-fn log_shadow(outcome: &Outcome, shadow: &ShadowOutcome) {
-    match &shadow.verdict {
-        ShadowVerdict::Same => {}
-        ShadowVerdict::Diverged(theirs) => tracing::warn!(
-            target: "quota::shadow",
-            user_id = %outcome.user_id,
-            entitlement_key = %outcome.entitlement_key,
-            active_sha256 = %outcome.policy_sha256,
-            shadow_sha256 = %shadow.policy_sha256,
-            active = %quota_policy_core::json::DecisionJson::new(&outcome.decision, &outcome.usage_key).to_value(),
-            shadow = %theirs,
-            "shadow policy diverged"
-        ),
-        ShadowVerdict::Failed(why) => tracing::warn!(
-            target: "quota::shadow",
-            shadow_sha256 = %shadow.policy_sha256,
-            error = %why,
-            "shadow policy failed"
         ),
     }
 }

@@ -1,0 +1,47 @@
+//! The enforcement engine: the policy decides, the store keeps the state,
+//! and a guarded action happens only when the decision allows it, in one
+//! write transaction (docs/contract.md §4.2).
+//!
+//! - [`Engine`] reads what a decision needs from a store, asks the active
+//!   policy (a [`quota_host::PolicyModule`]) and applies the decision; a
+//!   soft [`Engine::check`] changes nothing. The application domain
+//!   (drafts, segments, invites) is built on it.
+//! - [`lifecycle::Lifecycle`] activates, rolls back and shadows the
+//!   engine's policy at runtime, after a [`selftest`].
+//! - [`log::DecisionLog`] records the decisions; [`metrics`] counts them.
+//!
+//! ```
+//! use quota_engine::{Engine, QuotaRequest};
+//! use quota_host::{Limits, Runtime};
+//! use quota_store::{PlanChange, SqliteStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("quota.db"))?;
+//! let plan = PlanChange { limits: vec![("drafts.max".into(), 1)], enforcement_enabled: Some(true), ..PlanChange::default() };
+//! store.set_plan("admin", "free", &plan, 0)?;
+//! store.create_user("admin", "alice", "free", 0)?;
+//! let policy = Runtime::new(Limits::default())?.load(quota_reference_policy::COMPONENT)?;
+//! let engine = Engine::new(store, policy);
+//! let checked = engine.check(&QuotaRequest::new("alice", "drafts.max", 1))?;
+//! assert!(checked.ok);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod domain;
+mod engine;
+mod error;
+pub mod lifecycle;
+mod loaded;
+pub mod log;
+pub mod metrics;
+mod record;
+mod request;
+pub mod selftest;
+mod shadow;
+mod throttle;
+
+pub use domain::{COLLABORATORS, DRAFTS, SEGMENTS};
+pub use engine::{ATTEMPTS, Engine, system_now_ms};
+pub use error::{EnforceError, QuotaExceeded};
+pub use record::{DecisionRecord, DecisionSink, ShadowOutcome, ShadowVerdict};
+pub use request::{Checked, Enforced, FailMode, Outcome, QuotaRequest};
