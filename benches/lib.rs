@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use quota_engine::Engine;
 use quota_host::{Evaluator, Limits, Runtime};
 use quota_policy_core::DecisionInput;
+use quota_store::prelude::*;
 use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
 
 /// A fresh database in `dir` with plan `bench` (`drafts.max` unlimited, so

@@ -16,6 +16,8 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 use quota_store::{DomainTx, QuotaStore, QuotaTx, SqliteStore, Synchronous};
 
 fn bare(store: &SqliteStore, counter: bool, state: bool) {

@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use quota_engine::QuotaRequest;
 use quota_store::Synchronous;
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 /// Decisions (and checks) per run.
 const CALLS: usize = 1_000_000;

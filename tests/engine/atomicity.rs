@@ -6,6 +6,8 @@ use quota_policy_core::Status;
 use quota_store::{DomainTx, SqliteStore, StoreError};
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 #[test]
 fn a_mutation_that_fails_after_the_decision_records_nothing() {
@@ -18,15 +20,15 @@ fn a_mutation_that_fails_after_the_decision_records_nothing() {
         assert_eq!(outcome.decision.status, Status::AllowGrace);
         assert_eq!(outcome.decision.grace_to_consume, 2);
         tx.insert_draft("alice", "half done", T0)?;
-        Err::<(), _>(StoreError::Conflict(
+        Err::<(), _>(StoreError::Database(
             "the mutation failed after writing".into(),
         ))
     });
     assert!(matches!(
         result,
-        Err(EnforceError::Action(StoreError::Conflict(_)))
+        Err(EnforceError::Action(StoreError::Database(_)))
     ));
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 0);
+    assert_eq!(count(store, "drafts"), 0);
     assert_eq!(usage(store, "alice", "drafts.created"), 0);
     assert_eq!(grace(store, "alice", "pro", "drafts.max"), 0);
     // The same request then succeeds: the failed one left nothing behind.
@@ -43,7 +45,7 @@ fn an_unknown_user_is_an_error_and_changes_nothing() {
         matches!(err, EnforceError::Store(StoreError::UnknownUser(ref u)) if u == "nobody"),
         "{err}"
     );
-    assert_eq!(count(engine.store(), "SELECT count(*) FROM drafts"), 0);
+    assert_eq!(count(engine.store(), "drafts"), 0);
 }
 
 #[test]
@@ -92,8 +94,8 @@ fn a_policy_that_fails_blocks_the_action_and_is_counted() {
             .unwrap_err();
         assert_eq!(err.code(), "policy_unavailable", "{key}: {err}");
     }
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 0);
-    assert_eq!(count(store, "SELECT count(*) FROM usage_counters"), 0);
+    assert_eq!(count(store, "drafts"), 0);
+    assert_eq!(count(store, "usage_counters"), 0);
     assert_eq!(engine.metrics().snapshot().policy_errors, 3);
     // The host is fine: the next ordinary request is decided.
     engine
@@ -141,5 +143,5 @@ fn failing_open_admits_as_warn_only_and_says_so() {
         .enforce(&request, |tx, _| tx.insert_draft("mallory", "y", T0))
         .unwrap_err();
     assert_eq!(err.code(), "policy_unavailable");
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 1);
+    assert_eq!(count(store, "drafts"), 1);
 }

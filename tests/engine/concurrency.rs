@@ -9,6 +9,8 @@ use quota_engine::EnforceError;
 use quota_store::SqliteStore;
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 const LIMIT: i64 = 50;
 const GRACE: i64 = 5;
@@ -27,7 +29,7 @@ fn race(engine: &quota_engine::Engine<SqliteStore>, attempts: usize) -> (u64, u6
 }
 
 fn assert_exactly_limit_plus_grace(store: &SqliteStore) {
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), LIMIT + GRACE);
+    assert_eq!(count(store, "drafts"), LIMIT + GRACE);
     assert_eq!(usage(store, "racer", "drafts.created"), LIMIT + GRACE);
     assert_eq!(grace(store, "racer", "pro", "drafts.max"), GRACE);
 }
@@ -135,23 +137,13 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
     };
     let store = SqliteStore::open_with(dir.path().join("quota.db"), options).unwrap();
     plan_with_user(&store, "free", 1, 0, true, "racer");
-    // Rows checked only at COMMIT: one makes its group's commit fail.
-    store
-        .write(|tx| {
-            Ok(tx.execute_batch(
-                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
-                 CREATE TABLE orphan (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
-            )?)
-        })
-        .unwrap();
     let engine = quota_engine::Engine::new(store.clone(), quota_tests::reference().clone())
         .with_clock(|| T0);
 
     // A writer in the group uses up the limit, then dooms the group.
     let mut a = store.begin_write().unwrap();
     a.add_usage("racer", "drafts.created", 1).unwrap();
-    a.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
-        .unwrap();
+    quota_store::testing::doom_group(&a).unwrap();
     thread::scope(|s| {
         let b = s.spawn(|| engine.create_draft("racer", "second writer"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -177,5 +169,5 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
         "decided twice: blocked on the doomed group's usage, then admitted"
     );
     assert_eq!(usage(&store, "racer", "drafts.created"), 1);
-    assert_eq!(count(&store, "SELECT count(*) FROM drafts"), 1);
+    assert_eq!(count(&store, "drafts"), 1);
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use quota_store::SqliteStore;
 
 use crate::{T0, count, grace, plan_with_user, usage};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 /// Runs in a child process when `QUOTA_CRASH_DB` is set: creates drafts until killed.
 #[test]
@@ -52,22 +54,17 @@ fn sigkill_never_leaves_partial_state() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let integrity: String = store
-        .read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
-        .unwrap();
+    let integrity = quota_store::testing::integrity_check(&store).unwrap();
     assert_eq!(integrity, "ok");
-    let drafts = count(&store, "SELECT count(*) FROM drafts");
+    let drafts = count(&store, "drafts");
     assert!(
         drafts > 40,
         "the children created only {drafts} drafts; the test proves little"
     );
     assert_eq!(usage(&store, "victim", "drafts.created"), drafts);
     assert_eq!(grace(&store, "victim", "pro", "drafts.max"), drafts - 40);
-    assert_eq!(
-        count(
-            &store,
-            "SELECT count(*) FROM drafts WHERE owner_id <> 'victim'"
-        ),
-        0
-    );
+    let mut tx = store.begin_read().unwrap();
+    for id in 1..=drafts {
+        assert_eq!(tx.draft(id).unwrap().owner_id, "victim", "draft {id}");
+    }
 }

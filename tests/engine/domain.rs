@@ -5,6 +5,8 @@ use quota_policy_core::Status;
 use quota_store::{InviteStatus, PlanChange, StoreError};
 
 use crate::{Clock, T0, count, engine, usage};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 fn setup(store: &quota_store::SqliteStore) {
     let plan = PlanChange {
@@ -46,7 +48,7 @@ fn segments_use_the_acting_users_limit_and_need_access() {
         engine.append_segment("owner", 999, "x"),
         Err(EnforceError::Action(StoreError::UnknownDraft(999)))
     ));
-    assert_eq!(count(store, "SELECT count(*) FROM segments"), 2);
+    assert_eq!(count(store, "segments"), 2);
     assert_eq!(usage(store, "eve", "segments.appended"), 0);
     // A collaborator appends on their own segments.max.
     let invite = engine.create_invite("owner", draft.id, "ann").unwrap();
@@ -80,17 +82,14 @@ fn accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending() {
         Err(EnforceError::QuotaExceeded(b)) => assert_eq!(b.outcome.user_id, "owner"),
         other => panic!("expected the inviter's limit to block, got {other:?}"),
     }
-    let status: String = store
-        .read(|c| {
-            Ok(c.query_row(
-                "SELECT status FROM invites WHERE id = ?1",
-                [to_ben.id],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
-    assert_eq!(status, "pending");
-    assert_eq!(count(store, "SELECT count(*) FROM collaborators"), 1);
+    let status = store
+        .begin_read()
+        .unwrap()
+        .invite(to_ben.id)
+        .unwrap()
+        .status;
+    assert_eq!(status, quota_store::InviteStatus::Pending);
+    assert_eq!(count(store, "collaborators"), 1);
 }
 
 #[test]

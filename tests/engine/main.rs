@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use quota_engine::Engine;
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 use quota_store::{PlanChange, SqliteStore};
 
 /// A fixed start time; tests move the clock explicitly.
@@ -69,11 +71,9 @@ pub fn plan_with_user(
     store.create_user("test", user, plan, T0).unwrap();
 }
 
-/// Rows in `table` (a fixed name from the tests).
-pub fn count(store: &SqliteStore, sql: &str) -> i64 {
-    store
-        .read(|conn| Ok(conn.query_row(sql, [], |row| row.get(0))?))
-        .unwrap()
+/// Rows in `table`.
+pub fn count(store: &SqliteStore, table: &str) -> i64 {
+    quota_store::testing::count_rows(store, table).unwrap()
 }
 
 /// The user's usage counter value (0 when absent).

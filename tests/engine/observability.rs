@@ -7,6 +7,8 @@ use quota_store::PlanChange;
 use serde_json::Value;
 
 use crate::{Clock, T0, engine, plan_with_user};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

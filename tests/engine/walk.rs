@@ -4,6 +4,8 @@ use quota_engine::EnforceError;
 use quota_policy_core::{LimitSource, Status};
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 
 #[test]
 fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
@@ -43,7 +45,7 @@ fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
             .unwrap()
             .contains("drafts.max")
     );
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 5);
+    assert_eq!(count(store, "drafts"), 5);
     assert_eq!(usage(store, "alice", "drafts.created"), 5);
     assert_eq!(grace(store, "alice", "pro", "drafts.max"), 2);
     let m = engine.metrics().snapshot();
@@ -68,7 +70,7 @@ fn enforcement_off_allows_warns_and_counts() {
     assert_eq!(first.outcome.decision.status, Status::Allow);
     assert_eq!(second.outcome.decision.status, Status::WarnOnly);
     assert_eq!(usage(store, "bob", "drafts.created"), 2);
-    assert_eq!(count(store, "SELECT count(*) FROM drafts"), 2);
+    assert_eq!(count(store, "drafts"), 2);
     assert_eq!(grace(store, "bob", "free", "drafts.max"), 0);
     assert_eq!(engine.metrics().snapshot().count(Status::WarnOnly), 1);
 }

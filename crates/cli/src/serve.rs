@@ -16,6 +16,7 @@ use quota_host::{Limits, Runtime};
 use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::{StateDir, TokenSource};
 use quota_server::{AdminToken, AppState};
+use quota_store::prelude::*;
 use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
 
 #[derive(Debug, Args)]

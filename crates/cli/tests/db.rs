@@ -11,6 +11,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 use serde_json::Value;
 
 fn quota(db: &Path, args: &[&str]) -> Output {

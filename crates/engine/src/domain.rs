@@ -6,7 +6,8 @@
 //! did remains.
 
 use quota_store::{
-    DomainTx, Draft, Invite, InviteStatus, QuotaStore, QuotaTx, Segment, StoreError,
+    Conflict, DomainTx, Draft, Forbidden, Invite, InviteStatus, QuotaStore, QuotaTx, Segment,
+    StoreError,
 };
 
 use crate::engine::Engine;
@@ -75,9 +76,10 @@ where
             |tx| {
                 let draft = tx.draft(draft_id)?;
                 if !tx.can_write(user_id, &draft)? {
-                    return Err(StoreError::Forbidden(format!(
-                        "`{user_id}` may not write draft {draft_id}"
-                    )));
+                    return Err(StoreError::Forbidden(Forbidden::NotWriter {
+                        user: user_id.to_owned(),
+                        draft: draft_id,
+                    }));
                 }
                 Ok((QuotaRequest::new(user_id, SEGMENTS, 1), ()))
             },
@@ -108,15 +110,20 @@ where
         invitee_id: &str,
         after: impl FnOnce(&mut S::Tx, &Invite) -> Result<(), StoreError>,
     ) -> Result<Invite, StoreError> {
-        quota_policy_core::names::check_id("invitee", invitee_id)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        quota_policy_core::names::check_id("invitee", invitee_id).map_err(|e| {
+            StoreError::Invalid {
+                field: "invitee".to_owned(),
+                message: e.to_string(),
+            }
+        })?;
         let now = self.now_ms();
         let mut tx = self.store().begin_write()?;
         let draft = tx.draft(draft_id)?;
         if draft.owner_id != owner_id {
-            return Err(StoreError::Forbidden(format!(
-                "`{owner_id}` does not own draft {draft_id}"
-            )));
+            return Err(StoreError::Forbidden(Forbidden::NotOwner {
+                user: owner_id.to_owned(),
+                draft: draft_id,
+            }));
         }
         if !tx.user_exists(invitee_id)? {
             return Err(StoreError::UnknownUser(invitee_id.to_owned()));
@@ -146,14 +153,13 @@ where
             |tx| {
                 let invite = tx.invite(invite_id)?;
                 if invite.invitee_id != invitee_id {
-                    return Err(StoreError::Forbidden(format!(
-                        "invite {invite_id} is not for `{invitee_id}`"
-                    )));
+                    return Err(StoreError::Forbidden(Forbidden::NotInvitee {
+                        user: invitee_id.to_owned(),
+                        invite: invite_id,
+                    }));
                 }
                 if invite.status == InviteStatus::Accepted {
-                    return Err(StoreError::Conflict(format!(
-                        "invite {invite_id} was already accepted"
-                    )));
+                    return Err(StoreError::Conflict(Conflict::InviteAccepted(invite_id)));
                 }
                 Ok((
                     QuotaRequest::new(invite.inviter_id.clone(), COLLABORATORS, 1),

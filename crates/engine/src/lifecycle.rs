@@ -15,12 +15,38 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use quota_store::{PolicyAction, PolicyState, SqliteStore};
+use quota_store::{PolicyAction, PolicyState, PolicyStore, QuotaStore, StoreError};
 
 use quota_host::{ArtifactCache, CacheOutcome, LoadError, PolicyModule, Runtime, sha256_hex};
 
 use crate::engine::Engine;
 use crate::selftest::{self, SelfTestReport, self_test_within};
+
+/// What the lifecycle needs of a store: the engine's transactions and the
+/// policy versions and events.
+pub trait Backend: QuotaStore + PolicyStore {}
+
+impl<S: QuotaStore + PolicyStore> Backend for S {}
+
+/// Why the recorded policies could not be put back in place at start.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A recorded version is no longer stored.
+    #[error("the recorded policy {0} is not stored")]
+    Missing(String),
+    /// A recorded version does not load any more (e.g. it breaks a budget
+    /// introduced since).
+    #[error("the recorded policy {sha256} does not load: {error}")]
+    Load {
+        /// The version.
+        sha256: String,
+        /// Why.
+        error: LoadError,
+    },
+}
 
 /// The stage an upload failed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +223,7 @@ impl Lifecycle {
         self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn record_rejection(engine: &Engine<SqliteStore>, actor: &str, rejected: &Rejected) {
+    fn record_rejection<S: Backend>(engine: &Engine<S>, actor: &str, rejected: &Rejected) {
         let detail = format!("{}: {}", rejected.stage.as_str(), rejected.message);
         let recorded = engine.store().record_policy_event(
             actor,
@@ -215,9 +241,9 @@ impl Lifecycle {
 
     /// Vets `bytes` and, if they pass, records them and makes them the
     /// engine's active policy (`shadow`: the shadow policy instead).
-    fn install(
+    fn install<S: Backend>(
         &self,
-        engine: &Engine<SqliteStore>,
+        engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
         action: PolicyAction,
@@ -228,7 +254,7 @@ impl Lifecycle {
             Self::record_rejection(engine, actor, rejected);
         })?;
         let _changing = self.lock();
-        let store_failed = |e: quota_store::StoreError| Rejected {
+        let store_failed = |e: StoreError| Rejected {
             stage: Stage::Store,
             message: e.to_string(),
             sha256: accepted.sha256.clone(),
@@ -261,9 +287,9 @@ impl Lifecycle {
     /// Activates an uploaded component: compile, type-check against the
     /// world, self-test, record, switch. Any failure leaves the active
     /// policy in place and is recorded as the last load error.
-    pub fn activate(
+    pub fn activate<S: Backend>(
         &self,
-        engine: &Engine<SqliteStore>,
+        engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
     ) -> Result<Accepted, ChangeError> {
@@ -272,9 +298,9 @@ impl Lifecycle {
 
     /// Sets an uploaded component as the shadow policy, after the same
     /// stages as an activation.
-    pub fn set_shadow(
+    pub fn set_shadow<S: Backend>(
         &self,
-        engine: &Engine<SqliteStore>,
+        engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
     ) -> Result<Accepted, ChangeError> {
@@ -282,11 +308,11 @@ impl Lifecycle {
     }
 
     /// Clears the shadow policy; false when none was set.
-    pub fn clear_shadow(
+    pub fn clear_shadow<S: Backend>(
         &self,
-        engine: &Engine<SqliteStore>,
+        engine: &Engine<S>,
         actor: &str,
-    ) -> Result<bool, quota_store::StoreError> {
+    ) -> Result<bool, StoreError> {
         let _changing = self.lock();
         if engine.shadow().is_none() {
             return Ok(false);
@@ -305,13 +331,13 @@ impl Lifecycle {
 
     /// Makes the previous policy active again. `Ok(None)` when there is no
     /// previous policy to go back to.
-    pub fn rollback(
+    pub fn rollback<S: Backend>(
         &self,
-        engine: &Engine<SqliteStore>,
+        engine: &Engine<S>,
         actor: &str,
     ) -> Result<Option<Accepted>, ChangeError> {
         let started = Instant::now();
-        let store_failed = |e: quota_store::StoreError| Rejected {
+        let store_failed = |e: StoreError| Rejected {
             stage: Stage::Store,
             message: e.to_string(),
             sha256: String::new(),
@@ -353,7 +379,7 @@ impl Lifecycle {
     /// Records the engine's current policy as active when the store has
     /// no active policy yet (a fresh database), so that the first upload
     /// can be rolled back to it.
-    fn ensure_recorded(engine: &Engine<SqliteStore>) -> Result<(), quota_store::StoreError> {
+    fn ensure_recorded<S: Backend>(engine: &Engine<S>) -> Result<(), StoreError> {
         if engine.store().policy_state(0)?.active.is_some() {
             return Ok(());
         }
@@ -372,19 +398,21 @@ impl Lifecycle {
     /// Puts the recorded active and shadow policies in place (at start);
     /// on a fresh database, records the engine's current policy as active.
     /// Returns the active policy's sha256.
-    pub fn restore(&self, engine: &Engine<SqliteStore>) -> Result<String, String> {
+    pub fn restore<S: Backend>(&self, engine: &Engine<S>) -> Result<String, RestoreError> {
         let _changing = self.lock();
-        Self::ensure_recorded(engine).map_err(|e| e.to_string())?;
-        let state = engine.store().policy_state(0).map_err(|e| e.to_string())?;
-        let load = |sha256: &str| -> Result<PolicyModule, String> {
+        Self::ensure_recorded(engine)?;
+        let state = engine.store().policy_state(0)?;
+        let load = |sha256: &str| -> Result<PolicyModule, RestoreError> {
             let bytes = engine
                 .store()
-                .policy_component(sha256)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("the recorded policy {sha256} is not stored"))?;
+                .policy_component(sha256)?
+                .ok_or_else(|| RestoreError::Missing(sha256.to_owned()))?;
             self.load(&bytes)
                 .map(|(module, _)| module)
-                .map_err(|e| format!("the recorded policy {sha256} does not load: {e}"))
+                .map_err(|error| RestoreError::Load {
+                    sha256: sha256.to_owned(),
+                    error,
+                })
         };
         if let Some(shadow) = state.shadow.as_ref().and_then(|e| e.sha256.as_deref()) {
             engine.set_shadow(Some(load(shadow)?));
@@ -398,10 +426,7 @@ impl Lifecycle {
     }
 
     /// Where the lifecycle stands, with the last events.
-    pub fn state(
-        &self,
-        engine: &Engine<SqliteStore>,
-    ) -> Result<PolicyState, quota_store::StoreError> {
+    pub fn state<S: Backend>(&self, engine: &Engine<S>) -> Result<PolicyState, StoreError> {
         engine.store().policy_state(HISTORY)
     }
 }

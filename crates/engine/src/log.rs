@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use quota_policy_core::json::{DecisionJson, input_to_value};
-use quota_store::{DecisionLogEntry, SqliteStore};
+use quota_store::{DecisionLogEntry, DecisionLogStore};
 
 use crate::record::{DecisionRecord, DecisionSink, ShadowVerdict};
 
@@ -52,17 +52,17 @@ enum Message {
 
 /// The decision log's writer. Give it to [`crate::Engine::with_decision_sink`].
 #[derive(Debug)]
-pub struct DecisionLog {
+pub struct DecisionLog<L> {
     queue: SyncSender<Message>,
     dropped: AtomicU64,
-    store: SqliteStore,
+    store: L,
 }
 
-impl DecisionLog {
+impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionLog<L> {
     /// Starts the writer thread over `store`; `now_ms` is the clock the
     /// age retention is measured by (the engine's).
     pub fn start(
-        store: SqliteStore,
+        store: L,
         retention: Retention,
         now_ms: impl Fn() -> i64 + Send + 'static,
     ) -> std::io::Result<Self> {
@@ -79,8 +79,8 @@ impl DecisionLog {
     }
 
     /// The database the log is written to (read it with
-    /// [`SqliteStore::decisions`]).
-    pub fn store(&self) -> &SqliteStore {
+    /// [`DecisionLogStore::decisions`]).
+    pub fn store(&self) -> &L {
         &self.store
     }
 
@@ -97,7 +97,7 @@ impl DecisionLog {
     }
 }
 
-impl DecisionSink for DecisionLog {
+impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionSink for DecisionLog<L> {
     fn record(&self, record: DecisionRecord) {
         match self.queue.try_send(Message::Record(Box::new(record))) {
             Ok(()) => {}
@@ -111,7 +111,7 @@ impl DecisionSink for DecisionLog {
 }
 
 fn write_forever(
-    store: &SqliteStore,
+    store: &impl DecisionLogStore,
     retention: Retention,
     now_ms: &dyn Fn() -> i64,
     receiver: &Receiver<Message>,

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Json, Path, Query, hex, token_sha256};
+use quota_store::prelude::*;
 
 /// The actor recorded in the audit log for admin-token changes.
 const ADMIN_ACTOR: &str = "admin";
@@ -189,7 +190,12 @@ async fn get_user(
 ) -> JsonResponse {
     crate::extract::id("user_id", &user_id)?;
     state
-        .blocking(move |engine| Ok(axum::Json(engine.store().user_details(&user_id)?)))
+        .blocking(move |engine| {
+            Ok(axum::Json(crate::wire::user_details(
+                engine.store(),
+                &user_id,
+            )?))
+        })
         .await
 }
 

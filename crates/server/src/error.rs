@@ -65,11 +65,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             StoreError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
-            StoreError::Invalid(_) => ApiError::invalid(message),
-            ref busy if busy.is_busy() => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
-            }
-            StoreError::Migration(_) | StoreError::Sqlite(_) | StoreError::Commit(_) => {
+            StoreError::Invalid { .. } => ApiError::invalid(message),
+            StoreError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
+            StoreError::Migration(_) | StoreError::Database(_) | StoreError::Commit(_) => {
                 tracing::error!(error = %message, "database failure");
                 ApiError::internal("the database failed; nothing was changed")
             }

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::hex;
+use quota_store::prelude::*;
 
 /// How long a stored response is kept.
 pub const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
@@ -104,7 +105,7 @@ pub(crate) struct Recorder<'a> {
 
 impl Recorder<'_> {
     /// Records `body` as the reply (inside the transaction).
-    pub(crate) fn record(&mut self, tx: &SqliteTx, body: Value) -> Result<(), StoreError> {
+    pub(crate) fn record(&mut self, tx: &mut SqliteTx, body: Value) -> Result<(), StoreError> {
         if let Some(idem) = self.idempotency {
             let stored = StoredResponse {
                 request_sha256: idem.request_sha256.clone(),

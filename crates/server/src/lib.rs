@@ -17,6 +17,7 @@ mod ops;
 mod policy;
 pub mod state_dir;
 mod user;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::DecisionLog;
 use quota_host::Runtime;
 use quota_store::SqliteStore;
+use quota_store::prelude::*;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -49,7 +51,7 @@ struct Inner {
     /// Tokens are never revoked or reassigned, so an entry stays true.
     known_tokens: Mutex<HashMap<String, String>>,
     lifecycle: Lifecycle,
-    decision_log: Option<Arc<DecisionLog>>,
+    decision_log: Option<Arc<DecisionLog<SqliteStore>>>,
 }
 
 /// Known tokens kept in memory before the cache starts over.
@@ -85,7 +87,7 @@ impl AppState {
         engine: Engine<SqliteStore>,
         admin_token: AdminToken,
         lifecycle: Lifecycle,
-        decision_log: Option<Arc<DecisionLog>>,
+        decision_log: Option<Arc<DecisionLog<SqliteStore>>>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -105,7 +107,7 @@ impl AppState {
     }
 
     /// The decision log, if the engine writes one.
-    pub fn decision_log(&self) -> Option<&Arc<DecisionLog>> {
+    pub fn decision_log(&self) -> Option<&Arc<DecisionLog<SqliteStore>>> {
         self.inner.decision_log.as_ref()
     }
 

@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Query};
+use quota_store::prelude::*;
 
 /// Largest policy component accepted, in bytes.
 pub const POLICY_LIMIT: usize = 16 << 20;

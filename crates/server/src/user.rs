@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, User};
 use crate::idempotency::{Idempotency, Reply, respond};
+use quota_store::prelude::*;
 
 fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
     if value.trim().is_empty() {

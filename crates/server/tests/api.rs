@@ -15,6 +15,8 @@ use quota_engine::Engine;
 use quota_host::{Limits, Runtime};
 use quota_server::{AppState, app};
 use quota_store::SqliteStore;
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -25,6 +25,8 @@ use quota_engine::log::{DecisionLog, Retention};
 use quota_host::{ArtifactCache, CacheKey, sha256_hex};
 use quota_server::{AppState, POLICY_LIMIT, app};
 use quota_store::SqliteStore;
+#[allow(unused_imports)]
+use quota_store::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -1,7 +1,9 @@
-//! Storage errors, named for what happened.
+//! Storage errors, named for what happened; no database type crosses them.
 
-/// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+/// What went wrong in the store. Callers match on the variant: the kinds
+/// below map to answers (not found, forbidden, conflict, invalid, busy),
+/// the rest are failures of the database itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// No plan with this id.
     #[error("unknown plan `{0}`")]
@@ -20,13 +22,22 @@ pub enum StoreError {
     UnknownInvite(i64),
     /// The acting user may not do this.
     #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The change conflicts with the current state (e.g. an invite accepted twice).
+    Forbidden(Forbidden),
+    /// The change conflicts with the current state.
     #[error("conflict: {0}")]
-    Conflict(String),
-    /// A value outside its range; the message names the field.
-    #[error("invalid value: {0}")]
-    Invalid(String),
+    Conflict(Conflict),
+    /// A value outside its range.
+    #[error("invalid value: {message}")]
+    Invalid {
+        /// The field, e.g. `entitlement_key`.
+        field: String,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// Another process holds the database's write lock past the busy
+    /// timeout; nothing was changed, a retry may succeed.
+    #[error("the database is busy: {0}")]
+    Busy(String),
     /// The schema could not be brought up to date.
     #[error("cannot migrate the database: {0}")]
     Migration(String),
@@ -34,19 +45,95 @@ pub enum StoreError {
     /// it was kept.
     #[error("the commit failed: {0}")]
     Commit(String),
-    /// Any other database failure.
+    /// Any other failure of the database.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(String),
+}
+
+/// Why the acting user may not do something.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    /// Only the draft's owner and accepted collaborators write it.
+    #[error("`{user}` may not write draft {draft}")]
+    NotWriter {
+        /// The acting user.
+        user: String,
+        /// The draft.
+        draft: i64,
+    },
+    /// Only the draft's owner invites to it.
+    #[error("`{user}` does not own draft {draft}")]
+    NotOwner {
+        /// The acting user.
+        user: String,
+        /// The draft.
+        draft: i64,
+    },
+    /// Only the invitee accepts an invite.
+    #[error("invite {invite} is not for `{user}`")]
+    NotInvitee {
+        /// The acting user.
+        user: String,
+        /// The invite.
+        invite: i64,
+    },
+}
+
+/// How a change conflicts with the current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// An invite is accepted once.
+    #[error("invite {0} was already accepted")]
+    InviteAccepted(i64),
+    /// One pending invite per invitee and draft.
+    #[error("`{invitee}` already has a pending invite to draft {draft}")]
+    AlreadyInvited {
+        /// The invitee.
+        invitee: String,
+        /// The draft.
+        draft: i64,
+    },
+    /// The invitee writes the draft already.
+    #[error("`{invitee}` can already write draft {draft}")]
+    AlreadyWriter {
+        /// The invitee.
+        invitee: String,
+        /// The draft.
+        draft: i64,
+    },
+    /// An idempotency key is stored once per user: a concurrent request
+    /// with the same key got there first.
+    #[error("idempotency key `{0}` is already used")]
+    IdempotencyKey(String),
 }
 
 impl StoreError {
-    /// Whether the error is SQLite reporting a lock held by another
-    /// connection for longer than the busy timeout.
+    /// An invalid value from one of the naming rules.
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the error is the database's lock held by another process.
     pub fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
-                if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-        )
+        matches!(self, StoreError::Busy(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Busy(e.to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
     }
 }

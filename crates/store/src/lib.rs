@@ -1,14 +1,15 @@
-//! All SQL of quota: the schema and its migrations, the guarded write
-//! transaction the engine decides in, admin operations with their audit
-//! log, and the domain tables (drafts, segments, invites, collaborators).
-//!
-//! The engine sees storage only through [`QuotaStore`] and [`QuotaTx`], so
-//! a second backend (PostgreSQL) can slot in without touching it. SQLite is
-//! the default: [`SqliteStore`], one file, WAL, foreign keys and a busy
-//! timeout on every connection.
+//! All storage of quota, and all its SQL: the traits the layers above use
+//! ([`QuotaStore`] and [`QuotaTx`] for the engine's guarded transaction,
+//! [`DomainTx`] for the application's tables, one trait per admin subject,
+//! [`PolicyStore`], [`DecisionLogStore`], [`IdempotencyStore`]) and their
+//! backends. SQLite is the one backend today: [`SqliteStore`], one file,
+//! WAL, foreign keys and a busy timeout on every connection, its schema
+//! versioned by migrations. No database type crosses this crate's API and
+//! errors are typed ([`StoreError`]); a second backend implements the same
+//! traits and passes the same tests (`tests/backend/`).
 //!
 //! ```
-//! use quota_store::{PlanChange, QuotaStore, QuotaTx, SqliteStore};
+//! use quota_store::{PlanChange, PlanStore, QuotaStore, QuotaTx, SqliteStore, UserStore};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = SqliteStore::open(dir.path().join("quota.db"))?;
@@ -21,79 +22,34 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod admin;
-mod domain;
+mod checks;
 mod error;
-mod group;
 mod model;
 mod policy;
-mod schema;
 mod sqlite;
-mod web;
+pub mod testing;
+mod traits;
 
-pub use admin::PlanChange;
-pub use domain::DomainTx;
-pub use error::StoreError;
-pub use group::{GroupCommit, WriteStats};
+pub use error::{Conflict, Forbidden, StoreError};
 pub use model::{
-    AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, QuotaState, Segment, User,
+    AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, PlanChange, QuotaState, Segment,
+    StoredResponse, User,
 };
 pub use policy::{
     DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState,
 };
-pub use schema::MIGRATIONS;
-pub use sqlite::{SqliteOptions, SqliteStore, SqliteTx, Synchronous};
-pub use web::StoredResponse;
-
-/// A storage backend: hands out guarded write transactions.
-pub trait QuotaStore: Send + Sync + 'static {
-    /// The backend's write transaction.
-    type Tx: QuotaTx;
-
-    /// Starts a write transaction that holds the write lock from its first
-    /// statement (`BEGIN IMMEDIATE` on SQLite), so that what it reads stays
-    /// true until it commits. Dropping it without commit rolls back.
-    fn begin_write(&self) -> Result<Self::Tx, StoreError>;
-
-    /// Starts a read-only transaction: one consistent snapshot, no write
-    /// lock (for soft checks). Only the read methods of [`QuotaTx`] may be
-    /// used on it.
-    fn begin_read(&self) -> Result<Self::Tx, StoreError>;
+pub use sqlite::{
+    GroupCommit, MIGRATIONS, SqliteOptions, SqliteStore, SqliteTx, Synchronous, WriteStats,
+};
+/// Every storage trait, to bring their methods into scope at once.
+pub mod prelude {
+    pub use crate::traits::{
+        AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
+        PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    };
 }
 
-/// What the engine does inside a write transaction.
-pub trait QuotaTx {
-    /// Everything the policy needs about (user, entitlement): the user's
-    /// plan and its settings, the override, the default, the usage counter
-    /// `usage_key` and the grace used on the current plan.
-    fn quota_state(
-        &mut self,
-        user_id: &str,
-        entitlement_key: &str,
-        usage_key: &str,
-    ) -> Result<QuotaState, StoreError>;
-
-    /// Adds `n` to the user's usage counter `usage_key`; returns the new value.
-    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError>;
-
-    /// Adds `n` to the grace used for (user, plan, entitlement); returns the new value.
-    fn add_grace(
-        &mut self,
-        user_id: &str,
-        plan_id: &str,
-        entitlement_key: &str,
-        n: i64,
-    ) -> Result<i64, StoreError>;
-
-    /// Commits. Until then nothing the transaction did is visible.
-    fn commit(self) -> Result<(), StoreError>;
-
-    /// Ends the transaction keeping nothing, and returns once what it read
-    /// is durable. Where transactions commit in groups, it may have read
-    /// work of others that is not committed yet: then it waits for their
-    /// commit, and [`StoreError::Commit`] says that commit failed, so an
-    /// answer based on what it read (a block, a conflict) may be wrong and
-    /// the caller decides again. Dropping a transaction rolls back without
-    /// waiting.
-    fn rollback(self) -> Result<(), StoreError>;
-}
+pub use traits::{
+    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
+    PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+};

@@ -228,3 +228,30 @@ impl Invite {
         })
     }
 }
+
+/// A change to a plan: only the fields given change. A new plan starts with
+/// enforcement off, grace 0, rollout 100 and no limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanChange {
+    /// Limits to set, by entitlement key (`-1` unlimited).
+    pub limits: Vec<(String, i64)>,
+    /// Entitlement keys whose plan limit to remove (falls back to the default).
+    pub remove_limits: Vec<String>,
+    /// Enforcement on or off.
+    pub enforcement_enabled: Option<bool>,
+    /// Grace units per (user, plan, entitlement).
+    pub grace_count: Option<i64>,
+    /// Share of users (0..=100) enforcement applies to.
+    pub rollout_percent: Option<i64>,
+}
+
+/// A stored response to an idempotent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The sha256 of the request (method, path, body) it answered.
+    pub request_sha256: String,
+    /// The HTTP status.
+    pub status_code: u16,
+    /// The JSON body.
+    pub response_json: String,
+}

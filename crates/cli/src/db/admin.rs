@@ -8,6 +8,7 @@ use quota_store::PlanChange;
 use serde_json::{Value, json};
 
 use super::{DbArgs, now_ms, print};
+use quota_store::prelude::*;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OnOff {
@@ -215,7 +216,7 @@ pub fn user(db: &DbArgs, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 .set_user_plan(&db.actor, &user, &plan, now_ms())?
                 .to_json(),
         ),
-        UserCommand::Show { user } => print(&store.user_details(&user)?),
+        UserCommand::Show { user } => print(&quota_server::wire::user_details(&store, &user)?),
     }
 }
 

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use quota_engine::Engine;
 use quota_host::{Limits, Runtime};
 use quota_store::SqliteStore;
+use quota_store::prelude::*;
 use serde_json::Value;
 
 pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use quota_policy_core::json::{Evaluated, input_from_value};
+use quota_store::prelude::*;
 use quota_store::{DecisionFilter, SqliteStore};
 use serde_json::{Value, json};
 

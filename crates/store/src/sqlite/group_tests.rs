@@ -2,21 +2,16 @@
 //! each in its own savepoint; a commit returns only once its group is
 //! committed; a rolled-back member leaves the others alone.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
-
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use quota_store::{
-    GroupCommit, QuotaStore, QuotaTx, SqliteOptions, SqliteStore, StoreError, WriteStats,
-};
 use rusqlite::Connection;
+
+use super::{GroupCommit, SqliteOptions, SqliteStore, SqliteTx, WriteStats};
+use crate::error::StoreError;
+use crate::traits::{QuotaStore, QuotaTx};
 
 /// A store whose groups commit only when their last member leaves (no
 /// size or age bound), so that a test decides who is in a group and a
@@ -33,8 +28,8 @@ fn store(dir: &Path) -> SqliteStore {
     // `orphan` rows name a `parent` checked only at COMMIT: a group with
     // one fails to commit, as a full disk would make it fail.
     store
-        .write(|tx| {
-            Ok(tx.execute_batch(
+        .write(|conn| {
+            Ok(conn.execute_batch(
                 "CREATE TABLE scratch (v INTEGER PRIMARY KEY);
                  CREATE TABLE parent (id INTEGER PRIMARY KEY);
                  CREATE TABLE orphan (parent_id INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
@@ -44,8 +39,9 @@ fn store(dir: &Path) -> SqliteStore {
     store
 }
 
-fn insert(tx: &quota_store::SqliteTx, v: i64) {
-    tx.execute("INSERT INTO scratch (v) VALUES (?1)", [v])
+fn insert(tx: &SqliteTx, v: i64) {
+    tx.conn()
+        .execute("INSERT INTO scratch (v) VALUES (?1)", [v])
         .unwrap();
 }
 
@@ -202,7 +198,8 @@ fn abandoned_member(group_fails: bool) -> (Result<(), StoreError>, Result<(), St
     let a = store.begin_write().unwrap();
     insert(&a, 1);
     if group_fails {
-        a.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
+        a.conn()
+            .execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
             .unwrap();
     }
     let (b_read, b_read_rx) = mpsc::channel();
@@ -210,6 +207,7 @@ fn abandoned_member(group_fails: bool) -> (Result<(), StoreError>, Result<(), St
     let b = thread::spawn(move || {
         let b = b_store.begin_write().unwrap();
         let seen: i64 = b
+            .conn()
             .query_row("SELECT count(*) FROM scratch", [], |r| r.get(0))
             .unwrap();
         b_read.send(seen).unwrap();
@@ -246,7 +244,8 @@ fn a_failed_group_leaves_the_writer_ready_for_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let tx = store.begin_write().unwrap();
-    tx.execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
+    tx.conn()
+        .execute("INSERT INTO orphan (parent_id) VALUES (7)", [])
         .unwrap();
     assert!(matches!(tx.commit(), Err(StoreError::Commit(_))));
     let tx = store.begin_write().unwrap();

@@ -1,50 +1,12 @@
-//! The domain tables: drafts, segments, invites, collaborators.
-//!
-//! These run inside the engine's guarded transaction: the reads decide what
-//! to ask the policy, the writes are the mutation it guards.
+//! The domain tables (drafts, segments, invites, collaborators) on SQLite,
+//! inside the engine's guarded transaction.
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::QuotaTx;
-use crate::error::StoreError;
+use super::SqliteTx;
+use crate::error::{Conflict, StoreError};
 use crate::model::{Draft, Invite, InviteStatus, Segment};
-use crate::sqlite::SqliteTx;
-
-/// Domain reads and writes inside a write transaction.
-pub trait DomainTx: QuotaTx {
-    /// Whether the user exists.
-    fn user_exists(&mut self, user_id: &str) -> Result<bool, StoreError>;
-    /// A draft by id.
-    fn draft(&mut self, draft_id: i64) -> Result<Draft, StoreError>;
-    /// Whether `user_id` owns or collaborates on the draft.
-    fn can_write(&mut self, user_id: &str, draft: &Draft) -> Result<bool, StoreError>;
-    /// Creates a draft.
-    fn insert_draft(
-        &mut self,
-        owner_id: &str,
-        title: &str,
-        now_ms: i64,
-    ) -> Result<Draft, StoreError>;
-    /// Appends a segment to a draft.
-    fn insert_segment(
-        &mut self,
-        draft_id: i64,
-        author_id: &str,
-        body: &str,
-        now_ms: i64,
-    ) -> Result<Segment, StoreError>;
-    /// Creates a pending invite.
-    fn insert_invite(
-        &mut self,
-        draft: &Draft,
-        invitee_id: &str,
-        now_ms: i64,
-    ) -> Result<Invite, StoreError>;
-    /// An invite by id.
-    fn invite(&mut self, invite_id: i64) -> Result<Invite, StoreError>;
-    /// Marks a pending invite accepted and adds the invitee as collaborator.
-    fn accept_invite(&mut self, invite: &Invite, now_ms: i64) -> Result<Invite, StoreError>;
-}
+use crate::traits::DomainTx;
 
 fn read_invite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Invite> {
     let status: String = row.get(4)?;
@@ -69,6 +31,7 @@ const INVITE_COLUMNS: &str =
 impl DomainTx for SqliteTx {
     fn user_exists(&mut self, user_id: &str) -> Result<bool, StoreError> {
         Ok(self
+            .conn()
             .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
             .query_row([user_id], |_| Ok(()))
             .optional()?
@@ -76,7 +39,8 @@ impl DomainTx for SqliteTx {
     }
 
     fn draft(&mut self, draft_id: i64) -> Result<Draft, StoreError> {
-        self.prepare_cached("SELECT id, owner_id, title, created_at_ms FROM drafts WHERE id = ?1")?
+        self.conn()
+            .prepare_cached("SELECT id, owner_id, title, created_at_ms FROM drafts WHERE id = ?1")?
             .query_row([draft_id], |row| {
                 Ok(Draft {
                     id: row.get(0)?,
@@ -94,6 +58,7 @@ impl DomainTx for SqliteTx {
             return Ok(true);
         }
         Ok(self
+            .conn()
             .prepare_cached("SELECT 1 FROM collaborators WHERE draft_id = ?1 AND user_id = ?2")?
             .query_row(params![draft.id, user_id], |_| Ok(()))
             .optional()?
@@ -106,7 +71,7 @@ impl DomainTx for SqliteTx {
         title: &str,
         now_ms: i64,
     ) -> Result<Draft, StoreError> {
-        let id = self
+        let id = self.conn()
             .prepare_cached("INSERT INTO drafts (owner_id, title, created_at_ms) VALUES (?1, ?2, ?3) RETURNING id")?
             .query_row(params![owner_id, title, now_ms], |row| row.get(0))?;
         Ok(Draft {
@@ -124,7 +89,7 @@ impl DomainTx for SqliteTx {
         body: &str,
         now_ms: i64,
     ) -> Result<Segment, StoreError> {
-        let id = self
+        let id = self.conn()
             .prepare_cached(
                 "INSERT INTO segments (draft_id, author_id, body, created_at_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id",
             )?
@@ -144,26 +109,26 @@ impl DomainTx for SqliteTx {
         invitee_id: &str,
         now_ms: i64,
     ) -> Result<Invite, StoreError> {
-        let pending = self
+        let pending = self.conn()
             .prepare_cached("SELECT 1 FROM invites WHERE draft_id = ?1 AND invitee_id = ?2 AND status = 'pending'")?
             .query_row(params![draft.id, invitee_id], |_| Ok(()))
             .optional()?;
         if pending.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "`{invitee_id}` already has a pending invite to draft {}",
-                draft.id
-            )));
+            return Err(StoreError::Conflict(Conflict::AlreadyInvited {
+                invitee: invitee_id.to_owned(),
+                draft: draft.id,
+            }));
         }
         if self.can_write(invitee_id, draft)? {
-            return Err(StoreError::Conflict(format!(
-                "`{invitee_id}` can already write draft {}",
-                draft.id
-            )));
+            return Err(StoreError::Conflict(Conflict::AlreadyWriter {
+                invitee: invitee_id.to_owned(),
+                draft: draft.id,
+            }));
         }
         let sql = format!(
             "INSERT INTO invites (draft_id, inviter_id, invitee_id, created_at_ms) VALUES (?1, ?2, ?3, ?4) RETURNING {INVITE_COLUMNS}"
         );
-        Ok(self.prepare_cached(&sql)?.query_row(
+        Ok(self.conn().prepare_cached(&sql)?.query_row(
             params![draft.id, draft.owner_id, invitee_id, now_ms],
             read_invite,
         )?)
@@ -171,7 +136,8 @@ impl DomainTx for SqliteTx {
 
     fn invite(&mut self, invite_id: i64) -> Result<Invite, StoreError> {
         let sql = format!("SELECT {INVITE_COLUMNS} FROM invites WHERE id = ?1");
-        self.prepare_cached(&sql)?
+        self.conn()
+            .prepare_cached(&sql)?
             .query_row([invite_id], read_invite)
             .optional()?
             .ok_or(StoreError::UnknownInvite(invite_id))
@@ -182,13 +148,12 @@ impl DomainTx for SqliteTx {
             "UPDATE invites SET status = 'accepted', accepted_at_ms = ?2 WHERE id = ?1 AND status = 'pending' RETURNING {INVITE_COLUMNS}"
         );
         let accepted = self
+            .conn()
             .prepare_cached(&sql)?
             .query_row(params![invite.id, now_ms], read_invite)
             .optional()?
-            .ok_or_else(|| {
-                StoreError::Conflict(format!("invite {} was already accepted", invite.id))
-            })?;
-        self.prepare_cached("INSERT OR IGNORE INTO collaborators (draft_id, user_id, added_at_ms) VALUES (?1, ?2, ?3)")?
+            .ok_or(StoreError::Conflict(Conflict::InviteAccepted(invite.id)))?;
+        self.conn().prepare_cached("INSERT OR IGNORE INTO collaborators (draft_id, user_id, added_at_ms) VALUES (?1, ?2, ?3)")?
             .execute(params![invite.draft_id, invite.invitee_id, now_ms])?;
         Ok(accepted)
     }

@@ -1,5 +1,33 @@
-//! The SQLite backend: a pool of configured connections and the guarded
-//! write transaction.
+//! The SQLite backend: a pool of configured connections, the guarded write
+//! transaction (group-committed), and every trait of the store.
+
+mod audit;
+mod decisions;
+mod domain;
+mod group;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+mod group_tests;
+mod idempotency;
+mod overrides;
+mod plans;
+mod policy;
+mod schema;
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+mod tests;
+mod users;
+
+pub use group::{GroupCommit, WriteStats};
+pub use schema::MIGRATIONS;
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -10,10 +38,9 @@ use quota_policy_core::{Override, PlanInfo};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
-use crate::group::{GroupCommit, Held, WriteStats, Writer};
 use crate::model::QuotaState;
-use crate::schema::MIGRATIONS;
 use crate::{QuotaStore, QuotaTx};
+use group::{Held, Writer};
 
 /// How hard SQLite syncs a commit to disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,7 +107,7 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// A connection borrowed from the pool; it goes back when dropped.
-pub struct PooledConnection {
+pub(crate) struct PooledConnection {
     conn: Option<Connection>,
     store: Arc<Inner>,
 }
@@ -169,7 +196,7 @@ impl SqliteStore {
     }
 
     /// A connection from the pool (or a new one), outside any transaction.
-    pub fn connection(&self) -> Result<PooledConnection, StoreError> {
+    pub(crate) fn connection(&self) -> Result<PooledConnection, StoreError> {
         let idle = self.inner.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -188,7 +215,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a connection in a read transaction: one consistent snapshot.
-    pub fn read<T>(
+    pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -200,12 +227,12 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a write transaction and commits if it returns `Ok`.
-    pub fn write<T>(
+    pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&SqliteTx) -> Result<T, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let tx = self.begin_write()?;
-        let value = f(&tx)?;
+        let value = f(tx.conn())?;
         tx.commit()?;
         Ok(value)
     }
@@ -238,11 +265,9 @@ impl std::fmt::Debug for SqliteTx {
     }
 }
 
-impl Deref for SqliteTx {
-    type Target = Connection;
-
-    /// The connection, for the caller's mutation inside the transaction.
-    fn deref(&self) -> &Connection {
+impl SqliteTx {
+    /// The connection the transaction works on.
+    pub(crate) fn conn(&self) -> &Connection {
         match &self.kind {
             TxKind::Write(Some(held)) => &held.conn,
             TxKind::Read(conn, _) => conn,
@@ -314,7 +339,7 @@ impl QuotaTx for SqliteTx {
         entitlement_key: &str,
         usage_key: &str,
     ) -> Result<QuotaState, StoreError> {
-        let mut stmt = self.prepare_cached(QUOTA_STATE_SQL)?;
+        let mut stmt = self.conn().prepare_cached(QUOTA_STATE_SQL)?;
         let state = stmt
             .query_row(params![user_id, entitlement_key, usage_key], |row| {
                 let override_value: Option<i64> = row.get(5)?;
@@ -343,7 +368,7 @@ impl QuotaTx for SqliteTx {
     }
 
     fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        let mut stmt = self.prepare_cached(
+        let mut stmt = self.conn().prepare_cached(
             "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
              RETURNING value",
@@ -358,7 +383,7 @@ impl QuotaTx for SqliteTx {
         entitlement_key: &str,
         n: i64,
     ) -> Result<i64, StoreError> {
-        let mut stmt = self.prepare_cached(
+        let mut stmt = self.conn().prepare_cached(
             "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER))
              ON CONFLICT (user_id, plan_id, entitlement_key)

@@ -1,22 +1,15 @@
 //! The policy lifecycle's records: versions kept, state derived from events,
 //! the decision log's filters and retention.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
+use quota_store::{DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction};
 
-use quota_store::{DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, SqliteStore};
+use crate::Backend;
 
 fn sha(n: usize) -> String {
     format!("{n:064x}")
 }
 
-#[test]
-fn the_active_and_shadow_versions_are_kept_however_old() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+pub fn the_active_and_shadow_versions_are_kept_however_old<S: Backend>(store: &S) {
     let record = |action, n: usize| {
         store
             .record_policy_event("admin", action, Some(&sha(n)), Some(&[n as u8]), "", 0)
@@ -76,10 +69,7 @@ fn entry(n: i64, user: &str, status: &str, verdict: Option<&str>) -> DecisionLog
     }
 }
 
-#[test]
-fn the_decision_log_filters_and_prunes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("q.db")).unwrap();
+pub fn the_decision_log_filters_and_prunes<S: Backend>(store: &S) {
     let entries: Vec<_> = (0..20)
         .map(|n| {
             let user = if n % 2 == 0 { "alice" } else { "bob" };

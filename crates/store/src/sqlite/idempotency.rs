@@ -1,33 +1,16 @@
-//! What the HTTP service stores: user tokens (hashed) and idempotent responses.
+//! Responses of idempotent requests, on SQLite: stored in the transaction
+//! of the request's effects.
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::error::StoreError;
-use crate::sqlite::{SqliteStore, SqliteTx};
+use super::{SqliteStore, SqliteTx};
+use crate::error::{Conflict, StoreError};
+use crate::model::StoredResponse;
+use crate::traits::{IdempotencyStore, IdempotencyTx};
 
-/// A stored response to an idempotent request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// The sha256 of the request (method, path, body) it answered.
-    pub request_sha256: String,
-    /// The HTTP status.
-    pub status_code: u16,
-    /// The JSON body.
-    pub response_json: String,
-}
-
-impl SqliteStore {
-    /// The user a token hash belongs to.
-    pub fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.connection()?;
-        Ok(conn
-            .prepare_cached("SELECT user_id FROM user_tokens WHERE token_sha256 = ?1")?
-            .query_row([token_sha256], |row| row.get(0))
-            .optional()?)
-    }
-
+impl IdempotencyStore for SqliteStore {
     /// The stored response for (user, key), if any.
-    pub fn idempotent_response(
+    fn idempotent_response(
         &self,
         user_id: &str,
         key: &str,
@@ -40,7 +23,7 @@ impl SqliteStore {
     /// a write transaction, so it includes a concurrent request's response
     /// still waiting for its group commit, and returns only once that is
     /// committed (or fails with it).
-    pub fn idempotent_response_committed(
+    fn idempotent_response_committed(
         &self,
         user_id: &str,
         key: &str,
@@ -49,7 +32,7 @@ impl SqliteStore {
     }
 
     /// Deletes stored responses created before `before_ms`; returns how many.
-    pub fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
+    fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.write(|tx| {
             Ok(tx
                 .prepare_cached("DELETE FROM idempotency_keys WHERE created_at_ms < ?1")?
@@ -77,21 +60,31 @@ fn stored(
         .optional()?)
 }
 
-impl SqliteTx {
+impl IdempotencyTx for SqliteTx {
     /// Stores the response of an idempotent request in the same transaction
     /// as its effects, so a retry can never apply them twice.
-    pub fn store_idempotent_response(
-        &self,
+    fn store_idempotent_response(
+        &mut self,
         user_id: &str,
         key: &str,
         response: &StoredResponse,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.prepare_cached(
+        let inserted = self.conn().prepare_cached(
             "INSERT INTO idempotency_keys (user_id, idempotency_key, request_sha256, status_code, response_json, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![user_id, key, response.request_sha256, response.status_code, response.response_json, now_ms])?;
-        Ok(())
+        .execute(params![user_id, key, response.request_sha256, response.status_code, response.response_json, now_ms]);
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::Conflict(Conflict::IdempotencyKey(
+                    key.to_owned(),
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

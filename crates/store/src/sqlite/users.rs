@@ -1,0 +1,160 @@
+//! Users, their plan, their API tokens and their usage, on SQLite; each
+//! change audited.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use super::SqliteStore;
+use super::audit::audit;
+use super::plans::plan;
+use crate::checks::id;
+use crate::error::StoreError;
+use crate::model::User;
+use crate::traits::UserStore;
+
+pub(crate) fn user(conn: &Connection, user_id: &str) -> Result<Option<User>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT plan_id FROM users WHERE id = ?1")?
+        .query_row([user_id], |row| {
+            Ok(User {
+                id: user_id.to_owned(),
+                plan_id: row.get(0)?,
+            })
+        })
+        .optional()?)
+}
+
+impl SqliteStore {
+    fn insert_user(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: Option<&str>,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        id("user_id", user_id)?;
+        id("plan_id", plan_id)?;
+        self.write(|tx| {
+            if plan(tx, plan_id)?.is_none() {
+                return Err(StoreError::UnknownPlan(plan_id.to_owned()));
+            }
+            if user(tx, user_id)?.is_some() {
+                return Err(StoreError::UserExists(user_id.to_owned()));
+            }
+            tx.prepare_cached("INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)")?
+                .execute(params![user_id, plan_id, now_ms])?;
+            if let Some(token) = token_sha256 {
+                tx.prepare_cached("INSERT INTO user_tokens (token_sha256, user_id, created_at_ms) VALUES (?1, ?2, ?3)")?
+                    .execute(params![token, user_id, now_ms])?;
+            }
+            let created = User {
+                id: user_id.to_owned(),
+                plan_id: plan_id.to_owned(),
+            };
+            audit(tx, actor, "user.create", &format!("user:{user_id}"), &Value::Null, &created.to_json(), now_ms)?;
+            Ok(created)
+        })
+    }
+}
+
+impl UserStore for SqliteStore {
+    /// Creates a user on a plan.
+    fn create_user(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        self.insert_user(actor, user_id, plan_id, None, now_ms)
+    }
+
+    /// Creates a user on a plan together with their API token's sha256, in
+    /// one transaction: there is never a user without their token.
+    fn create_user_with_token(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        self.insert_user(actor, user_id, plan_id, Some(token_sha256), now_ms)
+    }
+
+    /// A user.
+    fn user(&self, user_id: &str) -> Result<User, StoreError> {
+        self.read(|conn| user(conn, user_id))?
+            .ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))
+    }
+
+    /// Moves a user to another plan and resets all their grace usage.
+    fn set_user_plan(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        id("user_id", user_id)?;
+        id("plan_id", plan_id)?;
+        self.write(|tx| {
+            let before =
+                user(tx, user_id)?.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))?;
+            if plan(tx, plan_id)?.is_none() {
+                return Err(StoreError::UnknownPlan(plan_id.to_owned()));
+            }
+            tx.prepare_cached("UPDATE users SET plan_id = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![user_id, plan_id, now_ms])?;
+            let reset = tx
+                .prepare_cached("DELETE FROM grace_usage WHERE user_id = ?1")?
+                .execute([user_id])?;
+            let after = User {
+                id: user_id.to_owned(),
+                plan_id: plan_id.to_owned(),
+            };
+            let mut after_json = after.to_json();
+            after_json["grace_rows_reset"] = json!(reset);
+            audit(
+                tx,
+                actor,
+                "user.set_plan",
+                &format!("user:{user_id}"),
+                &before.to_json(),
+                &after_json,
+                now_ms,
+            )?;
+            Ok(after)
+        })
+    }
+
+    /// The user's usage counters, by key.
+    fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT usage_key, value FROM usage_counters WHERE user_id = ?1 ORDER BY usage_key")?
+                .query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Grace used by the user on their plans: (plan, key, used).
+    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT plan_id, entitlement_key, used FROM grace_usage WHERE user_id = ?1 ORDER BY plan_id, entitlement_key")?
+                .query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The user a token hash belongs to.
+    fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.connection()?;
+        Ok(conn
+            .prepare_cached("SELECT user_id FROM user_tokens WHERE token_sha256 = ?1")?
+            .query_row([token_sha256], |row| row.get(0))
+            .optional()?)
+    }
+}

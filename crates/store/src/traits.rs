@@ -1,0 +1,266 @@
+//! What the layers above need from storage, one trait per subject. A
+//! backend implements them all; the engine, the policy lifecycle, the
+//! decision log and the HTTP service see storage only through them.
+//!
+//! The traits are synchronous: they are called from blocking threads (the
+//! HTTP service runs them with `spawn_blocking`), a guarded transaction
+//! lives inside one such call from its first read to its commit, and the
+//! policy it asks runs synchronously in the middle of it. See
+//! `docs/storage.md` for why, and for what each backend must guarantee.
+
+use crate::error::StoreError;
+use crate::model::{
+    AuditEntry, Draft, Invite, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse,
+    User,
+};
+use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
+
+/// A storage backend: hands out guarded write transactions.
+pub trait QuotaStore: Send + Sync + 'static {
+    /// The backend's write transaction.
+    type Tx: QuotaTx;
+
+    /// Starts a write transaction that holds the write lock from its first
+    /// statement (`BEGIN IMMEDIATE` on SQLite), so that what it reads stays
+    /// true until it commits. Dropping it without commit rolls back.
+    fn begin_write(&self) -> Result<Self::Tx, StoreError>;
+
+    /// Starts a read-only transaction: one consistent snapshot, no write
+    /// lock (for soft checks). Only the read methods of [`QuotaTx`] may be
+    /// used on it.
+    fn begin_read(&self) -> Result<Self::Tx, StoreError>;
+}
+
+/// What the engine does inside a write transaction.
+pub trait QuotaTx {
+    /// Everything the policy needs about (user, entitlement): the user's
+    /// plan and its settings, the override, the default, the usage counter
+    /// `usage_key` and the grace used on the current plan.
+    fn quota_state(
+        &mut self,
+        user_id: &str,
+        entitlement_key: &str,
+        usage_key: &str,
+    ) -> Result<QuotaState, StoreError>;
+
+    /// Adds `n` to the user's usage counter `usage_key`; returns the new value.
+    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError>;
+
+    /// Adds `n` to the grace used for (user, plan, entitlement); returns the new value.
+    fn add_grace(
+        &mut self,
+        user_id: &str,
+        plan_id: &str,
+        entitlement_key: &str,
+        n: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Commits. Until then nothing the transaction did is visible.
+    fn commit(self) -> Result<(), StoreError>;
+
+    /// Ends the transaction keeping nothing, and returns once what it read
+    /// is durable. Where transactions commit in groups, it may have read
+    /// work of others that is not committed yet: then it waits for their
+    /// commit, and [`StoreError::Commit`] says that commit failed, so an
+    /// answer based on what it read (a block, a conflict) may be wrong and
+    /// the caller decides again. Dropping a transaction rolls back without
+    /// waiting.
+    fn rollback(self) -> Result<(), StoreError>;
+}
+
+/// Domain reads and writes inside a write transaction.
+pub trait DomainTx: QuotaTx {
+    /// Whether the user exists.
+    fn user_exists(&mut self, user_id: &str) -> Result<bool, StoreError>;
+    /// A draft by id.
+    fn draft(&mut self, draft_id: i64) -> Result<Draft, StoreError>;
+    /// Whether `user_id` owns or collaborates on the draft.
+    fn can_write(&mut self, user_id: &str, draft: &Draft) -> Result<bool, StoreError>;
+    /// Creates a draft.
+    fn insert_draft(
+        &mut self,
+        owner_id: &str,
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Draft, StoreError>;
+    /// Appends a segment to a draft.
+    fn insert_segment(
+        &mut self,
+        draft_id: i64,
+        author_id: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<Segment, StoreError>;
+    /// Creates a pending invite.
+    fn insert_invite(
+        &mut self,
+        draft: &Draft,
+        invitee_id: &str,
+        now_ms: i64,
+    ) -> Result<Invite, StoreError>;
+    /// An invite by id.
+    fn invite(&mut self, invite_id: i64) -> Result<Invite, StoreError>;
+    /// Marks a pending invite accepted and adds the invitee as collaborator.
+    fn accept_invite(&mut self, invite: &Invite, now_ms: i64) -> Result<Invite, StoreError>;
+}
+
+/// Plans and the global default limits. Every change is audited in the
+/// transaction that makes it; a change that changes nothing is not.
+pub trait PlanStore {
+    /// Creates the plan, or changes only the fields given.
+    fn set_plan(
+        &self,
+        actor: &str,
+        plan_id: &str,
+        change: &PlanChange,
+        now_ms: i64,
+    ) -> Result<Plan, StoreError>;
+    /// A plan with its limits.
+    fn plan(&self, plan_id: &str) -> Result<Plan, StoreError>;
+    /// Every plan, by id.
+    fn plans(&self) -> Result<Vec<Plan>, StoreError>;
+    /// Sets the global default limit for an entitlement.
+    fn set_default(
+        &self,
+        actor: &str,
+        key: &str,
+        value: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The global defaults, by key.
+    fn defaults(&self) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
+/// Users, their plan, their API tokens (stored only as a sha256) and
+/// their usage.
+pub trait UserStore {
+    /// Creates a user on a plan.
+    fn create_user(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+    /// Creates a user on a plan together with their API token's sha256, in
+    /// one transaction: there is never a user without their token.
+    fn create_user_with_token(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+    /// A user.
+    fn user(&self, user_id: &str) -> Result<User, StoreError>;
+    /// Moves a user to another plan and resets all their grace usage.
+    fn set_user_plan(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError>;
+    /// The user's usage counters, by key.
+    fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Grace used by the user on their plans: (plan, key, used).
+    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// The user a token's sha256 (hex) belongs to.
+    fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Per-user overrides of a limit, optionally expiring.
+pub trait OverrideStore {
+    /// Sets (creates or replaces) a user's override for one entitlement.
+    fn set_override(
+        &self,
+        actor: &str,
+        user_id: &str,
+        key: &str,
+        value: i64,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<OverrideRow, StoreError>;
+    /// Removes a user's override for one entitlement; returns it, or `None`
+    /// when there was none (then nothing is written).
+    fn clear_override(
+        &self,
+        actor: &str,
+        user_id: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<OverrideRow>, StoreError>;
+    /// Overrides, of one user or all, by user then key.
+    fn overrides(&self, user_id: Option<&str>) -> Result<Vec<OverrideRow>, StoreError>;
+}
+
+/// The audit log of admin changes.
+pub trait AuditStore {
+    /// The audit log, newest first, at most `limit` entries.
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Policy component versions and the events of the policy lifecycle.
+pub trait PolicyStore {
+    /// Records a policy event; stores `component` (if given) under its
+    /// sha256, and drops component versions beyond
+    /// [`crate::KEEP_VERSIONS`] that are neither active nor shadow.
+    fn record_policy_event(
+        &self,
+        actor: &str,
+        action: PolicyAction,
+        sha256: Option<&str>,
+        component: Option<&[u8]>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<PolicyEvent, StoreError>;
+    /// Where the lifecycle stands, with the last `history` events.
+    fn policy_state(&self, history: usize) -> Result<PolicyState, StoreError>;
+    /// A stored component version by its sha256.
+    fn policy_component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The bounded decision log.
+pub trait DecisionLogStore {
+    /// Appends decisions to the log, in one transaction.
+    fn append_decisions(&self, entries: &[DecisionLogEntry]) -> Result<(), StoreError>;
+    /// Keeps the newest `keep` entries and none from before `before_ms`;
+    /// returns how many went.
+    fn prune_decisions(&self, keep: usize, before_ms: i64) -> Result<usize, StoreError>;
+    /// Logged decisions matching `filter`, newest first.
+    fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError>;
+}
+
+/// Responses of idempotent requests, kept for retries.
+pub trait IdempotencyStore {
+    /// The stored response for (user, key), if any.
+    fn idempotent_response(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+    /// The stored response for (user, key) once every transaction that may
+    /// be storing it has ended: a concurrent request's response waiting
+    /// for its commit is included, and returned only once committed.
+    fn idempotent_response_committed(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+    /// Deletes stored responses created before `before_ms`; returns how many.
+    fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// Storing an idempotent response inside the transaction of its effects.
+pub trait IdempotencyTx {
+    /// Stores the response, so a retry can never apply the effects twice;
+    /// [`crate::Conflict::IdempotencyKey`] when the key is taken.
+    fn store_idempotent_response(
+        &mut self,
+        user_id: &str,
+        key: &str,
+        response: &StoredResponse,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+}

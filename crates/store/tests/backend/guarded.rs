@@ -1,0 +1,100 @@
+//! The guarded transaction the engine decides in, and the domain's rows.
+
+use quota_store::prelude::*;
+use quota_store::{Conflict, PlanChange, StoreError};
+
+use crate::Backend;
+
+fn plan_and_user<S: Backend>(store: &S) {
+    let change = PlanChange {
+        limits: vec![("drafts.max".into(), 3)],
+        enforcement_enabled: Some(true),
+        grace_count: Some(2),
+        ..PlanChange::default()
+    };
+    store.set_plan("test", "pro", &change, 0).unwrap();
+    store.create_user("test", "alice", "pro", 0).unwrap();
+    store.create_user("test", "bob", "pro", 0).unwrap();
+}
+
+fn usage<S: Backend>(store: &S) -> (i64, i64) {
+    let mut tx = store.begin_read().unwrap();
+    let state = tx
+        .quota_state("alice", "drafts.max", "drafts.created")
+        .unwrap();
+    tx.rollback().unwrap();
+    (state.usage, state.grace_used)
+}
+
+pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    let state = tx
+        .quota_state("alice", "drafts.max", "drafts.created")
+        .unwrap();
+    assert_eq!(
+        (state.plan_id.as_str(), state.plan.limit, state.usage),
+        ("pro", Some(3), 0)
+    );
+    assert_eq!(tx.add_usage("alice", "drafts.created", 4).unwrap(), 4);
+    assert_eq!(tx.add_grace("alice", "pro", "drafts.max", 1).unwrap(), 1);
+    assert_eq!(usage(store), (0, 0), "seen before its commit");
+    tx.commit().unwrap();
+    assert_eq!(usage(store), (4, 1));
+    assert!(matches!(
+        store
+            .begin_write()
+            .unwrap()
+            .quota_state("ghost", "drafts.max", "drafts.created"),
+        Err(StoreError::UnknownUser(_))
+    ));
+}
+
+pub fn a_rolled_back_write_leaves_nothing<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    tx.add_usage("alice", "drafts.created", 2).unwrap();
+    tx.insert_draft("alice", "gone", 0).unwrap();
+    tx.rollback().unwrap();
+    let mut tx = store.begin_write().unwrap();
+    tx.add_usage("alice", "drafts.created", 1).unwrap();
+    drop(tx);
+    assert_eq!(usage(store), (0, 0));
+    let mut tx = store.begin_write().unwrap();
+    let draft = tx.insert_draft("alice", "kept", 0).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(draft.id, 1, "the rolled-back drafts used no id that shows");
+}
+
+pub fn the_domain_keeps_its_rules<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    let draft = tx.insert_draft("alice", "title", 5).unwrap();
+    assert_eq!(tx.draft(draft.id).unwrap(), draft);
+    assert!(matches!(tx.draft(99), Err(StoreError::UnknownDraft(99))));
+    assert!(tx.can_write("alice", &draft).unwrap());
+    assert!(!tx.can_write("bob", &draft).unwrap());
+    assert!(tx.user_exists("bob").unwrap() && !tx.user_exists("ghost").unwrap());
+    let invite = tx.insert_invite(&draft, "bob", 6).unwrap();
+    assert!(matches!(
+        tx.insert_invite(&draft, "bob", 7),
+        Err(StoreError::Conflict(Conflict::AlreadyInvited { .. }))
+    ));
+    let accepted = tx.accept_invite(&invite, 8).unwrap();
+    assert_eq!(accepted.accepted_at_ms, Some(8));
+    assert!(tx.can_write("bob", &draft).unwrap());
+    assert!(matches!(
+        tx.accept_invite(&invite, 9),
+        Err(StoreError::Conflict(Conflict::InviteAccepted(_)))
+    ));
+    assert!(matches!(
+        tx.insert_invite(&draft, "bob", 10),
+        Err(StoreError::Conflict(Conflict::AlreadyWriter { .. }))
+    ));
+    let segment = tx.insert_segment(draft.id, "bob", "hello", 11).unwrap();
+    assert_eq!(
+        (segment.draft_id, segment.author_id.as_str()),
+        (draft.id, "bob")
+    );
+    tx.commit().unwrap();
+}

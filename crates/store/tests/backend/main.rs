@@ -1,0 +1,80 @@
+//! The storage contract, written once against the traits: what every
+//! backend must do, whatever it stores in. A backend runs the whole suite
+//! by adding one line at the bottom of this file:
+//! `backend_suite!(name, || a fresh, empty store)`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+mod admin;
+mod guarded;
+mod policy;
+mod web;
+
+use quota_store::prelude::*;
+
+/// Everything a backend implements.
+pub trait Backend:
+    QuotaStore<Tx: DomainTx + IdempotencyTx>
+    + PlanStore
+    + UserStore
+    + OverrideStore
+    + AuditStore
+    + PolicyStore
+    + DecisionLogStore
+    + IdempotencyStore
+{
+}
+
+impl<S> Backend for S where
+    S: QuotaStore<Tx: DomainTx + IdempotencyTx>
+        + PlanStore
+        + UserStore
+        + OverrideStore
+        + AuditStore
+        + PolicyStore
+        + DecisionLogStore
+        + IdempotencyStore
+{
+}
+
+/// One `#[test]` per suite test, each on a new store from `$fresh`.
+macro_rules! tests {
+    ($fresh:expr; $($module:ident::$test:ident),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            let (_keep, store) = ($fresh)();
+            crate::$module::$test(&store);
+        }
+    )*};
+}
+
+/// Runs every test of the suite on the stores `$fresh` makes (a new, empty
+/// store per test; anything it must keep alive comes along in the tuple).
+macro_rules! backend_suite {
+    ($name:ident, $fresh:expr) => {
+        mod $name {
+            tests!(
+                $fresh;
+                admin::bad_admin_values_are_refused_and_write_nothing,
+                admin::plan_changes_touch_only_the_fields_given_and_are_audited,
+                guarded::a_write_is_seen_by_nobody_else_until_it_commits,
+                guarded::a_rolled_back_write_leaves_nothing,
+                guarded::the_domain_keeps_its_rules,
+                policy::the_active_and_shadow_versions_are_kept_however_old,
+                policy::the_decision_log_filters_and_prunes,
+                web::an_idempotent_response_is_stored_once,
+                web::a_token_names_its_user,
+            );
+        }
+    };
+}
+
+backend_suite!(sqlite, || {
+    let dir = tempfile::tempdir().unwrap();
+    let store = quota_store::SqliteStore::open(dir.path().join("quota.db")).unwrap();
+    (dir, store)
+});
