@@ -16,6 +16,7 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 use quota_store::{DomainTx, QuotaStore, QuotaTx, SqliteStore, Synchronous};

@@ -6,6 +6,7 @@ use quota_policy_core::Status;
 use quota_store::{DomainTx, SqliteStore, StoreError};
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
@@ -16,17 +17,18 @@ fn a_mutation_that_fails_after_the_decision_records_nothing() {
     let store = engine.store();
     plan_with_user(store, "pro", 0, 3, true, "alice");
     let request = QuotaRequest::new("alice", "drafts.max", 2);
-    let result: Result<_, EnforceError<StoreError>> = engine.enforce(&request, |tx, outcome| {
-        assert_eq!(outcome.decision.status, Status::AllowGrace);
-        assert_eq!(outcome.decision.grace_to_consume, 2);
-        tx.insert_draft("alice", "half done", T0)?;
-        Err::<(), _>(StoreError::Database(
-            "the mutation failed after writing".into(),
-        ))
+    let result: Result<(), EnforceError> = engine.guarded(|g| {
+        let mut admitted = g.admit(&request)?;
+        assert_eq!(admitted.outcome().decision.status, Status::AllowGrace);
+        assert_eq!(admitted.outcome().decision.grace_to_consume, 2);
+        admitted.tx().insert_draft("alice", "half done", T0)?;
+        // The mutation fails after writing: the admitted transaction is
+        // dropped uncommitted.
+        Err(StoreError::Database("the mutation failed after writing".into()).into())
     });
     assert!(matches!(
         result,
-        Err(EnforceError::Action(StoreError::Database(_)))
+        Err(EnforceError::Store(StoreError::Database(_)))
     ));
     assert_eq!(count(store, "drafts"), 0);
     assert_eq!(usage(store, "alice", "drafts.created"), 0);
@@ -54,9 +56,7 @@ fn a_request_below_one_unit_is_refused() {
     let engine = engine(dir.path(), &Clock::at(T0));
     plan_with_user(engine.store(), "pro", 5, 0, true, "bob");
     let request = QuotaRequest::new("bob", "drafts.max", 0);
-    let err = engine
-        .enforce(&request, |_, _| Ok::<_, StoreError>(()))
-        .unwrap_err();
+    let err = engine.admit(&request).unwrap_err();
     assert_eq!(err.code(), "invalid_request");
 }
 
@@ -69,7 +69,7 @@ fn hostile_engine(dir: &std::path::Path, fail_mode: FailMode) -> Engine<SqliteSt
     let policy = runtime.load(quota_tests::HOSTILE).unwrap();
     let store = SqliteStore::open(dir.join("quota.db")).unwrap();
     Engine::new(store, policy)
-        .with_clock(|| T0)
+        .with_clock(quota_engine::Clock::from_fn(|| T0))
         .with_fail_mode(fail_mode)
 }
 
@@ -89,9 +89,7 @@ fn a_policy_that_fails_blocks_the_action_and_is_counted() {
     store.create_user("t", "mallory", "pro", T0).unwrap();
     for key in ["hostile.loop", "hostile.lie-allow", "hostile.trap"] {
         let request = QuotaRequest::new("mallory", key, 1);
-        let err = engine
-            .enforce(&request, |tx, _| tx.insert_draft("mallory", key, T0))
-            .unwrap_err();
+        let err = engine.admit(&request).unwrap_err();
         assert_eq!(err.code(), "policy_unavailable", "{key}: {err}");
     }
     assert_eq!(count(store, "drafts"), 0);
@@ -131,17 +129,15 @@ fn failing_open_admits_as_warn_only_and_says_so() {
         .unwrap();
     store.create_user("t", "mallory", "pro", T0).unwrap();
     let request = QuotaRequest::new("mallory", "hostile.loop", 1);
-    let done = engine
-        .enforce(&request, |tx, _| tx.insert_draft("mallory", "x", T0))
-        .unwrap();
-    assert!(done.outcome.failed_open);
-    assert_eq!(done.outcome.decision.status, Status::WarnOnly);
+    let mut admitted = engine.admit(&request).unwrap();
+    admitted.tx().insert_draft("mallory", "x", T0).unwrap();
+    let outcome = admitted.commit().unwrap();
+    assert!(outcome.failed_open);
+    assert_eq!(outcome.decision.status, Status::WarnOnly);
     assert_eq!(usage(store, "mallory", "hostile.loop"), 1);
     // Without a usage key the engine cannot count: it fails closed even so.
     let request = QuotaRequest::new("mallory", "hostile.trap", 1);
-    let err = engine
-        .enforce(&request, |tx, _| tx.insert_draft("mallory", "y", T0))
-        .unwrap_err();
+    let err = engine.admit(&request).unwrap_err();
     assert_eq!(err.code(), "policy_unavailable");
     assert_eq!(count(store, "drafts"), 1);
 }

@@ -9,6 +9,7 @@ use quota_engine::EnforceError;
 use quota_store::SqliteStore;
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
@@ -60,8 +61,8 @@ fn child_process_worker() {
         .parse()
         .unwrap();
     let store = SqliteStore::open(&db).unwrap();
-    let engine =
-        quota_engine::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    let engine = quota_engine::Engine::new(store, quota_tests::reference().clone())
+        .with_clock(quota_engine::Clock::from_fn(|| T0));
     let (admitted, blocked) = race(&engine, attempts);
     println!("RACE-RESULT {admitted} {blocked}");
 }
@@ -138,7 +139,7 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
     let store = SqliteStore::open_with(dir.path().join("quota.db"), options).unwrap();
     plan_with_user(&store, "free", 1, 0, true, "racer");
     let engine = quota_engine::Engine::new(store.clone(), quota_tests::reference().clone())
-        .with_clock(|| T0);
+        .with_clock(quota_engine::Clock::from_fn(|| T0));
 
     // A writer in the group uses up the limit, then dooms the group.
     let mut a = store.begin_write().unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use quota_store::SqliteStore;
 
 use crate::{T0, count, grace, plan_with_user, usage};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
@@ -17,8 +18,8 @@ fn child_creates_until_killed() {
         return;
     };
     let store = SqliteStore::open(&db).unwrap();
-    let engine =
-        quota_engine::Engine::new(store, quota_tests::reference().clone()).with_clock(|| T0);
+    let engine = quota_engine::Engine::new(store, quota_tests::reference().clone())
+        .with_clock(quota_engine::Clock::from_fn(|| T0));
     println!("CRASH-READY");
     for n in 0u64.. {
         engine

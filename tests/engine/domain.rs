@@ -5,6 +5,7 @@ use quota_policy_core::Status;
 use quota_store::{InviteStatus, PlanChange, StoreError};
 
 use crate::{Clock, T0, count, engine, usage};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
@@ -41,12 +42,12 @@ fn segments_use_the_acting_users_limit_and_need_access() {
         .append_segment("eve", draft.id, "intrusion")
         .unwrap_err();
     assert!(
-        matches!(err, EnforceError::Action(StoreError::Forbidden(_))),
+        matches!(err, EnforceError::Store(StoreError::Forbidden(_))),
         "{err}"
     );
     assert!(matches!(
         engine.append_segment("owner", 999, "x"),
-        Err(EnforceError::Action(StoreError::UnknownDraft(999)))
+        Err(EnforceError::Store(StoreError::UnknownDraft(999)))
     ));
     assert_eq!(count(store, "segments"), 2);
     assert_eq!(usage(store, "eve", "segments.appended"), 0);
@@ -102,24 +103,24 @@ fn an_invite_is_accepted_once_and_only_by_its_invitee() {
     let invite = engine.create_invite("owner", draft.id, "ann").unwrap();
     assert!(matches!(
         engine.accept_invite(invite.id, "eve"),
-        Err(EnforceError::Action(StoreError::Forbidden(_)))
+        Err(EnforceError::Store(StoreError::Forbidden(_)))
     ));
     engine.accept_invite(invite.id, "ann").unwrap();
     assert!(matches!(
         engine.accept_invite(invite.id, "ann"),
-        Err(EnforceError::Action(StoreError::Conflict(_)))
+        Err(EnforceError::Store(StoreError::Conflict(_)))
     ));
     assert_eq!(usage(store, "owner", "collaborators.accepted"), 1);
     assert!(matches!(
         engine.create_invite("ann", draft.id, "ben"),
-        Err(StoreError::Forbidden(_))
+        Err(EnforceError::Store(StoreError::Forbidden(_)))
     ));
     assert!(matches!(
         engine.create_invite("owner", draft.id, "ann"),
-        Err(StoreError::Conflict(_))
+        Err(EnforceError::Store(StoreError::Conflict(_)))
     ));
     assert!(matches!(
         engine.create_invite("owner", draft.id, "nobody"),
-        Err(StoreError::UnknownUser(_))
+        Err(EnforceError::Store(StoreError::UnknownUser(_)))
     ));
 }

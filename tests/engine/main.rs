@@ -49,7 +49,8 @@ impl Clock {
 pub fn engine(dir: &Path, clock: &Clock) -> Engine<SqliteStore> {
     let store = SqliteStore::open(dir.join("quota.db")).unwrap();
     let clock = clock.clone();
-    Engine::new(store, quota_tests::reference().clone()).with_clock(move || clock.get())
+    Engine::new(store, quota_tests::reference().clone())
+        .with_clock(quota_engine::Clock::from_fn(move || clock.get()))
 }
 
 /// Creates `plan` with one `drafts.max` limit and the user on it.

@@ -7,6 +7,7 @@ use quota_store::PlanChange;
 use serde_json::Value;
 
 use crate::{Clock, T0, engine, plan_with_user};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
@@ -54,9 +55,7 @@ fn every_decision_is_one_structured_event() {
         engine.create_draft("alice", "one").unwrap();
         engine.create_draft("alice", "two").unwrap_err();
         let request = quota_engine::QuotaRequest::new("alice", "exports.max", 2);
-        engine
-            .enforce(&request, |_, _| Ok::<_, quota_store::StoreError>(()))
-            .unwrap();
+        engine.admit(&request).unwrap().commit().unwrap();
     });
     let decisions: Vec<&Value> = events
         .iter()

@@ -4,6 +4,7 @@ use quota_engine::EnforceError;
 use quota_policy_core::{LimitSource, Status};
 
 use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 

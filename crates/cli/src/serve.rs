@@ -9,9 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use std::sync::Arc;
 
-use quota_engine::Engine;
 use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::{DecisionLog, Retention};
+use quota_engine::{Clock, Engine};
 use quota_host::{Limits, Runtime};
 use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::{StateDir, TokenSource};
@@ -130,12 +130,11 @@ fn start_engine(
         },
     )
     .with_context(|| format!("cannot open the decision log `{}`", log_path.display()))?;
-    let log = Arc::new(DecisionLog::start(
-        log_store,
-        retention,
-        quota_engine::system_now_ms,
-    )?);
-    let engine = Engine::new(store, reference).with_decision_sink(log.clone());
+    let clock = Clock::system();
+    let log = Arc::new(DecisionLog::start(log_store, retention, clock.clone())?);
+    let engine = Engine::new(store, reference)
+        .with_clock(clock)
+        .with_decision_sink(log.clone());
     lifecycle
         .restore(&engine)
         .map_err(|e| anyhow::anyhow!("cannot restore the recorded policy: {e}"))?;

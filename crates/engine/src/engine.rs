@@ -2,28 +2,20 @@
 //! mutation only when allowed, all in one write transaction.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use quota_host::{Evaluator, PolicyModule};
 use quota_policy_core::{Decision, DecisionInput, LimitSource, Status, names};
 use quota_store::{QuotaStore, QuotaTx};
 
-use crate::error::{EnforceError, QuotaExceeded};
+use crate::clock::Clock;
+use crate::error::{EnforceError, PolicyFailure};
 use crate::loaded::Loaded;
 use crate::metrics::{Metrics, Mode};
 use crate::record::{DecisionRecord, DecisionSink, ShadowOutcome};
-use crate::request::{Checked, Enforced, FailMode, Outcome, QuotaRequest};
+use crate::request::{Checked, FailMode, Outcome, QuotaRequest};
 use crate::shadow::{log_shadow, shadow_verdict};
 use crate::throttle::Throttle;
-
-type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The system clock in Unix milliseconds (0 before 1970, saturating far ahead).
-pub fn system_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// The engine over a store `S` and the active policy.
 pub struct Engine<S: QuotaStore> {
@@ -52,9 +44,18 @@ impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
 /// The least time between two warnings about fallback usage keys.
 const FALLBACK_WARNING_EVERY_MS: i64 = 10_000;
 
-/// How often [`Engine::enforce_with`] decides one request at most when the
-/// group commits it read from keep failing.
+/// How often [`Engine::guarded`] runs one request at most when the group
+/// commits it read from keep failing.
 pub const ATTEMPTS: u32 = 3;
+
+/// A decision made in a transaction, not reported yet.
+#[derive(Debug)]
+pub(crate) struct Decided {
+    pub(crate) outcome: Outcome,
+    input: DecisionInput,
+    mode: Mode,
+    latency: Duration,
+}
 
 impl<S: QuotaStore> Engine<S> {
     /// An engine deciding with `policy` over `store`, failing closed.
@@ -65,16 +66,21 @@ impl<S: QuotaStore> Engine<S> {
             shadow: RwLock::new(None),
             sink: None,
             metrics: Arc::new(Metrics::default()),
-            clock: Arc::new(system_now_ms),
+            clock: Clock::system(),
             fail_mode: FailMode::Closed,
             fallback_warnings: Throttle::new(FALLBACK_WARNING_EVERY_MS),
         }
     }
 
-    /// Uses `clock` (Unix ms) instead of the system clock.
-    pub fn with_clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
-        self.clock = Arc::new(clock);
+    /// Uses `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
         self
+    }
+
+    /// The engine's clock, for everything else that times something.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Sets what happens when the policy cannot decide.
@@ -144,16 +150,18 @@ impl<S: QuotaStore> Engine<S> {
 
     /// The engine's current time, Unix ms.
     pub fn now_ms(&self) -> i64 {
-        (self.clock)()
+        self.clock.now_ms()
     }
 
-    /// Reads the state for `request` in `tx` and asks the policy.
-    fn decide<E>(
+    /// Reads the state for `request` in `tx` and asks the policy. Nothing
+    /// is reported yet: [`Engine::report`] does that once the transaction
+    /// is over, outside the writer.
+    pub(crate) fn decide(
         &self,
         tx: &mut S::Tx,
         request: &QuotaRequest,
         mode: Mode,
-    ) -> Result<Outcome, EnforceError<E>> {
+    ) -> Result<Decided, EnforceError> {
         if request.requested < 1 {
             return Err(EnforceError::InvalidRequest(format!(
                 "`requested` must be at least 1, got {}",
@@ -165,17 +173,35 @@ impl<S: QuotaStore> Engine<S> {
             .map_err(|e| EnforceError::InvalidRequest(e.to_string()))?;
         let started = Instant::now();
         let loaded = self.loaded();
-        let mut evaluator = loaded.take().map_err(|e| self.policy_failed(&loaded, e))?;
+        let mut evaluator = loaded
+            .take()
+            .map_err(|e| self.policy_failed(&loaded, PolicyFailure::Call(e)))?;
         let result = self.decide_with(&loaded, &mut evaluator, tx, request);
         loaded.give_back(evaluator);
         let (outcome, input) = result?;
+        Ok(Decided {
+            outcome,
+            input,
+            mode,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// Counts, logs and records a decision (and compares the shadow
+    /// policy's), once the transaction it was made in has ended.
+    pub(crate) fn report(&self, decided: Decided) {
+        let Decided {
+            outcome,
+            input,
+            mode,
+            latency,
+        } = decided;
         // Only keys the store configures for this user get a label of their
         // own: any other key a user sends is counted as `other`.
         let configured = input.r#override.is_some()
             || input.default_limit.is_some()
             || input.plan.as_ref().is_some_and(|p| p.limit.is_some());
-        self.metrics
-            .record(&outcome, configured, mode, started.elapsed());
+        self.metrics.record(&outcome, configured, mode, latency);
         log_decision(&outcome, mode);
         let shadow = self.shadow_loaded().map(|shadow| {
             let verdict = shadow_verdict(&shadow, &input, &outcome);
@@ -193,30 +219,25 @@ impl<S: QuotaStore> Engine<S> {
             sink.record(DecisionRecord {
                 at_ms: input.now_ms,
                 input,
-                outcome: outcome.clone(),
+                outcome,
                 shadow,
             });
         }
-        Ok(outcome)
     }
 
-    fn decide_with<E>(
+    fn decide_with(
         &self,
         loaded: &Loaded,
         evaluator: &mut Evaluator,
         tx: &mut S::Tx,
         request: &QuotaRequest,
-    ) -> Result<(Outcome, DecisionInput), EnforceError<E>> {
+    ) -> Result<(Outcome, DecisionInput), EnforceError> {
         let usage_key = evaluator
             .usage_key(&request.entitlement_key)
-            .map_err(|e| self.policy_failed(loaded, e.to_string()))?;
+            .map_err(|e| self.policy_failed(loaded, PolicyFailure::Call(e)))?;
         // The usage key names a counter row: it keeps the key rule too.
-        names::check_key("usage_key", &usage_key.usage_key).map_err(|e| {
-            self.policy_failed(
-                loaded,
-                format!("the policy answered an invalid usage key: {e}"),
-            )
-        })?;
+        names::check_key("usage_key", &usage_key.usage_key)
+            .map_err(|e| self.policy_failed(loaded, PolicyFailure::UsageKey(e.to_string())))?;
         if usage_key.fallback
             && let Some(suppressed) = self.fallback_warnings.permit(self.now_ms())
         {
@@ -249,13 +270,12 @@ impl<S: QuotaStore> Engine<S> {
         let (decision, failed_open) = match evaluator.decide(&input) {
             Ok(Ok(decision)) => (decision, false),
             Ok(Err(policy_error)) => {
-                return Err(self.policy_failed(
-                    loaded,
-                    format!("the policy rejected its input: {policy_error}"),
-                ));
+                return Err(self.policy_failed(loaded, PolicyFailure::Rejected(policy_error)));
             }
             Err(call_error) => match self.fail_mode {
-                FailMode::Closed => return Err(self.policy_failed(loaded, call_error.to_string())),
+                FailMode::Closed => {
+                    return Err(self.policy_failed(loaded, PolicyFailure::Call(call_error)));
+                }
                 FailMode::Open => {
                     self.metrics.record_policy_error();
                     tracing::error!(error = %call_error, "policy unavailable; admitting because the engine fails open");
@@ -275,117 +295,19 @@ impl<S: QuotaStore> Engine<S> {
         Ok((outcome, input))
     }
 
-    fn policy_failed<E>(&self, loaded: &Loaded, reason: String) -> EnforceError<E> {
+    pub(crate) fn policy_failed(&self, loaded: &Loaded, failure: PolicyFailure) -> EnforceError {
         self.metrics.record_policy_error();
-        tracing::error!(error = %reason, policy_sha256 = %loaded.module.sha256(), "policy unavailable; failing closed");
-        EnforceError::PolicyUnavailable(reason)
-    }
-
-    /// Guards an action with the quota: in one write transaction, `prepare`
-    /// reads what it needs, says what to decide and hands `mutate` what it
-    /// read; the policy decides; on
-    /// `block` everything rolls back and [`EnforceError::QuotaExceeded`] is
-    /// returned; otherwise `mutate` runs, `requested` is added to the usage
-    /// counter and `grace_to_consume` to the grace used, and it all commits.
-    /// If `prepare` or `mutate` fails, nothing is recorded.
-    ///
-    /// A block, or a failure of `prepare` or `mutate`, is answered only once
-    /// the group commit whose work it read has committed: if that commit
-    /// failed, what the transaction saw was never true, so it starts over
-    /// and decides again (at most [`ATTEMPTS`] times in all). That is why
-    /// both steps may run more than once.
-    pub fn enforce_with<P, T, E>(
-        &self,
-        mut prepare: impl FnMut(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
-        mut mutate: impl FnMut(&mut S::Tx, &Outcome, P) -> Result<T, E>,
-    ) -> Result<Enforced<T>, EnforceError<E>> {
-        let mut attempt = 1;
-        loop {
-            let mut tx = self.store.begin_write().map_err(EnforceError::Store)?;
-            let refused = match self.admit(&mut tx, &mut prepare, &mut mutate) {
-                Ok((value, outcome, request)) => {
-                    return Self::apply(tx, &outcome, &request)
-                        .map(|()| Enforced { value, outcome });
-                }
-                Err(
-                    e @ EnforceError::PolicyUnavailable(_) | e @ EnforceError::InvalidRequest(_),
-                ) => {
-                    return Err(e);
-                }
-                Err(refused) => refused,
-            };
-            match tx.rollback() {
-                Ok(()) => return Err(refused),
-                Err(e) if attempt >= ATTEMPTS => return Err(EnforceError::Store(e)),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "the group commit this decision read from failed; deciding again");
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    /// One attempt of [`Engine::enforce_with`] up to the mutation.
-    fn admit<P, T, E>(
-        &self,
-        tx: &mut S::Tx,
-        prepare: &mut impl FnMut(&mut S::Tx) -> Result<(QuotaRequest, P), E>,
-        mutate: &mut impl FnMut(&mut S::Tx, &Outcome, P) -> Result<T, E>,
-    ) -> Result<(T, Outcome, QuotaRequest), EnforceError<E>> {
-        let (request, prepared) = prepare(tx).map_err(EnforceError::Action)?;
-        let outcome = self.decide(tx, &request, Mode::Enforce)?;
-        if outcome.decision.status == Status::Block {
-            return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
-                outcome,
-            })));
-        }
-        let value = mutate(tx, &outcome, prepared).map_err(EnforceError::Action)?;
-        Ok((value, outcome, request))
-    }
-
-    /// Records an admitted decision's usage and grace in `tx` and commits.
-    fn apply<E>(
-        mut tx: S::Tx,
-        outcome: &Outcome,
-        request: &QuotaRequest,
-    ) -> Result<(), EnforceError<E>> {
-        tx.add_usage(
-            &request.user_id,
-            &outcome.usage_key.usage_key,
-            request.requested,
-        )
-        .map_err(EnforceError::Store)?;
-        if outcome.decision.grace_to_consume > 0 {
-            tx.add_grace(
-                &request.user_id,
-                &outcome.plan_id,
-                &request.entitlement_key,
-                outcome.decision.grace_to_consume,
-            )
-            .map_err(EnforceError::Store)?;
-        }
-        tx.commit().map_err(EnforceError::Store)
-    }
-
-    /// [`Engine::enforce_with`] for a request known up front.
-    pub fn enforce<T, E>(
-        &self,
-        request: &QuotaRequest,
-        mut mutate: impl FnMut(&mut S::Tx, &Outcome) -> Result<T, E>,
-    ) -> Result<Enforced<T>, EnforceError<E>> {
-        self.enforce_with(
-            |_| Ok((request.clone(), ())),
-            |tx, outcome, ()| mutate(tx, outcome),
-        )
+        tracing::error!(error = %failure, policy_sha256 = %loaded.module.sha256(), "policy unavailable; failing closed");
+        EnforceError::PolicyUnavailable(failure)
     }
 
     /// The soft check: the same decision, read-only, nothing consumed.
-    pub fn check(
-        &self,
-        request: &QuotaRequest,
-    ) -> Result<Checked, EnforceError<std::convert::Infallible>> {
-        let mut tx = self.store.begin_read().map_err(EnforceError::Store)?;
-        let outcome = self.decide(&mut tx, request, Mode::Check)?;
+    pub fn check(&self, request: &QuotaRequest) -> Result<Checked, EnforceError> {
+        let mut tx = self.store.begin_read()?;
+        let decided = self.decide(&mut tx, request, Mode::Check)?;
+        tx.rollback()?;
+        let outcome = decided.outcome.clone();
+        self.report(decided);
         let d = &outcome.decision;
         let ok = d.limit == quota_policy_core::UNLIMITED || d.projected_usage <= d.limit;
         Ok(Checked { ok, outcome })

@@ -46,29 +46,40 @@ impl std::fmt::Display for QuotaExceeded {
 
 impl std::error::Error for QuotaExceeded {}
 
-/// Why an enforce or check did not admit the action. `E` is the caller's
-/// own error (from its prepare or mutation step).
+/// Why the policy could not decide; the engine failed closed.
 #[derive(Debug, thiserror::Error)]
-pub enum EnforceError<E> {
+pub enum PolicyFailure {
+    /// The call failed: a trap, the deadline, the memory cap, an instance
+    /// that could not be made, or a decision that breaks the contract.
+    #[error(transparent)]
+    Call(#[from] quota_host::CallError),
+    /// The policy answered an error for the input the engine gave it.
+    #[error("the policy rejected its input: {0}")]
+    Rejected(quota_policy_core::PolicyError),
+    /// The policy named a usage counter that breaks the key rule.
+    #[error("the policy answered an invalid usage key: {0}")]
+    UsageKey(String),
+}
+
+/// Why an enforce or check did not admit the action.
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
     /// The policy blocked the request; nothing changed.
     #[error("{0}")]
     QuotaExceeded(Box<QuotaExceeded>),
-    /// The policy could not decide (trap, deadline, memory, impossible or
-    /// rejected decision); the engine failed closed.
+    /// The policy could not decide; the engine failed closed.
     #[error("policy unavailable: {0}")]
-    PolicyUnavailable(String),
+    PolicyUnavailable(PolicyFailure),
     /// The request itself is out of range.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The store failed; nothing was recorded.
+    /// The store failed, or the caller's action was refused by it
+    /// (unknown draft, forbidden, conflict); nothing was recorded.
     #[error(transparent)]
-    Store(StoreError),
-    /// The caller's prepare or mutation step failed; nothing was recorded.
-    #[error("{0}")]
-    Action(E),
+    Store(#[from] StoreError),
 }
 
-impl<E> EnforceError<E> {
+impl EnforceError {
     /// A stable snake_case code for the error, as used in JSON bodies.
     pub fn code(&self) -> &'static str {
         match self {
@@ -76,7 +87,6 @@ impl<E> EnforceError<E> {
             EnforceError::PolicyUnavailable(_) => "policy_unavailable",
             EnforceError::InvalidRequest(_) => "invalid_request",
             EnforceError::Store(_) => "store_error",
-            EnforceError::Action(_) => "action_failed",
         }
     }
 }

@@ -2,10 +2,11 @@
 //! and a guarded action happens only when the decision allows it, in one
 //! write transaction (docs/contract.md §4.2).
 //!
-//! - [`Engine`] reads what a decision needs from a store, asks the active
-//!   policy (a [`quota_host::PolicyModule`]) and applies the decision; a
-//!   soft [`Engine::check`] changes nothing. The application domain
-//!   (drafts, segments, invites) is built on it.
+//! - [`Engine`] reads what a decision needs from a store and asks the
+//!   active policy (a [`quota_host::PolicyModule`]); [`Engine::admit`]
+//!   hands back an [`Admitted`] transaction for the guarded mutation (see
+//!   its module), and a soft [`Engine::check`] changes nothing. The
+//!   application domain (`quota-domain`) is built on it.
 //! - [`lifecycle::Lifecycle`] activates, rolls back and shadows the
 //!   engine's policy at runtime, after a [`selftest`].
 //! - [`log::DecisionLog`] records the decisions; [`metrics`] counts them.
@@ -13,6 +14,7 @@
 //! ```
 //! use quota_engine::{Engine, QuotaRequest};
 //! use quota_host::{Limits, Runtime};
+//! use quota_store::prelude::*;
 //! use quota_store::{PlanChange, SqliteStore};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -27,7 +29,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod domain;
+mod admit;
+mod clock;
 mod engine;
 mod error;
 pub mod lifecycle;
@@ -40,8 +43,9 @@ pub mod selftest;
 mod shadow;
 mod throttle;
 
-pub use domain::{COLLABORATORS, DRAFTS, SEGMENTS};
-pub use engine::{ATTEMPTS, Engine, system_now_ms};
-pub use error::{EnforceError, QuotaExceeded};
+pub use admit::{Admitted, Guard, Pending};
+pub use clock::{Clock, system_now_ms};
+pub use engine::{ATTEMPTS, Engine};
+pub use error::{EnforceError, PolicyFailure, QuotaExceeded};
 pub use record::{DecisionRecord, DecisionSink, ShadowOutcome, ShadowVerdict};
-pub use request::{Checked, Enforced, FailMode, Outcome, QuotaRequest};
+pub use request::{Checked, FailMode, Outcome, QuotaRequest};

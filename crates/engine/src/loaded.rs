@@ -23,7 +23,7 @@ impl Loaded {
         })
     }
 
-    pub(crate) fn take(&self) -> Result<Evaluator, String> {
+    pub(crate) fn take(&self) -> Result<Evaluator, quota_host::CallError> {
         let idle = self
             .evaluators
             .lock()
@@ -31,7 +31,7 @@ impl Loaded {
             .pop();
         match idle {
             Some(evaluator) => Ok(evaluator),
-            None => self.module.evaluator().map_err(|e| e.to_string()),
+            None => self.module.evaluator(),
         }
     }
 

@@ -12,19 +12,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quota_policy_core::json::{DecisionJson, input_to_value};
 use quota_store::{DecisionLogEntry, DecisionLogStore};
 
+use crate::clock::Clock;
 use crate::record::{DecisionRecord, DecisionSink, ShadowVerdict};
 
 /// Decisions waiting to be written before new ones are dropped.
 const QUEUE: usize = 65_536;
 /// Most decisions written in one transaction.
 const BATCH: usize = 1_024;
-/// How often old entries are pruned.
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// How often old entries are pruned, in ms of the log's clock.
+const PRUNE_EVERY_MS: i64 = 1_000;
 
 /// How much of the log is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,18 +60,14 @@ pub struct DecisionLog<L> {
 }
 
 impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionLog<L> {
-    /// Starts the writer thread over `store`; `now_ms` is the clock the
-    /// age retention is measured by (the engine's).
-    pub fn start(
-        store: L,
-        retention: Retention,
-        now_ms: impl Fn() -> i64 + Send + 'static,
-    ) -> std::io::Result<Self> {
+    /// Starts the writer thread over `store`; `clock` (the engine's)
+    /// measures the age retention and when to prune.
+    pub fn start(store: L, retention: Retention, clock: Clock) -> std::io::Result<Self> {
         let (queue, receiver) = sync_channel(QUEUE);
         let writer = store.clone();
         std::thread::Builder::new()
             .name("quota-decision-log".into())
-            .spawn(move || write_forever(&writer, retention, &now_ms, &receiver))?;
+            .spawn(move || write_forever(&writer, retention, &clock, &receiver))?;
         Ok(DecisionLog {
             queue,
             dropped: AtomicU64::new(0),
@@ -113,10 +110,10 @@ impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionSink for Decis
 fn write_forever(
     store: &impl DecisionLogStore,
     retention: Retention,
-    now_ms: &dyn Fn() -> i64,
+    clock: &Clock,
     receiver: &Receiver<Message>,
 ) {
-    let mut last_prune = Instant::now();
+    let mut last_prune: Option<i64> = None;
     while let Ok(first) = receiver.recv() {
         let mut entries = Vec::new();
         let mut acks = Vec::new();
@@ -140,10 +137,11 @@ fn write_forever(
         for ack in acks {
             let _ = ack.send(());
         }
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            last_prune = Instant::now();
+        let now = clock.now_ms();
+        if last_prune.is_none_or(|at| now.saturating_sub(at) >= PRUNE_EVERY_MS) {
+            last_prune = Some(now);
             let age_ms = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
-            let before = now_ms().saturating_sub(age_ms);
+            let before = now.saturating_sub(age_ms);
             if let Err(e) = store.prune_decisions(retention.max_entries, before) {
                 tracing::warn!(error = %e, "cannot prune the decision log");
             }

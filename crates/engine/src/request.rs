@@ -63,15 +63,6 @@ impl Outcome {
     }
 }
 
-/// An admitted action: its result and the decision that admitted it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enforced<T> {
-    /// What the mutation returned.
-    pub value: T,
-    /// The decision, already applied (usage and grace recorded).
-    pub outcome: Outcome,
-}
-
 /// The answer of a soft check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {

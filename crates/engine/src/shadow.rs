@@ -15,7 +15,7 @@ pub(crate) fn shadow_verdict(
 ) -> ShadowVerdict {
     let mut evaluator = match shadow.take() {
         Ok(evaluator) => evaluator,
-        Err(e) => return ShadowVerdict::Failed(e),
+        Err(e) => return ShadowVerdict::Failed(e.to_string()),
     };
     let evaluated = evaluator.evaluate(input);
     shadow.give_back(evaluator);

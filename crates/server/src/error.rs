@@ -81,8 +81,8 @@ impl From<std::convert::Infallible> for ApiError {
     }
 }
 
-impl<E: Into<ApiError>> From<EnforceError<E>> for ApiError {
-    fn from(e: EnforceError<E>) -> Self {
+impl From<EnforceError> for ApiError {
+    fn from(e: EnforceError) -> Self {
         match e {
             EnforceError::QuotaExceeded(blocked) => ApiError {
                 status: StatusCode::FORBIDDEN,
@@ -95,7 +95,6 @@ impl<E: Into<ApiError>> From<EnforceError<E>> for ApiError {
             ),
             EnforceError::InvalidRequest(message) => ApiError::invalid(message),
             EnforceError::Store(e) => e.into(),
-            EnforceError::Action(e) => e.into(),
         }
     }
 }

@@ -14,15 +14,13 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use quota_engine::Engine;
-use quota_store::{SqliteStore, SqliteTx, StoreError, StoredResponse};
+use quota_store::{IdempotencyStore, IdempotencyTx, StoreError, StoredResponse};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::hex;
-use quota_store::prelude::*;
 
 /// How long a stored response is kept.
 pub const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
@@ -94,68 +92,72 @@ impl Idempotency {
     }
 }
 
-/// Collects the reply inside the action's transaction and stores it there
-/// when the request is idempotent.
-pub(crate) struct Recorder<'a> {
-    idempotency: Option<&'a Idempotency>,
-    status: StatusCode,
-    now_ms: i64,
-    body: Option<Value>,
-}
-
-impl Recorder<'_> {
-    /// Records `body` as the reply (inside the transaction).
-    pub(crate) fn record(&mut self, tx: &mut SqliteTx, body: Value) -> Result<(), StoreError> {
-        if let Some(idem) = self.idempotency {
-            let stored = StoredResponse {
-                request_sha256: idem.request_sha256.clone(),
-                status_code: self.status.as_u16(),
-                response_json: body.to_string(),
-            };
-            tx.store_idempotent_response(&idem.user_id, &idem.key, &stored, self.now_ms)?;
-        }
-        self.body = Some(body);
-        Ok(())
-    }
-}
-
-/// Runs `action` once for an idempotency key: a stored reply is replayed;
-/// otherwise the action runs and its recorded reply is answered with `status`.
-pub(crate) fn respond<T>(
-    engine: &Engine<SqliteStore>,
+/// The replies of one request: replayed when stored, stored with the
+/// request's effects when it succeeds. Without an `Idempotency-Key` it
+/// stores and replays nothing.
+#[derive(Debug)]
+pub(crate) struct Replies {
     idempotency: Option<Idempotency>,
     status: StatusCode,
-    action: impl FnOnce(&mut Recorder<'_>) -> Result<T, ApiError>,
-) -> Result<Reply, ApiError> {
-    let store = engine.store();
-    if let Some(idem) = &idempotency
-        && let Some(reply) = idem.replay(store.idempotent_response(&idem.user_id, &idem.key)?)?
-    {
-        return Ok(reply);
-    }
-    let mut recorder = Recorder {
-        idempotency: idempotency.as_ref(),
-        status,
-        now_ms: engine.now_ms(),
-        body: None,
-    };
-    match action(&mut recorder) {
-        Ok(_) => {
-            let body = recorder
-                .body
-                .ok_or_else(|| ApiError::internal("the action recorded no reply"))?;
-            Ok((status, axum::Json(body)))
+}
+
+impl Replies {
+    /// Replies with `status` for the request `idempotency` names, if any.
+    pub(crate) fn new(idempotency: Option<Idempotency>, status: StatusCode) -> Self {
+        Replies {
+            idempotency,
+            status,
         }
-        Err(e) => {
-            // A concurrent request with the same key may have won the race;
-            // its reply may still be waiting for the group commit it is in.
-            if let Some(idem) = &idempotency
-                && let Some(reply) =
-                    idem.replay(store.idempotent_response_committed(&idem.user_id, &idem.key)?)?
-            {
-                return Ok(reply);
+    }
+
+    /// The stored reply of an earlier request with the same key, if any
+    /// (422 when that request was a different one).
+    pub(crate) fn stored(&self, store: &impl IdempotencyStore) -> Result<Option<Reply>, ApiError> {
+        match &self.idempotency {
+            Some(idem) => idem.replay(store.idempotent_response(&idem.user_id, &idem.key)?),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `body` as the reply inside `tx`, the transaction of the
+    /// request's effects, so a retry can never apply them twice.
+    pub(crate) fn store(
+        &self,
+        tx: &mut impl IdempotencyTx,
+        body: &Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Some(idem) = &self.idempotency else {
+            return Ok(());
+        };
+        let stored = StoredResponse {
+            request_sha256: idem.request_sha256.clone(),
+            status_code: self.status.as_u16(),
+            response_json: body.to_string(),
+        };
+        tx.store_idempotent_response(&idem.user_id, &idem.key, &stored, now_ms)
+    }
+
+    /// The answer for `result`, the request's own: its reply with the
+    /// status, or its error, unless a concurrent request with the same key
+    /// won the race (its insert of the key made this one fail) and stored
+    /// a reply, which is then replayed once its commit is done.
+    pub(crate) fn answer(
+        &self,
+        store: &impl IdempotencyStore,
+        result: Result<Value, ApiError>,
+    ) -> Result<Reply, ApiError> {
+        match result {
+            Ok(body) => Ok((self.status, axum::Json(body))),
+            Err(e) => {
+                if let Some(idem) = &self.idempotency
+                    && let Some(reply) =
+                        idem.replay(store.idempotent_response_committed(&idem.user_id, &idem.key)?)?
+                {
+                    return Ok(reply);
+                }
+                Err(e)
             }
-            Err(e)
         }
     }
 }

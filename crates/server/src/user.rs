@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, User};
-use crate::idempotency::{Idempotency, Reply, respond};
+use crate::idempotency::{Idempotency, Replies, Reply};
 use quota_store::prelude::*;
 
 fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
@@ -41,18 +41,22 @@ async fn create_draft(
 ) -> Result<Reply, ApiError> {
     non_empty("title", &body.title)?;
     let idem = Idempotency::from_headers(&headers, &user, "POST /v1/drafts", &json!(body))?;
+    let replies = Replies::new(idem, StatusCode::CREATED);
     state
         .blocking(move |engine| {
-            respond(engine, idem, StatusCode::CREATED, |reply| {
-                Ok(
-                    engine.create_draft_then(&user, &body.title, |tx, outcome, draft| {
-                        reply.record(
-                            tx,
-                            json!({ "draft": draft.to_json(), "outcome": outcome.to_json() }),
-                        )
-                    })?,
-                )
-            })
+            if let Some(reply) = replies.stored(engine.store())? {
+                return Ok(reply);
+            }
+            let now = engine.now_ms();
+            let created = engine.guarded(|g| {
+                let (mut admitted, draft) = quota_domain::create_draft(g, &user, &body.title, now)?;
+                let reply =
+                    json!({ "draft": draft.to_json(), "outcome": admitted.outcome().to_json() });
+                replies.store(admitted.tx(), &reply, now)?;
+                admitted.commit()?;
+                Ok(reply)
+            });
+            replies.answer(engine.store(), created)
         })
         .await
 }
@@ -83,21 +87,23 @@ async fn append_segment(
         &format!("POST /v1/drafts/{draft_id}/segments"),
         &json!(body),
     )?;
+    let replies = Replies::new(idem, StatusCode::CREATED);
     state
         .blocking(move |engine| {
-            respond(engine, idem, StatusCode::CREATED, |reply| {
-                Ok(engine.append_segment_then(
-                    &user,
-                    draft_id,
-                    &body.body,
-                    |tx, outcome, segment| {
-                        reply.record(
-                            tx,
-                            json!({ "segment": segment.to_json(), "outcome": outcome.to_json() }),
-                        )
-                    },
-                )?)
-            })
+            if let Some(reply) = replies.stored(engine.store())? {
+                return Ok(reply);
+            }
+            let now = engine.now_ms();
+            let appended = engine.guarded(|g| {
+                let (mut admitted, segment) =
+                    quota_domain::append_segment(g, &user, draft_id, &body.body, now)?;
+                let reply =
+                    json!({ "segment": segment.to_json(), "outcome": admitted.outcome().to_json() });
+                replies.store(admitted.tx(), &reply, now)?;
+                admitted.commit()?;
+                Ok(reply)
+            });
+            replies.answer(engine.store(), appended)
         })
         .await
 }
@@ -129,15 +135,22 @@ async fn create_invite(
         &format!("POST /v1/drafts/{draft_id}/invites"),
         &json!(body),
     )?;
+    let replies = Replies::new(idem, StatusCode::CREATED);
     state
         .blocking(move |engine| {
-            respond(engine, idem, StatusCode::CREATED, |reply| {
-                Ok(
-                    engine.create_invite_then(&user, draft_id, &body.invitee, |tx, invite| {
-                        reply.record(tx, json!({ "invite": invite.to_json() }))
-                    })?,
-                )
-            })
+            if let Some(reply) = replies.stored(engine.store())? {
+                return Ok(reply);
+            }
+            let now = engine.now_ms();
+            let invited = engine.guarded(|g| {
+                let (mut pending, invite) =
+                    quota_domain::create_invite(g, &user, draft_id, &body.invitee, now)?;
+                let reply = json!({ "invite": invite.to_json() });
+                replies.store(pending.tx(), &reply, now)?;
+                pending.commit()?;
+                Ok(reply)
+            });
+            replies.answer(engine.store(), invited)
         })
         .await
 }
@@ -159,18 +172,22 @@ async fn accept_invite(
         &format!("POST /v1/invites/{invite_id}/accept"),
         &Value::Null,
     )?;
+    let replies = Replies::new(idem, StatusCode::OK);
     state
         .blocking(move |engine| {
-            respond(engine, idem, StatusCode::OK, |reply| {
-                Ok(
-                    engine.accept_invite_then(invite_id, &user, |tx, outcome, invite| {
-                        reply.record(
-                            tx,
-                            json!({ "invite": invite.to_json(), "outcome": outcome.to_json() }),
-                        )
-                    })?,
-                )
-            })
+            if let Some(reply) = replies.stored(engine.store())? {
+                return Ok(reply);
+            }
+            let now = engine.now_ms();
+            let accepted = engine.guarded(|g| {
+                let (mut admitted, invite) = quota_domain::accept_invite(g, invite_id, &user, now)?;
+                let reply =
+                    json!({ "invite": invite.to_json(), "outcome": admitted.outcome().to_json() });
+                replies.store(admitted.tx(), &reply, now)?;
+                admitted.commit()?;
+                Ok(reply)
+            });
+            replies.answer(engine.store(), accepted)
         })
         .await
 }

@@ -70,20 +70,15 @@ struct Service {
 fn open(db: &Path, options: Options<'_>) -> Service {
     let store = SqliteStore::open(db).unwrap();
     let runtime = quota_tests::runtime().clone();
-    let mut engine = Engine::new(store.clone(), quota_tests::reference().clone());
-    if let Some(clock) = &options.clock {
-        let clock = clock.clone();
-        engine = engine.with_clock(move || clock.load(Ordering::SeqCst));
-    }
-    let log = options.log.map(|retention| {
-        let clock = options.clock.clone();
-        let now = move || {
-            clock
-                .as_ref()
-                .map_or_else(quota_engine::system_now_ms, |c| c.load(Ordering::SeqCst))
-        };
-        Arc::new(DecisionLog::start(store.clone(), retention, now).unwrap())
-    });
+    let clock = match options.clock.clone() {
+        Some(time) => quota_engine::Clock::from_fn(move || time.load(Ordering::SeqCst)),
+        None => quota_engine::Clock::system(),
+    };
+    let mut engine =
+        Engine::new(store.clone(), quota_tests::reference().clone()).with_clock(clock.clone());
+    let log = options
+        .log
+        .map(|retention| Arc::new(DecisionLog::start(store.clone(), retention, clock).unwrap()));
     if let Some(log) = &log {
         engine = engine.with_decision_sink(log.clone());
     }
@@ -1322,11 +1317,13 @@ async fn the_decision_log_is_pruned_by_count_and_by_age() {
     .await;
     let alice = user(&s.app, "alice", "big").await;
 
-    // By count: the writer prunes at most once a second, after a write.
+    // By count: the writer prunes at most once a second of its clock,
+    // after a write.
     for _ in 0..6 {
         created(&s.app, &alice).await;
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    log_settles_at(&s, 6).await;
+    clock.fetch_add(1_000, Ordering::SeqCst);
     created(&s.app, &alice).await;
     let kept = log_settles_at(&s, 4).await;
     let usages: Vec<String> = kept.iter().map(|e| e.input_json.clone()).collect();
@@ -1337,7 +1334,6 @@ async fn the_decision_log_is_pruned_by_count_and_by_age() {
 
     // By age: two minutes later, everything older than a minute goes.
     clock.fetch_add(120_000, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     created(&s.app, &alice).await;
     let kept = log_settles_at(&s, 1).await;
     assert_eq!(kept[0].at_ms, clock.load(Ordering::SeqCst));

@@ -46,13 +46,15 @@ pub trait QuotaTx {
     /// Adds `n` to the user's usage counter `usage_key`; returns the new value.
     fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError>;
 
-    /// Adds `n` to the grace used for (user, plan, entitlement); returns the new value.
+    /// Adds `n` to the grace used for (user, plan, entitlement) at
+    /// `now_ms` (the engine's clock); returns the new value.
     fn add_grace(
         &mut self,
         user_id: &str,
         plan_id: &str,
         entitlement_key: &str,
         n: i64,
+        now_ms: i64,
     ) -> Result<i64, StoreError>;
 
     /// Commits. Until then nothing the transaction did is visible.

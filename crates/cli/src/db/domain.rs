@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
-use quota_engine::{EnforceError, Enforced, QuotaRequest};
-use quota_store::StoreError;
+use quota_domain::{Domain, Enforced};
+use quota_engine::{EnforceError, QuotaRequest};
 use serde_json::{Value, json};
 
 use super::{DbArgs, print};
@@ -87,7 +87,7 @@ pub struct CheckArgs {
 fn report<T>(
     name: &str,
     to_json: impl Fn(&T) -> Value,
-    result: Result<Enforced<T>, EnforceError<StoreError>>,
+    result: Result<Enforced<T>, EnforceError>,
 ) -> anyhow::Result<ExitCode> {
     match result {
         Ok(enforced) => {
@@ -97,8 +97,7 @@ fn report<T>(
             println!("{}", blocked.to_json());
             Ok(ExitCode::from(EXIT_QUOTA_EXCEEDED))
         }
-        Err(EnforceError::Action(e)) => Err(e.into()),
-        Err(other) => Err(anyhow!(other.to_string())),
+        Err(other) => Err(other.into()),
     }
 }
 

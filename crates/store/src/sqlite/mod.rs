@@ -382,19 +382,19 @@ impl QuotaTx for SqliteTx {
         plan_id: &str,
         entitlement_key: &str,
         n: i64,
+        now_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut stmt = self.conn().prepare_cached(
             "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, CAST(unixepoch('subsec') * 1000 AS INTEGER))
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (user_id, plan_id, entitlement_key)
              DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
              RETURNING used",
         )?;
-        Ok(
-            stmt.query_row(params![user_id, plan_id, entitlement_key, n], |row| {
-                row.get(0)
-            })?,
-        )
+        Ok(stmt.query_row(
+            params![user_id, plan_id, entitlement_key, n, now_ms],
+            |row| row.get(0),
+        )?)
     }
 
     fn rollback(mut self) -> Result<(), StoreError> {

@@ -37,7 +37,7 @@ pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
         ("pro", Some(3), 0)
     );
     assert_eq!(tx.add_usage("alice", "drafts.created", 4).unwrap(), 4);
-    assert_eq!(tx.add_grace("alice", "pro", "drafts.max", 1).unwrap(), 1);
+    assert_eq!(tx.add_grace("alice", "pro", "drafts.max", 1, 0).unwrap(), 1);
     assert_eq!(usage(store), (0, 0), "seen before its commit");
     tx.commit().unwrap();
     assert_eq!(usage(store), (4, 1));

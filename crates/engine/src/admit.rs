@@ -1,0 +1,304 @@
+//! The admitted transaction.
+//!
+//! The engine opens the write transaction and decides in it; on admission
+//! the caller gets an [`Admitted`]: the open transaction and the decision.
+//! The caller performs its mutation through [`Admitted::tx`];
+//! [`Admitted::commit`] records the usage and the grace the decision
+//! consumes and commits; dropping it rolls everything back. A block is
+//! [`EnforceError::QuotaExceeded`] before any mutation.
+//!
+//! Where transactions commit in groups, a transaction may read work that
+//! its group has not committed yet. So an answer that does not commit (a
+//! block, a refused or failed mutation) is given only once that group has
+//! committed; if the group failed, what the transaction read was never
+//! true. Inside [`Engine::guarded`] the whole attempt then runs again from
+//! the start; outside it the caller gets [`StoreError::Commit`].
+//!
+//! The values live inside one blocking call: they own a write transaction
+//! and must never be held across an `.await`. The decision is counted,
+//! logged, compared with the shadow policy and sent to the decision log
+//! after the transaction ends, outside the writer.
+//!
+//! ```
+//! # use quota_engine::{Engine, EnforceError, QuotaRequest};
+//! # use quota_host::{Limits, Runtime};
+//! # use quota_store::{PlanChange, SqliteStore};
+//! # use quota_store::prelude::*;
+//! # let dir = tempfile::tempdir()?;
+//! # let store = SqliteStore::open(dir.path().join("quota.db"))?;
+//! # let plan = PlanChange { limits: vec![("drafts.max".into(), 1)], enforcement_enabled: Some(true), ..PlanChange::default() };
+//! # store.set_plan("admin", "free", &plan, 0)?;
+//! # store.create_user("admin", "alice", "free", 0)?;
+//! # let policy = Runtime::new(Limits::default())?.load(quota_reference_policy::COMPONENT)?;
+//! let engine = Engine::new(store, policy);
+//! let request = QuotaRequest::new("alice", "drafts.max", 1);
+//! let draft = engine.guarded(|guard| {
+//!     let mut admitted = guard.admit(&request)?;
+//!     let draft = admitted.tx().insert_draft("alice", "First", 0)?;
+//!     admitted.commit()?;
+//!     Ok::<_, EnforceError>(draft)
+//! })?;
+//! assert_eq!(draft.title, "First");
+//! assert!(matches!(engine.admit(&request), Err(EnforceError::QuotaExceeded(_))));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::cell::Cell;
+
+use quota_policy_core::Status;
+use quota_store::{QuotaStore, QuotaTx, StoreError};
+
+use crate::engine::{ATTEMPTS, Decided, Engine};
+use crate::error::{EnforceError, QuotaExceeded};
+use crate::metrics::Mode;
+use crate::request::{Outcome, QuotaRequest};
+
+/// One attempt of [`Engine::guarded`]: what it admits reports here when the
+/// group commit it read from failed.
+pub struct Guard<'e, S: QuotaStore> {
+    engine: &'e Engine<S>,
+    group_failed: Cell<bool>,
+}
+
+impl<S: QuotaStore> std::fmt::Debug for Guard<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("group_failed", &self.group_failed.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'e, S: QuotaStore> Guard<'e, S> {
+    /// The engine.
+    pub fn engine(&self) -> &'e Engine<S> {
+        self.engine
+    }
+
+    /// Opens a write transaction, to read what decides the request.
+    pub fn begin(&self) -> Result<Pending<'_, S>, EnforceError> {
+        Pending::open(self.engine, Some(&self.group_failed))
+    }
+
+    /// Opens a write transaction and decides `request` in it.
+    pub fn admit(&self, request: &QuotaRequest) -> Result<Admitted<'_, S>, EnforceError> {
+        self.begin()?.admit(request)
+    }
+}
+
+impl<S: QuotaStore> Engine<S> {
+    /// Runs `attempt` (which admits, mutates and commits through the
+    /// [`Guard`] it gets) and runs it again, up to [`ATTEMPTS`] times in
+    /// all, when it failed having read a group commit that then failed:
+    /// its answer was based on work that never became true. So `attempt`
+    /// may run more than once, each time from a fresh transaction.
+    pub fn guarded<T, E: From<EnforceError>>(
+        &self,
+        mut attempt: impl FnMut(&Guard<'_, S>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut n = 1;
+        loop {
+            let guard = Guard {
+                engine: self,
+                group_failed: Cell::new(false),
+            };
+            match attempt(&guard) {
+                Err(_) if guard.group_failed.get() && n < ATTEMPTS => {
+                    tracing::warn!(
+                        attempt = n,
+                        "the group commit this request read from failed; deciding again"
+                    );
+                    n += 1;
+                }
+                Err(_) if guard.group_failed.get() => {
+                    return Err(EnforceError::Store(StoreError::Commit(
+                        "the group commits this request read from kept failing".to_owned(),
+                    ))
+                    .into());
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Opens a write transaction, to read what decides a request. Outside
+    /// [`Engine::guarded`], an answer read from a failed group commit is
+    /// [`StoreError::Commit`].
+    pub fn begin(&self) -> Result<Pending<'_, S>, EnforceError> {
+        Pending::open(self, None)
+    }
+
+    /// Opens a write transaction and decides `request` in it.
+    pub fn admit(&self, request: &QuotaRequest) -> Result<Admitted<'_, S>, EnforceError> {
+        self.begin()?.admit(request)
+    }
+}
+
+/// Rolls `tx` back and waits for the group it read from; tells `flag`
+/// when that group failed. The error, if any, says so.
+fn roll_back<T: QuotaTx>(tx: T, flag: Option<&Cell<bool>>) -> Result<(), StoreError> {
+    let rolled = tx.rollback();
+    if rolled.is_err()
+        && let Some(flag) = flag
+    {
+        flag.set(true);
+    }
+    rolled
+}
+
+/// An open write transaction before the decision: for reading what decides
+/// the request ([`Pending::tx`]), then [`Pending::admit`]. Dropped, it
+/// rolls back.
+pub struct Pending<'a, S: QuotaStore> {
+    engine: &'a Engine<S>,
+    tx: Option<S::Tx>,
+    group_failed: Option<&'a Cell<bool>>,
+}
+
+impl<S: QuotaStore> std::fmt::Debug for Pending<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: QuotaStore> Pending<'a, S> {
+    fn open(
+        engine: &'a Engine<S>,
+        group_failed: Option<&'a Cell<bool>>,
+    ) -> Result<Self, EnforceError> {
+        Ok(Pending {
+            engine,
+            tx: Some(engine.store().begin_write()?),
+            group_failed,
+        })
+    }
+
+    fn take(&mut self) -> S::Tx {
+        match self.tx.take() {
+            Some(tx) => tx,
+            None => unreachable!("a pending transaction holds its transaction until it ends"),
+        }
+    }
+
+    /// The open transaction.
+    pub fn tx(&mut self) -> &mut S::Tx {
+        match &mut self.tx {
+            Some(tx) => tx,
+            None => unreachable!("a pending transaction holds its transaction until it ends"),
+        }
+    }
+
+    /// Commits what was done in the transaction (an action that uses no
+    /// quota).
+    pub fn commit(mut self) -> Result<(), EnforceError> {
+        Ok(self.take().commit()?)
+    }
+
+    /// Decides `request` in this transaction. Admitted: the transaction
+    /// and the decision, for the mutation. Blocked: rolled back, and
+    /// [`EnforceError::QuotaExceeded`] once the group it read from has
+    /// committed.
+    pub fn admit(mut self, request: &QuotaRequest) -> Result<Admitted<'a, S>, EnforceError> {
+        let decided = self.engine.decide(self.tx(), request, Mode::Enforce)?;
+        if decided.outcome.decision.status == Status::Block {
+            let rolled = roll_back(self.take(), self.group_failed);
+            let outcome = decided.outcome.clone();
+            self.engine.report(decided);
+            rolled?;
+            return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
+                outcome,
+            })));
+        }
+        Ok(Admitted {
+            engine: self.engine,
+            tx: Some(self.take()),
+            request: request.clone(),
+            decided: Some(decided),
+            group_failed: self.group_failed,
+        })
+    }
+}
+
+impl<S: QuotaStore> Drop for Pending<'_, S> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = roll_back(tx, self.group_failed);
+        }
+    }
+}
+
+/// An admitted request: the open write transaction it was decided in and
+/// the decision. Mutate through [`Admitted::tx`], then
+/// [`Admitted::commit`]; dropped, everything rolls back.
+pub struct Admitted<'a, S: QuotaStore> {
+    engine: &'a Engine<S>,
+    tx: Option<S::Tx>,
+    request: QuotaRequest,
+    decided: Option<Decided>,
+    group_failed: Option<&'a Cell<bool>>,
+}
+
+impl<S: QuotaStore> std::fmt::Debug for Admitted<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admitted")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: QuotaStore> Admitted<'_, S> {
+    /// The decision that admitted the request.
+    pub fn outcome(&self) -> &Outcome {
+        match &self.decided {
+            Some(decided) => &decided.outcome,
+            None => unreachable!("an admitted request keeps its decision until it ends"),
+        }
+    }
+
+    /// The open transaction, for the mutation the decision guards.
+    pub fn tx(&mut self) -> &mut S::Tx {
+        match &mut self.tx {
+            Some(tx) => tx,
+            None => unreachable!("an admitted request holds its transaction until it ends"),
+        }
+    }
+
+    /// Records the usage (`requested` on the usage counter) and the grace
+    /// the decision consumes, and commits with the mutation; returns the
+    /// decision once it is durable.
+    pub fn commit(mut self) -> Result<Outcome, EnforceError> {
+        let outcome = self.outcome().clone();
+        let request = self.request.clone();
+        let now_ms = self.engine.now_ms();
+        let tx = self.tx();
+        tx.add_usage(
+            &request.user_id,
+            &outcome.usage_key.usage_key,
+            request.requested,
+        )?;
+        if outcome.decision.grace_to_consume > 0 {
+            tx.add_grace(
+                &request.user_id,
+                &outcome.plan_id,
+                &request.entitlement_key,
+                outcome.decision.grace_to_consume,
+                now_ms,
+            )?;
+        }
+        match self.tx.take() {
+            Some(tx) => tx.commit()?,
+            None => unreachable!("an admitted request holds its transaction until it ends"),
+        }
+        Ok(outcome)
+    }
+}
+
+impl<S: QuotaStore> Drop for Admitted<'_, S> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = roll_back(tx, self.group_failed);
+        }
+        if let Some(decided) = self.decided.take() {
+            self.engine.report(decided);
+        }
+    }
+}
