@@ -11,6 +11,7 @@ fn main() {
             "benches/floor/src",
             "benches/floor/wit",
             "policy",
+            "crates/guest-arena",
             "wit",
             "Cargo.toml",
             "Cargo.lock",

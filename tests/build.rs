@@ -9,6 +9,7 @@ fn main() {
             "tests/guests/hostile",
             "policy",
             "crates/policy-core",
+            "crates/guest-arena",
             "wit",
             "Cargo.toml",
             "Cargo.lock",

@@ -11,6 +11,7 @@ fn main() {
             "examples/percent-grace/src",
             "policy",
             "crates/policy-core",
+            "crates/guest-arena",
             "wit",
             "Cargo.toml",
             "Cargo.lock",

@@ -9,6 +9,7 @@ fn main() {
         watch: &[
             "policy",
             "crates/policy-core",
+            "crates/guest-arena",
             "wit",
             "Cargo.toml",
             "Cargo.lock",

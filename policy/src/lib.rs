@@ -1,21 +1,17 @@
-//! The reference quota policy as a WebAssembly component.
+//! The reference quota policy as a WebAssembly component: the template a
+//! policy author copies.
 //!
-//! A thin adapter: it converts the WIT types of `quota:policy/engine` to the
-//! plain Rust types of `quota-policy-core`, calls it, and converts back. All
-//! decision logic lives in policy-core. Built for `wasm32-unknown-unknown`
-//! and encoded as a component, it imports nothing.
+//! A thin adapter over generated bindings: it converts the WIT types of
+//! `quota:policy/engine` to the plain Rust types of `quota-policy-core`,
+//! calls it, and converts back. All decision logic lives in policy-core.
+//! Built for `wasm32-unknown-unknown` and encoded as a component, it
+//! imports nothing.
 //!
-//! With the default `export` feature the crate is the component: its two
-//! exports are written against the canonical ABI by hand (`src/abi.rs`), so
-//! a call needs no post-return function, and call policy-core directly.
-//! [`Reference`] is the same policy as a generated-bindings implementation:
-//! without `export`, another guest crate can wrap it and export itself with
-//! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`.
-//!
-//! As the component itself (`export` on `wasm32`), it allocates from a bump
-//! arena that starts over after every call ([`arena`]); a wrapping guest
-//! picks its own allocator and may install the same one:
-//! `#[global_allocator] static A: quota_policy::arena::Arena = quota_policy::arena::Arena::new();`
+//! With the default `export` feature the crate is the component
+//! (`export!` below). [`Reference`] is also usable by another guest: turn
+//! `export` off, wrap it, and export the wrapper with
+//! `quota_policy::bindings::export!(MyPolicy with_types_in quota_policy::bindings)`
+//! (see `examples/percent-grace`).
 
 #![deny(unsafe_code)]
 
@@ -29,32 +25,27 @@ pub mod bindings {
     });
 }
 
-/// The bump arena allocator, for any single-threaded guest: this crate
-/// installs it when it is the component, and a guest that wraps it can
-/// install it too.
-#[cfg(any(test, all(target_arch = "wasm32", not(target_feature = "atomics"))))]
-pub mod arena;
-
-// Only where this crate is the component (`export`) and single-threaded: a
-// guest that wraps this crate is the final artifact and picks its own
-// allocator (two `#[global_allocator]`s cannot link).
+// The allocator: opt-in, one line (`quota-guest-arena`). Every call frees
+// what it allocates, so a bump arena beats dlmalloc's bins; only where
+// this crate is the component and single-threaded (a wrapping guest picks
+// its own: two `#[global_allocator]`s cannot link).
 #[cfg(all(
     target_arch = "wasm32",
     not(target_feature = "atomics"),
     feature = "export"
 ))]
 #[global_allocator]
-static ALLOCATOR: arena::Arena = arena::Arena::new();
+static ALLOCATOR: quota_guest_arena::Arena = quota_guest_arena::Arena::new();
+
+#[cfg(all(target_arch = "wasm32", feature = "export"))]
+#[allow(unsafe_code)]
+mod export {
+    use super::{Reference, bindings};
+    bindings::export!(Reference with_types_in bindings);
+}
 
 pub use bindings::exports::quota::policy::engine as wit;
 use quota_policy_core as core;
-
-// The component's exports, written by hand (no post-return function); only
-// for WebAssembly: the canonical ABI symbol names (with `:` and `/`) cannot
-// be linked into a native shared library. Their layout is tested natively.
-#[cfg(any(test, all(target_arch = "wasm32", feature = "export")))]
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod abi;
 
 /// The reference policy.
 #[derive(Debug)]

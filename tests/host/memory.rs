@@ -1,10 +1,9 @@
-//! Guest memory over many calls, for both ways a component can free what a
-//! call allocated: the reference's hand-written exports (the result's text
-//! copied out, no post-return) and the generated glue of the percent-grace
-//! example (a post-return), both on the bump arena. Ids of every size go
-//! through: short ones stay in the arena, a key of kilobytes makes a reason
-//! too long for the exports' fixed buffer, and one of tens of kilobytes does
-//! not fit the arena and goes to the system allocator.
+//! Guest memory over many calls, for the reference and the percent-grace
+//! example: generated bindings (the result freed by the post-return
+//! function) on the opt-in bump arena. Ids of every size go through: short
+//! ones stay in the arena, a key of kilobytes makes a long reason, and one
+//! of tens of kilobytes does not fit the arena and goes to the system
+//! allocator.
 
 use quota_host::{Evaluator, PolicyModule};
 use quota_policy_core::{DecisionInput, PlanInfo, decide, usage_key};

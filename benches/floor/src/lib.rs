@@ -21,7 +21,7 @@ mod bindings {
 
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: quota_policy::arena::Arena = quota_policy::arena::Arena::new();
+static ALLOCATOR: quota_guest_arena::Arena = quota_guest_arena::Arena::new();
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]

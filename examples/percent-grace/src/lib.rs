@@ -28,12 +28,13 @@
 use quota_policy::Reference;
 use quota_policy::wit::{self, Guest};
 
-// The reference's bump arena as the allocator, as the reference component
-// has: every call frees what it allocates, so an allocation is a pointer
-// bump instead of a trip through dlmalloc (single-threaded guests only).
+// The opt-in bump arena (`quota-guest-arena`) as the allocator, as the
+// reference component has: every call frees what it allocates, so an
+// allocation is a pointer bump instead of a trip through dlmalloc
+// (single-threaded guests only).
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
-static ALLOCATOR: quota_policy::arena::Arena = quota_policy::arena::Arena::new();
+static ALLOCATOR: quota_guest_arena::Arena = quota_guest_arena::Arena::new();
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]

@@ -1,13 +1,19 @@
-//! The component's allocator: a bump arena that starts over whenever nothing
-//! allocated in it is live, over the system allocator (dlmalloc).
+//! An allocator for policy guests, opt-in with one line: a bump arena that
+//! starts over whenever nothing allocated in it is live, over the system
+//! allocator (dlmalloc).
+//!
+//! ```ignore
+//! #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+//! #[global_allocator]
+//! static ALLOCATOR: quota_guest_arena::Arena = quota_guest_arena::Arena::new();
+//! ```
 //!
 //! Every call into the component follows the same pattern: the host
 //! allocates the argument record and its strings (`cabi_realloc`), the export
 //! frees the record, decides (the reason sentence is one more allocation) and
-//! drops the input strings; the result's strings are freed before the export
-//! returns (the reference's hand-written exports copy them into a buffer of
-//! their own, `src/abi.rs`) or by the post-return function (generated
-//! bindings). Then nothing is live, so the next call starts from the
+//! drops the input strings; the result's strings are freed by the
+//! post-return function the generated bindings export. Then nothing is
+//! live, so the next call starts from the
 //! beginning of the arena again, and each allocation in between is a few
 //! instructions instead of a trip through dlmalloc's bins.
 //!
@@ -30,8 +36,8 @@
 //! at the first allocation and never returned. Its bookkeeping is two
 //! counters in atomics, which on `wasm32` without the `atomics` feature are
 //! plain loads and stores: the allocator assumes a single thread, and must
-//! be installed only where there is one (`lib.rs` installs it for the
-//! component on `wasm32` without the `atomics` feature).
+//! be installed only where there is one (on `wasm32` without the `atomics`
+//! feature, as above).
 //!
 //! All the bookkeeping is safe code, tested natively below; `unsafe` is
 //! confined to the [`GlobalAlloc`] implementation, which touches memory only
