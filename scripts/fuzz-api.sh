@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the HTTP API from its own OpenAPI document with schemathesis: every
-# generated request must get an answer that is not a 5xx. Runs the real
-# binary on loopback with a fresh database, once as admin and once as a user.
+# generated request must get an answer that is not a 5xx, whose status the
+# document lists (or its `default`), whose content type it names, and whose
+# body conforms to the schema it gives for that status. Runs the real binary
+# on loopback with a fresh database, once as admin and once as a user.
 #
 #   scripts/fuzz-api.sh [QUOTA_BINARY] [EXAMPLES_PER_OPERATION]
 set -euo pipefail
@@ -22,7 +24,7 @@ status=0
 for token in "$admin" "$user_token"; do
     "$venv/bin/st" run "$base/openapi.json" \
         --header "Authorization: Bearer $token" \
-        --checks not_a_server_error \
+        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
         --max-examples "$examples" \
         --generation-deterministic \
         --request-timeout 10 || status=1

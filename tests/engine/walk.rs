@@ -33,19 +33,13 @@ fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
         Err(EnforceError::QuotaExceeded(b)) => b,
         other => panic!("expected a block, got {other:?}"),
     };
-    let body = blocked.to_json();
-    assert_eq!(body["error"]["code"], "quota_exceeded");
-    assert_eq!(body["error"]["entitlement_key"], "drafts.max");
-    assert_eq!(body["error"]["limit"], 3);
-    assert_eq!(body["error"]["usage"], 5);
-    assert_eq!(body["error"]["requested"], 1);
-    assert_eq!(body["error"]["grace_remaining"], 0);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("drafts.max")
+    let d = &blocked.outcome.decision;
+    assert_eq!(blocked.outcome.entitlement_key, "drafts.max");
+    assert_eq!(
+        (d.status, d.limit, d.usage, d.requested, d.grace_remaining),
+        (Status::Block, 3, 5, 1, 0)
     );
+    assert!(blocked.to_string().contains("drafts.max"));
     assert_eq!(count(store, "drafts"), 5);
     assert_eq!(usage(store, "alice", "drafts.created"), 5);
     assert_eq!(grace(store, "alice", "pro", "drafts.max"), 2);
@@ -199,8 +193,10 @@ fn a_plan_change_resets_grace() {
         Status::AllowGrace
     );
     let last = store.audit_log(1).unwrap().remove(0);
+    let before: serde_json::Value =
+        serde_json::from_str(last.before_json.as_deref().unwrap()).unwrap();
     assert_eq!(
-        (last.action.as_str(), last.before["plan_id"].as_str()),
+        (last.action.as_str(), before["plan_id"].as_str()),
         ("user.set_plan", Some("team"))
     );
 }

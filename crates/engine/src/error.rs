@@ -1,7 +1,6 @@
 //! What an enforce or check can end in, besides success.
 
 use quota_store::StoreError;
-use serde_json::{Value, json};
 
 use crate::request::Outcome;
 
@@ -10,28 +9,6 @@ use crate::request::Outcome;
 pub struct QuotaExceeded {
     /// The `block` decision and its context.
     pub outcome: Outcome,
-}
-
-impl QuotaExceeded {
-    /// The error body of docs/contract.md §4.3 (HTTP 403, CLI exit 3):
-    /// `{"error":{"code":"quota_exceeded","message",...}}`.
-    pub fn to_json(&self) -> Value {
-        let d = &self.outcome.decision;
-        json!({
-            "error": {
-                "code": "quota_exceeded",
-                "message": format!(
-                    "quota exceeded for `{}`: {}",
-                    self.outcome.entitlement_key, d.reason
-                ),
-                "entitlement_key": self.outcome.entitlement_key,
-                "limit": d.limit,
-                "usage": d.usage,
-                "requested": d.requested,
-                "grace_remaining": d.grace_remaining,
-            }
-        })
-    }
 }
 
 impl std::fmt::Display for QuotaExceeded {

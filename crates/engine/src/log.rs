@@ -158,7 +158,17 @@ pub fn entry(record: &DecisionRecord) -> DecisionLogEntry {
         Some(shadow) => {
             let (verdict, json) = match &shadow.verdict {
                 ShadowVerdict::Same => ("same", None),
-                ShadowVerdict::Diverged(theirs) => ("diverged", Some(theirs.to_string())),
+                ShadowVerdict::Diverged {
+                    decision,
+                    usage_key,
+                } => (
+                    "diverged",
+                    Some(
+                        DecisionJson::new(decision, usage_key)
+                            .to_value()
+                            .to_string(),
+                    ),
+                ),
                 ShadowVerdict::Failed(why) => (
                     "failed",
                     Some(serde_json::json!({ "error": why }).to_string()),

@@ -176,7 +176,7 @@ impl Metrics {
     pub(crate) fn record_shadow(&self, verdict: &ShadowVerdict) {
         let counter = match verdict {
             ShadowVerdict::Same => &self.shadow_same,
-            ShadowVerdict::Diverged(_) => &self.shadow_diverged,
+            ShadowVerdict::Diverged { .. } => &self.shadow_diverged,
             ShadowVerdict::Failed(_) => &self.shadow_errors,
         };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! What the engine tells the outside of each decision: the record a
 //! decision log keeps, and the shadow policy's verdict beside it.
 
-use quota_policy_core::DecisionInput;
+use quota_policy_core::{Decision, DecisionInput, UsageKeyInfo};
 
 use crate::request::Outcome;
 
@@ -10,8 +10,13 @@ use crate::request::Outcome;
 pub enum ShadowVerdict {
     /// The same decision (the reason text aside).
     Same,
-    /// A different decision: the shadow's, in its JSON form.
-    Diverged(serde_json::Value),
+    /// A different decision: the shadow's.
+    Diverged {
+        /// What the shadow decided.
+        decision: Box<Decision>,
+        /// The usage counter it named.
+        usage_key: UsageKeyInfo,
+    },
     /// The shadow could not decide; why.
     Failed(String),
 }

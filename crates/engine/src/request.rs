@@ -48,21 +48,6 @@ pub struct Outcome {
     pub failed_open: bool,
 }
 
-impl Outcome {
-    /// The JSON form: the decision (docs/contract.md §2.1 output, usage key filled in)
-    /// with the plan, the policy's sha256 and whether it failed open.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "user_id": self.user_id,
-            "plan_id": self.plan_id,
-            "entitlement_key": self.entitlement_key,
-            "decision": quota_policy_core::json::DecisionJson::new(&self.decision, &self.usage_key),
-            "policy_sha256": self.policy_sha256,
-            "failed_open": self.failed_open,
-        })
-    }
-}
-
 /// The answer of a soft check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {

@@ -28,30 +28,33 @@ pub(crate) fn shadow_verdict(
             return ShadowVerdict::Failed(why);
         }
     };
-    // Compared as values with the active reason in place of theirs; the
-    // JSON is built only for a divergence.
+    // Compared as values with the active reason in place of theirs.
     let reason = std::mem::replace(&mut decision.reason, active.decision.reason.clone());
     if key == active.usage_key && decision == active.decision {
         ShadowVerdict::Same
     } else {
         decision.reason = reason;
-        ShadowVerdict::Diverged(
-            quota_policy_core::json::DecisionJson::new(&decision, &key).to_value(),
-        )
+        ShadowVerdict::Diverged {
+            decision: Box::new(decision),
+            usage_key: key,
+        }
     }
 }
 
 pub(crate) fn log_shadow(outcome: &Outcome, shadow: &ShadowOutcome) {
     match &shadow.verdict {
         ShadowVerdict::Same => {}
-        ShadowVerdict::Diverged(theirs) => tracing::warn!(
+        ShadowVerdict::Diverged {
+            decision,
+            usage_key,
+        } => tracing::warn!(
             target: "quota::shadow",
             user_id = %outcome.user_id,
             entitlement_key = %outcome.entitlement_key,
             active_sha256 = %outcome.policy_sha256,
             shadow_sha256 = %shadow.policy_sha256,
             active = %quota_policy_core::json::DecisionJson::new(&outcome.decision, &outcome.usage_key).to_value(),
-            shadow = %theirs,
+            shadow = %quota_policy_core::json::DecisionJson::new(decision, usage_key).to_value(),
             "shadow policy diverged"
         ),
         ShadowVerdict::Failed(why) => tracing::warn!(

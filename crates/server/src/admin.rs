@@ -6,19 +6,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use quota_store::PlanChange;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Json, Path, Query, hex, token_sha256};
+use crate::wire;
 use quota_store::prelude::*;
 
 /// The actor recorded in the audit log for admin-token changes.
 const ADMIN_ACTOR: &str = "admin";
 
-type JsonResponse = Result<axum::Json<Value>, ApiError>;
+type JsonResponse<T> = Result<axum::Json<T>, ApiError>;
 
 /// A plan change: only the fields given change.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -41,13 +41,13 @@ pub struct PlanBody {
 /// Create a plan, or change only the fields given (a new plan: enforcement off, grace 0, rollout 100).
 #[utoipa::path(put, path = "/admin/plans/{plan_id}", tag = "admin", request_body = PlanBody,
     params(("plan_id" = String, Path, description = "The plan")), security(("bearer" = [])),
-    responses((status = 200, description = "The plan after the change")))]
+    responses((status = 200, description = "The plan after the change", body = crate::wire::Plan)))]
 async fn put_plan(
     State(state): State<AppState>,
     _: Admin,
     Path(plan_id): Path<String>,
     Json(body): Json<PlanBody>,
-) -> JsonResponse {
+) -> JsonResponse<wire::Plan> {
     state
         .blocking(move |engine| {
             let change = PlanChange {
@@ -57,35 +57,38 @@ async fn put_plan(
                 grace_count: body.grace_count,
                 rollout_percent: body.rollout_percent,
             };
-            Ok(axum::Json(
-                engine
-                    .store()
-                    .set_plan(ADMIN_ACTOR, &plan_id, &change, engine.now_ms())?
-                    .to_json(),
-            ))
+            let plan = engine
+                .store()
+                .set_plan(ADMIN_ACTOR, &plan_id, &change, engine.now_ms())?;
+            Ok(axum::Json((&plan).into()))
         })
         .await
 }
 
 /// List the plans.
-#[utoipa::path(get, path = "/admin/plans", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Plans")))]
-async fn list_plans(State(state): State<AppState>, _: Admin) -> JsonResponse {
+#[utoipa::path(get, path = "/admin/plans", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Plans", body = crate::wire::Plans)))]
+async fn list_plans(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Plans> {
     state
-        .blocking(|engine| Ok(axum::Json(json!({ "plans": engine.store().plans()?.iter().map(|p| p.to_json()).collect::<Vec<_>>() }))))
+        .blocking(|engine| {
+            let plans = engine.store().plans()?;
+            Ok(axum::Json(wire::Plans {
+                plans: plans.iter().map(wire::Plan::from).collect(),
+            }))
+        })
         .await
 }
 
 /// Show a plan.
 #[utoipa::path(get, path = "/admin/plans/{plan_id}", tag = "admin", params(("plan_id" = String, Path, description = "The plan")),
-    security(("bearer" = [])), responses((status = 200, description = "The plan"), (status = 404, description = "No such plan")))]
+    security(("bearer" = [])), responses((status = 200, description = "The plan", body = crate::wire::Plan), (status = 404, description = "No such plan")))]
 async fn get_plan(
     State(state): State<AppState>,
     _: Admin,
     Path(plan_id): Path<String>,
-) -> JsonResponse {
+) -> JsonResponse<wire::Plan> {
     crate::extract::id("plan_id", &plan_id)?;
     state
-        .blocking(move |engine| Ok(axum::Json(engine.store().plan(&plan_id)?.to_json())))
+        .blocking(move |engine| Ok(axum::Json((&engine.store().plan(&plan_id)?).into())))
         .await
 }
 
@@ -100,37 +103,34 @@ pub struct DefaultBody {
 /// Set the global default limit of an entitlement.
 #[utoipa::path(put, path = "/admin/defaults/{entitlement_key}", tag = "admin", request_body = DefaultBody,
     params(("entitlement_key" = String, Path, description = "The entitlement")), security(("bearer" = [])),
-    responses((status = 200, description = "Set")))]
+    responses((status = 200, description = "Set", body = crate::wire::DefaultLimit)))]
 async fn put_default(
     State(state): State<AppState>,
     _: Admin,
     Path(key): Path<String>,
     Json(body): Json<DefaultBody>,
-) -> JsonResponse {
+) -> JsonResponse<wire::DefaultLimit> {
     state
         .blocking(move |engine| {
             engine
                 .store()
                 .set_default(ADMIN_ACTOR, &key, body.limit, engine.now_ms())?;
-            Ok(axum::Json(
-                json!({ "entitlement_key": key, "limit": body.limit }),
-            ))
+            Ok(axum::Json(wire::DefaultLimit {
+                entitlement_key: key,
+                limit: body.limit,
+            }))
         })
         .await
 }
 
 /// List the default limits.
-#[utoipa::path(get, path = "/admin/defaults", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Defaults")))]
-async fn list_defaults(State(state): State<AppState>, _: Admin) -> JsonResponse {
+#[utoipa::path(get, path = "/admin/defaults", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Defaults", body = crate::wire::Defaults)))]
+async fn list_defaults(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Defaults> {
     state
         .blocking(|engine| {
-            let defaults: serde_json::Map<String, Value> = engine
-                .store()
-                .defaults()?
-                .into_iter()
-                .map(|(k, v)| (k, json!(v)))
-                .collect();
-            Ok(axum::Json(json!({ "defaults": defaults })))
+            Ok(axum::Json(wire::Defaults {
+                defaults: engine.store().defaults()?.into_iter().collect(),
+            }))
         })
         .await
 }
@@ -154,12 +154,12 @@ fn new_token() -> Result<String, ApiError> {
 
 /// Create a user on a plan. The response carries the user's API token: it is shown once and stored only hashed.
 #[utoipa::path(post, path = "/admin/users", tag = "admin", request_body = CreateUser, security(("bearer" = [])),
-    responses((status = 201, description = "The user and their token"), (status = 409, description = "The user exists")))]
+    responses((status = 201, description = "The user and their token", body = crate::wire::CreatedUser), (status = 409, description = "The user exists")))]
 async fn create_user(
     State(state): State<AppState>,
     _: Admin,
     Json(body): Json<CreateUser>,
-) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<wire::CreatedUser>), ApiError> {
     let token = new_token()?;
     state
         .blocking(move |engine| {
@@ -174,7 +174,10 @@ async fn create_user(
             )?;
             Ok((
                 StatusCode::CREATED,
-                axum::Json(json!({ "user": user.to_json(), "token": token })),
+                axum::Json(wire::CreatedUser {
+                    user: (&user).into(),
+                    token,
+                }),
             ))
         })
         .await
@@ -182,16 +185,16 @@ async fn create_user(
 
 /// Show a user: plan, usage counters, grace used.
 #[utoipa::path(get, path = "/admin/users/{user_id}", tag = "admin", params(("user_id" = String, Path, description = "The user")),
-    security(("bearer" = [])), responses((status = 200, description = "The user"), (status = 404, description = "No such user")))]
+    security(("bearer" = [])), responses((status = 200, description = "The user", body = crate::wire::UserDetails), (status = 404, description = "No such user")))]
 async fn get_user(
     State(state): State<AppState>,
     _: Admin,
     Path(user_id): Path<String>,
-) -> JsonResponse {
+) -> JsonResponse<wire::UserDetails> {
     crate::extract::id("user_id", &user_id)?;
     state
         .blocking(move |engine| {
-            Ok(axum::Json(crate::wire::user_details(
+            Ok(axum::Json(wire::UserDetails::read(
                 engine.store(),
                 &user_id,
             )?))
@@ -210,21 +213,22 @@ pub struct SetPlan {
 /// Move a user to another plan (resets their grace usage).
 #[utoipa::path(put, path = "/admin/users/{user_id}/plan", tag = "admin", request_body = SetPlan,
     params(("user_id" = String, Path, description = "The user")), security(("bearer" = [])),
-    responses((status = 200, description = "The user on the new plan")))]
+    responses((status = 200, description = "The user on the new plan", body = crate::wire::User)))]
 async fn set_plan(
     State(state): State<AppState>,
     _: Admin,
     Path(user_id): Path<String>,
     Json(body): Json<SetPlan>,
-) -> JsonResponse {
+) -> JsonResponse<wire::User> {
     state
         .blocking(move |engine| {
-            Ok(axum::Json(
-                engine
-                    .store()
-                    .set_user_plan(ADMIN_ACTOR, &user_id, &body.plan_id, engine.now_ms())?
-                    .to_json(),
-            ))
+            let user = engine.store().set_user_plan(
+                ADMIN_ACTOR,
+                &user_id,
+                &body.plan_id,
+                engine.now_ms(),
+            )?;
+            Ok(axum::Json((&user).into()))
         })
         .await
 }
@@ -244,13 +248,13 @@ pub struct OverrideBody {
 /// Set a user's override for an entitlement (replaces any earlier one).
 #[utoipa::path(put, path = "/admin/users/{user_id}/overrides/{entitlement_key}", tag = "admin", request_body = OverrideBody,
     params(("user_id" = String, Path, description = "The user"), ("entitlement_key" = String, Path, description = "The entitlement")),
-    security(("bearer" = [])), responses((status = 200, description = "The override")))]
+    security(("bearer" = [])), responses((status = 200, description = "The override", body = crate::wire::Override)))]
 async fn put_override(
     State(state): State<AppState>,
     _: Admin,
     Path((user_id, key)): Path<(String, String)>,
     Json(body): Json<OverrideBody>,
-) -> JsonResponse {
+) -> JsonResponse<wire::Override> {
     state
         .blocking(move |engine| {
             let now = engine.now_ms();
@@ -263,7 +267,7 @@ async fn put_override(
                 body.expires_at_ms,
                 now,
             )?;
-            Ok(axum::Json(row.to_json(now)))
+            Ok(axum::Json(wire::Override::at(&row, now)))
         })
         .await
 }
@@ -271,17 +275,22 @@ async fn put_override(
 /// Remove a user's override for an entitlement.
 #[utoipa::path(delete, path = "/admin/users/{user_id}/overrides/{entitlement_key}", tag = "admin",
     params(("user_id" = String, Path, description = "The user"), ("entitlement_key" = String, Path, description = "The entitlement")),
-    security(("bearer" = [])), responses((status = 200, description = "Whether one was removed")))]
+    security(("bearer" = [])), responses((status = 200, description = "Whether one was removed", body = crate::wire::ClearedOverride)))]
 async fn delete_override(
     State(state): State<AppState>,
     _: Admin,
     Path((user_id, key)): Path<(String, String)>,
-) -> JsonResponse {
+) -> JsonResponse<wire::ClearedOverride> {
     state
         .blocking(move |engine| {
             let now = engine.now_ms();
-            let removed = engine.store().clear_override(ADMIN_ACTOR, &user_id, &key, now)?;
-            Ok(axum::Json(json!({ "cleared": removed.is_some(), "override": removed.map(|r| r.to_json(now)) })))
+            let removed = engine
+                .store()
+                .clear_override(ADMIN_ACTOR, &user_id, &key, now)?;
+            Ok(axum::Json(wire::ClearedOverride {
+                cleared: removed.is_some(),
+                r#override: removed.map(|r| wire::Override::at(&r, now)),
+            }))
         })
         .await
 }
@@ -296,19 +305,19 @@ pub struct OverrideFilter {
 
 /// List overrides (expired ones are marked).
 #[utoipa::path(get, path = "/admin/overrides", tag = "admin", params(OverrideFilter), security(("bearer" = [])),
-    responses((status = 200, description = "Overrides")))]
+    responses((status = 200, description = "Overrides", body = crate::wire::Overrides)))]
 async fn list_overrides(
     State(state): State<AppState>,
     _: Admin,
     Query(filter): Query<OverrideFilter>,
-) -> JsonResponse {
+) -> JsonResponse<wire::Overrides> {
     state
         .blocking(move |engine| {
             let now = engine.now_ms();
             let rows = engine.store().overrides(filter.user.as_deref())?;
-            Ok(axum::Json(
-                json!({ "overrides": rows.iter().map(|r| r.to_json(now)).collect::<Vec<_>>() }),
-            ))
+            Ok(axum::Json(wire::Overrides {
+                overrides: rows.iter().map(|r| wire::Override::at(r, now)).collect(),
+            }))
         })
         .await
 }
@@ -323,38 +332,31 @@ pub struct AuditParams {
 
 /// The audit log of admin changes, newest first.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", params(AuditParams), security(("bearer" = [])),
-    responses((status = 200, description = "Entries")))]
+    responses((status = 200, description = "Entries", body = crate::wire::AuditLog)))]
 async fn audit(
     State(state): State<AppState>,
     _: Admin,
     Query(params): Query<AuditParams>,
-) -> JsonResponse {
+) -> JsonResponse<wire::AuditLog> {
     let limit = params.limit.unwrap_or(50).min(1000);
     state
         .blocking(move |engine| {
             let entries = engine.store().audit_log(limit)?;
-            Ok(axum::Json(
-                json!({ "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>() }),
-            ))
+            Ok(axum::Json(wire::AuditLog {
+                entries: entries.iter().map(wire::AuditEntry::from).collect(),
+            }))
         })
         .await
 }
 
 /// Decision counts by plan, entitlement and status, and policy errors.
-#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Counts")))]
-async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse {
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Counts", body = crate::wire::Stats)))]
+async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Stats> {
     let m = state.engine().metrics().snapshot();
-    let decisions: Vec<Value> = m
-        .decisions
-        .iter()
-        .map(|c| json!({ "mode": c.mode, "plan_id": c.plan_id, "entitlement_key": c.entitlement_key, "status": c.status, "count": c.count }))
-        .collect();
-    Ok(axum::Json(json!({
-        "decisions": decisions,
-        "policy_errors": m.policy_errors,
-        "shadow": { "same": m.shadow_same, "diverged": m.shadow_diverged, "failed": m.shadow_errors },
-        "policy_sha256": state.engine().policy().sha256(),
-    })))
+    Ok(axum::Json(wire::Stats::new(
+        &m,
+        state.engine().policy().sha256().to_owned(),
+    )))
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

@@ -5,24 +5,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quota_engine::EnforceError;
 use quota_store::StoreError;
-use serde_json::{Value, json};
+
+use crate::wire::ErrorBody;
 
 /// An error answered to the client.
 #[derive(Debug)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
-    /// The body: `{"error":{...}}`.
-    pub body: Value,
+    /// The body: `{"error":{...}}` (boxed: errors travel in every `Result`).
+    pub body: Box<ErrorBody>,
 }
 
 impl ApiError {
     /// An error with `code` and `message`.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        let message: String = message.into();
         ApiError {
             status,
-            body: json!({ "error": { "code": code, "message": message } }),
+            body: Box::new(ErrorBody::new(code, message)),
         }
     }
 
@@ -86,7 +86,7 @@ impl From<EnforceError> for ApiError {
         match e {
             EnforceError::QuotaExceeded(blocked) => ApiError {
                 status: StatusCode::FORBIDDEN,
-                body: blocked.to_json(),
+                body: Box::new(ErrorBody::quota_exceeded(&blocked)),
             },
             EnforceError::PolicyUnavailable(reason) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

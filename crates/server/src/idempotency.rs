@@ -13,9 +13,10 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use quota_store::{IdempotencyStore, IdempotencyTx, StoreError, StoredResponse};
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -36,8 +37,29 @@ pub(crate) struct Idempotency {
     request_sha256: String,
 }
 
-/// A response as handlers return it.
-pub(crate) type Reply = (StatusCode, axum::Json<Value>);
+/// A response of a mutating request: its status and its JSON, as sent
+/// and as stored for a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    status: StatusCode,
+    json: String,
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.json,
+        )
+            .into_response()
+    }
+}
+
+/// `value` as JSON text.
+fn json_text(value: &impl Serialize) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::internal(e.to_string()))
+}
 
 impl Idempotency {
     /// Reads the header; `None` when absent. `route` and `body` identify the request.
@@ -45,7 +67,7 @@ impl Idempotency {
         headers: &HeaderMap,
         user_id: &str,
         route: &str,
-        body: &Value,
+        body: &impl Serialize,
     ) -> Result<Option<Self>, ApiError> {
         let Some(value) = headers.get(HEADER) else {
             return Ok(None);
@@ -60,7 +82,7 @@ impl Idempotency {
         let mut hasher = Sha256::new();
         hasher.update(route.as_bytes());
         hasher.update(b"\n");
-        hasher.update(body.to_string().as_bytes());
+        hasher.update(json_text(body)?.as_bytes());
         Ok(Some(Idempotency {
             user_id: user_id.to_owned(),
             key: key.to_owned(),
@@ -86,9 +108,10 @@ impl Idempotency {
         }
         let status = StatusCode::from_u16(stored.status_code)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let body: Value = serde_json::from_str(&stored.response_json)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Some((status, axum::Json(body))))
+        Ok(Some(Reply {
+            status,
+            json: stored.response_json,
+        }))
     }
 }
 
@@ -119,12 +142,20 @@ impl Replies {
         }
     }
 
-    /// Stores `body` as the reply inside `tx`, the transaction of the
-    /// request's effects, so a retry can never apply them twice.
+    /// The reply with `body`.
+    pub(crate) fn reply(&self, body: &impl Serialize) -> Result<Reply, ApiError> {
+        Ok(Reply {
+            status: self.status,
+            json: json_text(body)?,
+        })
+    }
+
+    /// Stores `reply` inside `tx`, the transaction of the request's
+    /// effects, so a retry can never apply them twice.
     pub(crate) fn store(
         &self,
         tx: &mut impl IdempotencyTx,
-        body: &Value,
+        reply: &Reply,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let Some(idem) = &self.idempotency else {
@@ -132,8 +163,8 @@ impl Replies {
         };
         let stored = StoredResponse {
             request_sha256: idem.request_sha256.clone(),
-            status_code: self.status.as_u16(),
-            response_json: body.to_string(),
+            status_code: reply.status.as_u16(),
+            response_json: reply.json.clone(),
         };
         tx.store_idempotent_response(&idem.user_id, &idem.key, &stored, now_ms)
     }
@@ -145,10 +176,10 @@ impl Replies {
     pub(crate) fn answer(
         &self,
         store: &impl IdempotencyStore,
-        result: Result<Value, ApiError>,
+        result: Result<Reply, ApiError>,
     ) -> Result<Reply, ApiError> {
         match result {
-            Ok(body) => Ok((self.status, axum::Json(body))),
+            Ok(reply) => Ok(reply),
             Err(e) => {
                 if let Some(idem) = &self.idempotency
                     && let Some(reply) =

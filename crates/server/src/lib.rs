@@ -169,7 +169,7 @@ impl AppState {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "quota", description = "Entitlement and quota enforcement with a WebAssembly policy."),
-    components(schemas(ops::ErrorBody)),
+    components(schemas(wire::ErrorBody)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -184,12 +184,15 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut api = routes().split_for_parts().1;
+    ops::describe_errors(&mut api);
+    api
 }
 
 /// The whole service.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = routes().split_for_parts();
+    let (router, mut api) = routes().split_for_parts();
+    ops::describe_errors(&mut api);
     let api = Arc::new(api);
     router
         .route(

@@ -10,21 +10,57 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use quota_engine::metrics::LATENCY_BUCKETS_US;
-use serde_json::json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::connections::Closed;
 use crate::error::ApiError;
+use crate::wire::ErrorBody;
 
-/// The error body every failure has.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    /// `{"code": "...", "message": "...", ...}`
-    error: serde_json::Value,
+/// Gives every failure of every operation its schema: an error status
+/// documented without a body gets [`ErrorBody`], and each operation gets
+/// a `default` response (any other status) with it, so every answer the
+/// service can give is described.
+pub(crate) fn describe_errors(api: &mut OpenApi) {
+    let error = || {
+        Content::new(Some(Ref::from_schema_name(
+            <ErrorBody as utoipa::ToSchema>::name(),
+        )))
+    };
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && (status.starts_with('4') || status.starts_with('5'))
+                    && response.content.is_empty()
+                {
+                    response
+                        .content
+                        .insert("application/json".to_owned(), error().into());
+                }
+            }
+            responses.entry("default".to_owned()).or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(
+                        "Any other failure (400 invalid input, 401, 404, 405, 409, 413, 415, \
+                         503 busy or policy unavailable, 500): the error shape with its code",
+                    )
+                    .content("application/json", error())
+                    .into()
+            });
+        }
+    }
 }
 
 /// Adds the bearer security scheme to the document.
@@ -97,9 +133,12 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 }
 
 /// Liveness and the active policy.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The service is up")))]
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok", "policy_sha256": state.engine().policy().sha256() }))
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The service is up", body = crate::wire::Health)))]
+async fn healthz(State(state): State<AppState>) -> axum::Json<crate::wire::Health> {
+    axum::Json(crate::wire::Health {
+        status: "ok",
+        policy_sha256: state.engine().policy().sha256().to_owned(),
+    })
 }
 
 fn label(value: &str) -> String {
@@ -119,7 +158,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 /// Prometheus text: decisions by plan, key and status; decision latency;
 /// policy errors; shadow verdicts; HTTP requests by route and status;
 /// write transactions and the group commits that made them durable.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let m = state.engine().metrics().snapshot();
     let mut out = String::new();

@@ -6,17 +6,16 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use quota_engine::Engine;
-use quota_engine::lifecycle::{Accepted, ChangeError, Rejected};
-use quota_host::CacheOutcome;
-use quota_store::{DecisionFilter, PolicyEvent, SqliteStore};
+use quota_engine::lifecycle::{ChangeError, Rejected};
+use quota_store::{DecisionFilter, SqliteStore};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Admin, Query};
+use crate::wire;
 use quota_store::prelude::*;
 
 /// Largest policy component accepted, in bytes.
@@ -25,7 +24,7 @@ pub const POLICY_LIMIT: usize = 16 << 20;
 /// The actor recorded for admin-token changes.
 const ADMIN_ACTOR: &str = "admin";
 
-type JsonResponse = Result<axum::Json<Value>, ApiError>;
+type JsonResponse<T> = Result<axum::Json<T>, ApiError>;
 
 impl From<Rejected> for ApiError {
     fn from(rejected: Rejected) -> Self {
@@ -34,8 +33,8 @@ impl From<Rejected> for ApiError {
             "policy_rejected",
             rejected.to_string(),
         );
-        error.body["error"]["stage"] = json!(rejected.stage.as_str());
-        error.body["error"]["sha256"] = json!(rejected.sha256);
+        error.body.error.stage = Some(rejected.stage.as_str().to_owned());
+        error.body.error.sha256 = Some(rejected.sha256);
         error
     }
 }
@@ -51,41 +50,18 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-fn accepted_json(accepted: &Accepted) -> Value {
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    json!({
-        "sha256": accepted.sha256,
-        "cache": match accepted.cache { CacheOutcome::Hit => "hit", CacheOutcome::Miss => "miss" },
-        "load_ms": ms(accepted.load_time),
-        "self_test_ms": ms(accepted.self_test_time),
-        "total_ms": ms(accepted.total_time),
-        "self_test": {
-            "cases": accepted.self_test.cases,
-            "not_run": accepted.self_test.not_run,
-            "differs_from_reference": accepted.self_test.differs_from_reference,
-            "examples": accepted.self_test.examples,
-        },
-    })
-}
-
-/// The lifecycle's state as JSON.
-fn state_json(state: &AppState, engine: &Engine<SqliteStore>) -> Result<Value, ApiError> {
+/// The lifecycle's state now.
+fn policy_state(
+    state: &AppState,
+    engine: &Engine<SqliteStore>,
+) -> Result<wire::PolicyState, ApiError> {
     let recorded = state.lifecycle().state(engine)?;
-    let event = |e: &Option<PolicyEvent>| e.as_ref().map(PolicyEvent::to_json);
-    Ok(json!({
-        "active": {
-            "sha256": engine.policy().sha256(),
-            "since": event(&recorded.active),
-        },
-        "previous": recorded.previous,
-        "shadow": engine.shadow().map(|s| json!({
-            "sha256": s.sha256(),
-            "since": event(&recorded.shadow),
-        })),
-        "last_load_error": event(&recorded.last_rejection),
-        "vetting": state.lifecycle().vetting(),
-        "history": recorded.history.iter().map(PolicyEvent::to_json).collect::<Vec<_>>(),
-    }))
+    Ok(wire::PolicyState::new(
+        &recorded,
+        engine.policy().sha256().to_owned(),
+        engine.shadow().map(|s| s.sha256().to_owned()),
+        state.lifecycle().vetting(),
+    ))
 }
 
 /// A component in the body: `application/wasm` or `application/octet-stream`;
@@ -127,69 +103,44 @@ fn component(
 
 /// Where the policy lifecycle stands: active, previous, shadow, last load error, the upload being compiled (`vetting`), recent events.
 #[utoipa::path(get, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
-    responses((status = 200, description = "The lifecycle's state")))]
-async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    responses((status = 200, description = "The lifecycle's state", body = crate::wire::PolicyState)))]
+async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::PolicyState> {
     let s = state.clone();
     state
-        .blocking(move |engine| Ok(axum::Json(state_json(&s, engine)?)))
+        .blocking(move |engine| Ok(axum::Json(policy_state(&s, engine)?)))
         .await
 }
 
 /// Activate a policy component: compile, type-check against the world, self-test with the conformance corpus, then swap atomically. Any failure leaves the active policy in place.
 #[utoipa::path(post, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
-    responses((status = 200, description = "Active, with the self-test report"),
-              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::ops::ErrorBody),
-              (status = 422, description = "`policy_rejected`, with the stage", body = crate::ops::ErrorBody)))]
+    responses((status = 200, description = "Active, with the self-test report", body = crate::wire::Activated),
+              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::wire::ErrorBody),
+              (status = 422, description = "`policy_rejected`, with the stage", body = crate::wire::ErrorBody)))]
 async fn post_policy(
     State(state): State<AppState>,
     _: Admin,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> JsonResponse {
-    install(state, &headers, body, Install::Activate).await
-}
-
-/// Which slot an upload goes to.
-#[derive(Debug, Clone, Copy)]
-enum Install {
-    Activate,
-    Shadow,
-}
-
-/// An upload through every stage into `slot`; the answer reports it and
-/// the lifecycle's state after.
-async fn install(
-    state: AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    slot: Install,
-) -> JsonResponse {
-    let bytes = component(headers, body)?;
+) -> JsonResponse<wire::Activated> {
+    let bytes = component(&headers, body)?;
     let s = state.clone();
     state
         .blocking(move |engine| {
-            let lifecycle = s.lifecycle();
-            let (key, accepted) = match slot {
-                Install::Activate => (
-                    "activated",
-                    lifecycle.activate(engine, ADMIN_ACTOR, &bytes)?,
-                ),
-                Install::Shadow => ("shadow", lifecycle.set_shadow(engine, ADMIN_ACTOR, &bytes)?),
-            };
-            Ok(axum::Json(json!({
-                key: accepted_json(&accepted),
-                "policy": state_json(&s, engine)?,
-            })))
+            let accepted = s.lifecycle().activate(engine, ADMIN_ACTOR, &bytes)?;
+            Ok(axum::Json(wire::Activated {
+                activated: (&accepted).into(),
+                policy: policy_state(&s, engine)?,
+            }))
         })
         .await
 }
 
 /// Make the previous policy active again (the most recently active one other than the current).
 #[utoipa::path(post, path = "/admin/policy/rollback", tag = "policy", security(("bearer" = [])),
-    responses((status = 200, description = "Rolled back"),
-              (status = 409, description = "`conflict`: no previous policy; `upload_in_progress`: an upload is being compiled", body = crate::ops::ErrorBody)))]
-async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    responses((status = 200, description = "Rolled back", body = crate::wire::Activated),
+              (status = 409, description = "`conflict`: no previous policy; `upload_in_progress`: an upload is being compiled", body = crate::wire::ErrorBody)))]
+async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Activated> {
     let s = state.clone();
     state
         .blocking(move |engine| {
@@ -203,10 +154,10 @@ async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
                         "there is no previous policy to roll back to",
                     )
                 })?;
-            Ok(axum::Json(json!({
-                "activated": accepted_json(&accepted),
-                "policy": state_json(&s, engine)?,
-            })))
+            Ok(axum::Json(wire::Activated {
+                activated: (&accepted).into(),
+                policy: policy_state(&s, engine)?,
+            }))
         })
         .await
 }
@@ -214,27 +165,37 @@ async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse {
 /// Set a shadow policy: evaluated beside the active one on every decision, divergences counted and logged, never obeyed. Same stages as an activation.
 #[utoipa::path(post, path = "/admin/policy/shadow", tag = "policy", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
-    responses((status = 200, description = "Shadowing"),
-              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::ops::ErrorBody),
-              (status = 422, description = "`policy_rejected`", body = crate::ops::ErrorBody)))]
+    responses((status = 200, description = "Shadowing", body = crate::wire::Shadowed),
+              (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::wire::ErrorBody),
+              (status = 422, description = "`policy_rejected`", body = crate::wire::ErrorBody)))]
 async fn post_shadow(
     State(state): State<AppState>,
     _: Admin,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> JsonResponse {
-    install(state, &headers, body, Install::Shadow).await
+) -> JsonResponse<wire::Shadowed> {
+    let bytes = component(&headers, body)?;
+    let s = state.clone();
+    state
+        .blocking(move |engine| {
+            let accepted = s.lifecycle().set_shadow(engine, ADMIN_ACTOR, &bytes)?;
+            Ok(axum::Json(wire::Shadowed {
+                shadow: (&accepted).into(),
+                policy: policy_state(&s, engine)?,
+            }))
+        })
+        .await
 }
 
 /// Clear the shadow policy.
 #[utoipa::path(delete, path = "/admin/policy/shadow", tag = "policy", security(("bearer" = [])),
-    responses((status = 200, description = "`cleared` says whether one was set")))]
-async fn delete_shadow(State(state): State<AppState>, _: Admin) -> JsonResponse {
+    responses((status = 200, description = "`cleared` says whether one was set", body = crate::wire::Cleared)))]
+async fn delete_shadow(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Cleared> {
     let s = state.clone();
     state
         .blocking(move |engine| {
             let cleared = s.lifecycle().clear_shadow(engine, ADMIN_ACTOR)?;
-            Ok(axum::Json(json!({ "cleared": cleared })))
+            Ok(axum::Json(wire::Cleared { cleared }))
         })
         .await
 }
@@ -260,12 +221,12 @@ pub struct DecisionQuery {
 
 /// The decision log, newest first: each enforce decision's input, output, policy and shadow verdict.
 #[utoipa::path(get, path = "/admin/decisions", tag = "policy", params(DecisionQuery), security(("bearer" = [])),
-    responses((status = 200, description = "Entries, newest first")))]
+    responses((status = 200, description = "Entries, newest first", body = crate::wire::DecisionLog)))]
 async fn decisions(
     State(state): State<AppState>,
     _: Admin,
     Query(query): Query<DecisionQuery>,
-) -> JsonResponse {
+) -> JsonResponse<wire::DecisionLog> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("`limit` must be between 1 and 1000"));
@@ -298,9 +259,9 @@ async fn decisions(
                 }
                 None => engine.store().decisions(&filter)?,
             };
-            Ok(axum::Json(json!({
-                "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-            })))
+            Ok(axum::Json(wire::DecisionLog {
+                entries: entries.iter().map(wire::DecisionLogEntry::from).collect(),
+            }))
         })
         .await
 }

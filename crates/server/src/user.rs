@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -11,6 +10,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, User};
 use crate::idempotency::{Idempotency, Replies, Reply};
+use crate::wire;
 use quota_store::prelude::*;
 
 fn non_empty(field: &str, value: &str) -> Result<(), ApiError> {
@@ -31,8 +31,8 @@ pub struct CreateDraft {
 
 /// Create a draft (uses your `drafts.max`).
 #[utoipa::path(post, path = "/v1/drafts", tag = "user", request_body = CreateDraft, security(("bearer" = [])),
-    responses((status = 201, description = "Created, with the decision"),
-              (status = 403, description = "`quota_exceeded`", body = crate::ops::ErrorBody)))]
+    responses((status = 201, description = "Created, with the decision", body = crate::wire::DraftCreated),
+              (status = 403, description = "`quota_exceeded`", body = crate::wire::ErrorBody)))]
 async fn create_draft(
     State(state): State<AppState>,
     User(user): User,
@@ -40,7 +40,7 @@ async fn create_draft(
     Json(body): Json<CreateDraft>,
 ) -> Result<Reply, ApiError> {
     non_empty("title", &body.title)?;
-    let idem = Idempotency::from_headers(&headers, &user, "POST /v1/drafts", &json!(body))?;
+    let idem = Idempotency::from_headers(&headers, &user, "POST /v1/drafts", &body)?;
     let replies = Replies::new(idem, StatusCode::CREATED);
     state
         .blocking(move |engine| {
@@ -50,8 +50,10 @@ async fn create_draft(
             let now = engine.now_ms();
             let created = engine.guarded(|g| {
                 let (mut admitted, draft) = quota_domain::create_draft(g, &user, &body.title, now)?;
-                let reply =
-                    json!({ "draft": draft.to_json(), "outcome": admitted.outcome().to_json() });
+                let reply = replies.reply(&wire::DraftCreated {
+                    draft: (&draft).into(),
+                    outcome: admitted.outcome().into(),
+                })?;
                 replies.store(admitted.tx(), &reply, now)?;
                 admitted.commit()?;
                 Ok(reply)
@@ -72,8 +74,8 @@ pub struct AppendSegment {
 /// Append a segment to a draft you own or collaborate on (uses your `segments.max`).
 #[utoipa::path(post, path = "/v1/drafts/{draft_id}/segments", tag = "user", request_body = AppendSegment,
     params(("draft_id" = i64, Path, description = "The draft")), security(("bearer" = [])),
-    responses((status = 201, description = "Appended, with the decision"),
-              (status = 403, description = "`quota_exceeded` or `forbidden`", body = crate::ops::ErrorBody)))]
+    responses((status = 201, description = "Appended, with the decision", body = crate::wire::SegmentAppended),
+              (status = 403, description = "`quota_exceeded` or `forbidden`", body = crate::wire::ErrorBody)))]
 async fn append_segment(
     State(state): State<AppState>,
     User(user): User,
@@ -85,7 +87,7 @@ async fn append_segment(
         &headers,
         &user,
         &format!("POST /v1/drafts/{draft_id}/segments"),
-        &json!(body),
+        &body,
     )?;
     let replies = Replies::new(idem, StatusCode::CREATED);
     state
@@ -97,8 +99,10 @@ async fn append_segment(
             let appended = engine.guarded(|g| {
                 let (mut admitted, segment) =
                     quota_domain::append_segment(g, &user, draft_id, &body.body, now)?;
-                let reply =
-                    json!({ "segment": segment.to_json(), "outcome": admitted.outcome().to_json() });
+                let reply = replies.reply(&wire::SegmentAppended {
+                    segment: (&segment).into(),
+                    outcome: admitted.outcome().into(),
+                })?;
                 replies.store(admitted.tx(), &reply, now)?;
                 admitted.commit()?;
                 Ok(reply)
@@ -120,7 +124,7 @@ pub struct CreateInvite {
 /// Invite a user to collaborate on your draft (uses no quota).
 #[utoipa::path(post, path = "/v1/drafts/{draft_id}/invites", tag = "user", request_body = CreateInvite,
     params(("draft_id" = i64, Path, description = "The draft")), security(("bearer" = [])),
-    responses((status = 201, description = "The pending invite")))]
+    responses((status = 201, description = "The pending invite", body = crate::wire::InviteCreated)))]
 async fn create_invite(
     State(state): State<AppState>,
     User(user): User,
@@ -133,7 +137,7 @@ async fn create_invite(
         &headers,
         &user,
         &format!("POST /v1/drafts/{draft_id}/invites"),
-        &json!(body),
+        &body,
     )?;
     let replies = Replies::new(idem, StatusCode::CREATED);
     state
@@ -145,7 +149,9 @@ async fn create_invite(
             let invited = engine.guarded(|g| {
                 let (mut pending, invite) =
                     quota_domain::create_invite(g, &user, draft_id, &body.invitee, now)?;
-                let reply = json!({ "invite": invite.to_json() });
+                let reply = replies.reply(&wire::InviteCreated {
+                    invite: (&invite).into(),
+                })?;
                 replies.store(pending.tx(), &reply, now)?;
                 pending.commit()?;
                 Ok(reply)
@@ -158,8 +164,8 @@ async fn create_invite(
 /// Accept an invite addressed to you (uses the inviter's `collaborators.max`).
 #[utoipa::path(post, path = "/v1/invites/{invite_id}/accept", tag = "user",
     params(("invite_id" = i64, Path, description = "The invite")), security(("bearer" = [])),
-    responses((status = 200, description = "Accepted, with the decision"),
-              (status = 403, description = "`quota_exceeded` (the invite stays pending) or `forbidden`", body = crate::ops::ErrorBody)))]
+    responses((status = 200, description = "Accepted, with the decision", body = crate::wire::InviteAccepted),
+              (status = 403, description = "`quota_exceeded` (the invite stays pending) or `forbidden`", body = crate::wire::ErrorBody)))]
 async fn accept_invite(
     State(state): State<AppState>,
     User(user): User,
@@ -170,7 +176,7 @@ async fn accept_invite(
         &headers,
         &user,
         &format!("POST /v1/invites/{invite_id}/accept"),
-        &Value::Null,
+        &(),
     )?;
     let replies = Replies::new(idem, StatusCode::OK);
     state
@@ -181,8 +187,10 @@ async fn accept_invite(
             let now = engine.now_ms();
             let accepted = engine.guarded(|g| {
                 let (mut admitted, invite) = quota_domain::accept_invite(g, invite_id, &user, now)?;
-                let reply =
-                    json!({ "invite": invite.to_json(), "outcome": admitted.outcome().to_json() });
+                let reply = replies.reply(&wire::InviteAccepted {
+                    invite: (&invite).into(),
+                    outcome: admitted.outcome().into(),
+                })?;
                 replies.store(admitted.tx(), &reply, now)?;
                 admitted.commit()?;
                 Ok(reply)
@@ -195,11 +203,11 @@ async fn accept_invite(
 /// Your entitlements: each key your plan, the defaults or your overrides
 /// name, with usage, limit, source, grace remaining and enforcement.
 #[utoipa::path(get, path = "/v1/me/entitlements", tag = "user", security(("bearer" = [])),
-    responses((status = 200, description = "Entitlements")))]
+    responses((status = 200, description = "Entitlements", body = crate::wire::Entitlements)))]
 async fn entitlements(
     State(state): State<AppState>,
     User(user): User,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<wire::Entitlements>, ApiError> {
     state
         .blocking(move |engine| {
             let store = engine.store();
@@ -221,25 +229,15 @@ async fn entitlements(
             keys.dedup();
             let mut list = Vec::with_capacity(keys.len());
             for key in keys {
-                let checked = engine.check(&quota_engine::QuotaRequest::new(
-                    user.clone(),
-                    key.clone(),
-                    1,
-                ))?;
-                let d = &checked.outcome.decision;
-                list.push(json!({
-                    "entitlement_key": key,
-                    "usage_key": checked.outcome.usage_key.usage_key,
-                    "usage": d.usage,
-                    "limit": d.limit,
-                    "limit_source": d.limit_source.as_str(),
-                    "grace_remaining": d.grace_remaining,
-                    "enforced": d.enforced,
-                }));
+                let checked =
+                    engine.check(&quota_engine::QuotaRequest::new(user.clone(), key, 1))?;
+                list.push(wire::Entitlement::from(&checked));
             }
-            Ok(axum::Json(
-                json!({ "user_id": user, "plan_id": me.plan_id, "entitlements": list }),
-            ))
+            Ok(axum::Json(wire::Entitlements {
+                user_id: user,
+                plan_id: me.plan_id,
+                entitlements: list,
+            }))
         })
         .await
 }
@@ -263,12 +261,12 @@ fn one() -> i64 {
 
 /// Would `requested` more units stay within your limit? Changes nothing.
 #[utoipa::path(post, path = "/v1/me/check", tag = "user", request_body = CheckBody, security(("bearer" = [])),
-    responses((status = 200, description = "`ok` or `would_exceed`, with the decision enforcing would make")))]
+    responses((status = 200, description = "`ok` or `would_exceed`, with the decision enforcing would make", body = crate::wire::Check)))]
 async fn check(
     State(state): State<AppState>,
     User(user): User,
     Json(body): Json<CheckBody>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<wire::Check>, ApiError> {
     quota_policy_core::names::check_entitlement_key(&body.entitlement_key)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     if body.requested < 1 {
@@ -282,9 +280,7 @@ async fn check(
             let request =
                 quota_engine::QuotaRequest::new(user, body.entitlement_key, body.requested);
             let checked = engine.check(&request)?;
-            Ok(axum::Json(
-                json!({ "result": checked.result(), "outcome": checked.outcome.to_json() }),
-            ))
+            Ok(axum::Json(wire::Check::from(&checked)))
         })
         .await
 }

@@ -730,6 +730,46 @@ async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
     assert!((1..=transactions).contains(&commits), "{text}");
 }
 
+/// Every answer of every operation is described: each listed status and
+/// the `default` (any other status) has a content type with a schema, and
+/// every error status points at the one error shape.
+#[tokio::test]
+async fn openapi_gives_every_response_a_schema() {
+    let f = fixture();
+    let (_, doc) = call(&f.app, Method::GET, "/openapi.json", None, None).await;
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(responses.contains_key("default"), "{method} {path}");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path} has no success answer"
+            );
+            for (status, response) in responses {
+                let content = response["content"].as_object();
+                let content = content.unwrap_or_else(|| panic!("{method} {path} {status}"));
+                for (media, body) in content {
+                    assert!(
+                        body["schema"].is_object(),
+                        "{method} {path} {status} {media}"
+                    );
+                    if !status.starts_with('2') {
+                        assert_eq!(
+                            body["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 27, "{operations}");
+    let error = &doc["components"]["schemas"]["ErrorDetail"];
+    assert_eq!(error["required"], json!(["code", "message"]));
+}
+
 async fn post_with_key(
     app: &Router,
     uri: &str,

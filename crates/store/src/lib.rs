@@ -26,6 +26,7 @@ mod checks;
 mod error;
 mod model;
 mod policy;
+mod snapshot;
 mod sqlite;
 pub mod testing;
 mod traits;

@@ -1,7 +1,6 @@
 //! The rows the store reads and writes, as plain values.
 
 use quota_policy_core::{Override, PlanInfo};
-use serde_json::{Value, json};
 
 /// What the policy needs about one (user, entitlement).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,24 +34,6 @@ pub struct Plan {
     pub limits: Vec<(String, i64)>,
 }
 
-impl Plan {
-    /// The JSON form used by the CLI and the audit log.
-    pub fn to_json(&self) -> Value {
-        let limits: serde_json::Map<String, Value> = self
-            .limits
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        json!({
-            "id": self.id,
-            "enforcement_enabled": self.enforcement_enabled,
-            "grace_count": self.grace_count,
-            "rollout_percent": self.rollout_percent,
-            "limits": limits,
-        })
-    }
-}
-
 /// A user and their plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -60,13 +41,6 @@ pub struct User {
     pub id: String,
     /// The current plan.
     pub plan_id: String,
-}
-
-impl User {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({ "id": self.id, "plan_id": self.plan_id })
-    }
 }
 
 /// An override as stored.
@@ -93,24 +67,10 @@ impl OverrideRow {
     pub fn expired_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms.is_some_and(|at| now_ms >= at)
     }
-
-    /// The JSON form; `expired` is computed at `now_ms`.
-    pub fn to_json(&self, now_ms: i64) -> Value {
-        json!({
-            "user_id": self.user_id,
-            "entitlement_key": self.entitlement_key,
-            "value": self.value,
-            "expires_at_ms": self.expires_at_ms,
-            "created_by": self.created_by,
-            "created_at_ms": self.created_at_ms,
-            "updated_at_ms": self.updated_at_ms,
-            "expired": self.expired_at(now_ms),
-        })
-    }
 }
 
 /// One audit log entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// Increasing id.
     pub id: i64,
@@ -122,20 +82,10 @@ pub struct AuditEntry {
     pub action: String,
     /// On what, e.g. `plan:free`.
     pub subject: String,
-    /// The state before (null when created).
-    pub before: Value,
-    /// The state after (null when removed).
-    pub after: Value,
-}
-
-impl AuditEntry {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id, "at_ms": self.at_ms, "actor": self.actor, "action": self.action,
-            "subject": self.subject, "before": self.before, "after": self.after,
-        })
-    }
+    /// The state before, JSON text (none when created).
+    pub before_json: Option<String>,
+    /// The state after, JSON text (none when removed).
+    pub after_json: Option<String>,
 }
 
 /// A draft.
@@ -151,13 +101,6 @@ pub struct Draft {
     pub created_at_ms: i64,
 }
 
-impl Draft {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({ "id": self.id, "owner_id": self.owner_id, "title": self.title, "created_at_ms": self.created_at_ms })
-    }
-}
-
 /// A segment appended to a draft.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -171,13 +114,6 @@ pub struct Segment {
     pub body: String,
     /// When.
     pub created_at_ms: i64,
-}
-
-impl Segment {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({ "id": self.id, "draft_id": self.draft_id, "author_id": self.author_id, "body": self.body, "created_at_ms": self.created_at_ms })
-    }
 }
 
 /// Where an invite stands.
@@ -216,17 +152,6 @@ pub struct Invite {
     pub created_at_ms: i64,
     /// When it was accepted.
     pub accepted_at_ms: Option<i64>,
-}
-
-impl Invite {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id, "draft_id": self.draft_id, "inviter_id": self.inviter_id,
-            "invitee_id": self.invitee_id, "status": self.status.as_str(),
-            "created_at_ms": self.created_at_ms, "accepted_at_ms": self.accepted_at_ms,
-        })
-    }
 }
 
 /// A change to a plan: only the fields given change. A new plan starts with

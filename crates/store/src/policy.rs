@@ -2,8 +2,6 @@
 //! rolled back, shadowed or rejected a component version, and the entries
 //! of the bounded decision log.
 
-use serde_json::{Value, json};
-
 /// Component versions kept (besides the active and shadow ones).
 pub const KEEP_VERSIONS: usize = 10;
 
@@ -52,20 +50,6 @@ pub struct PolicyEvent {
     pub detail: String,
 }
 
-impl PolicyEvent {
-    /// The JSON form.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "at_ms": self.at_ms,
-            "actor": self.actor,
-            "action": self.action,
-            "sha256": self.sha256,
-            "detail": self.detail,
-        })
-    }
-}
-
 /// Where the policy lifecycle stands.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PolicyState {
@@ -110,29 +94,6 @@ pub struct DecisionLogEntry {
     pub shadow_verdict: Option<String>,
     /// The shadow's decision when it diverged, or its error.
     pub shadow_json: Option<String>,
-}
-
-impl DecisionLogEntry {
-    /// The JSON form, with input and output as objects.
-    pub fn to_json(&self) -> Value {
-        let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
-        json!({
-            "id": self.id,
-            "at_ms": self.at_ms,
-            "user_id": self.user_id,
-            "plan_id": self.plan_id,
-            "entitlement_key": self.entitlement_key,
-            "status": self.status,
-            "policy_sha256": self.policy_sha256,
-            "input": parse(&self.input_json),
-            "output": parse(&self.output_json),
-            "shadow": self.shadow_sha256.as_ref().map(|sha256| json!({
-                "policy_sha256": sha256,
-                "verdict": self.shadow_verdict,
-                "output": self.shadow_json.as_deref().map(parse),
-            })),
-        })
-    }
 }
 
 /// Which logged decisions to list.

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use quota_server::wire;
 use quota_store::PlanChange;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::{DbArgs, now_ms, print};
 use quota_store::prelude::*;
@@ -144,14 +145,13 @@ fn rfc3339_ms(text: &str) -> anyhow::Result<i64> {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).context("the time is out of range")
 }
 
-fn ms_rfc3339(ms: i64) -> Value {
+fn ms_rfc3339(ms: i64) -> Option<String> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|at| {
             at.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .map_or(Value::Null, Value::String)
 }
 
 pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
@@ -172,16 +172,17 @@ pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
                 grace_count: grace,
                 rollout_percent: rollout,
             };
-            print(
-                &store
-                    .set_plan(&db.actor, &plan, &change, now_ms())?
-                    .to_json(),
-            )
+            print(&wire::Plan::from(&store.set_plan(
+                &db.actor,
+                &plan,
+                &change,
+                now_ms(),
+            )?))
         }
-        PlanCommand::Show { plan } => print(&store.plan(&plan)?.to_json()),
-        PlanCommand::List => print(
-            &json!({ "plans": store.plans()?.iter().map(|p| p.to_json()).collect::<Vec<_>>() }),
-        ),
+        PlanCommand::Show { plan } => print(&wire::Plan::from(&store.plan(&plan)?)),
+        PlanCommand::List => print(&wire::Plans {
+            plans: store.plans()?.iter().map(wire::Plan::from).collect(),
+        }),
     }
 }
 
@@ -190,40 +191,51 @@ pub fn default(db: &DbArgs, cmd: DefaultCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DefaultCommand::Set { key, value } => {
             store.set_default(&db.actor, &key, value, now_ms())?;
-            print(&json!({ "entitlement_key": key, "limit": value }))
+            print(&wire::DefaultLimit {
+                entitlement_key: key,
+                limit: value,
+            })
         }
-        DefaultCommand::List => {
-            let defaults: serde_json::Map<String, Value> = store
-                .defaults()?
-                .into_iter()
-                .map(|(k, v)| (k, json!(v)))
-                .collect();
-            print(&json!({ "defaults": defaults }))
-        }
+        DefaultCommand::List => print(&wire::Defaults {
+            defaults: store.defaults()?.into_iter().collect(),
+        }),
     }
 }
 
 pub fn user(db: &DbArgs, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let store = db.store()?;
     match cmd {
-        UserCommand::Create { user, plan } => print(
-            &store
-                .create_user(&db.actor, &user, &plan, now_ms())?
-                .to_json(),
-        ),
-        UserCommand::SetPlan { user, plan } => print(
-            &store
-                .set_user_plan(&db.actor, &user, &plan, now_ms())?
-                .to_json(),
-        ),
-        UserCommand::Show { user } => print(&quota_server::wire::user_details(&store, &user)?),
+        UserCommand::Create { user, plan } => print(&wire::User::from(&store.create_user(
+            &db.actor,
+            &user,
+            &plan,
+            now_ms(),
+        )?)),
+        UserCommand::SetPlan { user, plan } => print(&wire::User::from(&store.set_user_plan(
+            &db.actor,
+            &user,
+            &plan,
+            now_ms(),
+        )?)),
+        UserCommand::Show { user } => print(&wire::UserDetails::read(&store, &user)?),
     }
 }
 
-fn override_json(row: &quota_store::OverrideRow, now: i64) -> Value {
-    let mut out = row.to_json(now);
-    out["expires_at"] = row.expires_at_ms.map_or(Value::Null, ms_rfc3339);
-    out
+/// An override as the service shows it, with its expiry also in RFC 3339.
+#[derive(Debug, Serialize)]
+struct OverrideOut {
+    #[serde(flatten)]
+    row: wire::Override,
+    expires_at: Option<String>,
+}
+
+impl OverrideOut {
+    fn at(row: &quota_store::OverrideRow, now: i64) -> Self {
+        OverrideOut {
+            row: wire::Override::at(row, now),
+            expires_at: row.expires_at_ms.and_then(ms_rfc3339),
+        }
+    }
 }
 
 pub fn overrides(db: &DbArgs, cmd: OverrideCommand) -> anyhow::Result<ExitCode> {
@@ -241,28 +253,39 @@ pub fn overrides(db: &DbArgs, cmd: OverrideCommand) -> anyhow::Result<ExitCode> 
             if by.trim().is_empty() {
                 bail!("`--by` must name who sets the override");
             }
-            print(&override_json(
+            print(&OverrideOut::at(
                 &store.set_override(&by, &user, &key, value, expires_at_ms, now)?,
                 now,
             ))
         }
         OverrideCommand::Clear { user, key } => {
             let removed = store.clear_override(&db.actor, &user, &key, now)?;
-            print(&json!({
-                "cleared": removed.is_some(),
-                "override": removed.map(|r| override_json(&r, now)),
-            }))
+            #[derive(Serialize)]
+            struct Cleared {
+                cleared: bool,
+                r#override: Option<OverrideOut>,
+            }
+            print(&Cleared {
+                cleared: removed.is_some(),
+                r#override: removed.map(|r| OverrideOut::at(&r, now)),
+            })
         }
         OverrideCommand::List { user } => {
             let rows = store.overrides(user.as_deref())?;
-            print(
-                &json!({ "overrides": rows.iter().map(|r| override_json(r, now)).collect::<Vec<_>>() }),
-            )
+            #[derive(Serialize)]
+            struct Overrides {
+                overrides: Vec<OverrideOut>,
+            }
+            print(&Overrides {
+                overrides: rows.iter().map(|r| OverrideOut::at(r, now)).collect(),
+            })
         }
     }
 }
 
 pub fn audit(db: &DbArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let entries = db.store()?.audit_log(args.limit)?;
-    print(&json!({ "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>() }))
+    print(&wire::AuditLog {
+        entries: entries.iter().map(wire::AuditEntry::from).collect(),
+    })
 }

@@ -10,7 +10,8 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use quota_domain::{Domain, Enforced};
 use quota_engine::{EnforceError, QuotaRequest};
-use serde_json::{Value, json};
+use quota_server::wire;
+use serde::Serialize;
 
 use super::{DbArgs, print};
 
@@ -84,17 +85,30 @@ pub struct CheckArgs {
     requested: i64,
 }
 
-fn report<T>(
+/// A guarded action's answer: `{"<name>": {...}, "outcome": {...}}`, or
+/// the block's error body with exit 3.
+fn report<T, W: Serialize + for<'a> From<&'a T>>(
     name: &str,
-    to_json: impl Fn(&T) -> Value,
     result: Result<Enforced<T>, EnforceError>,
 ) -> anyhow::Result<ExitCode> {
     match result {
         Ok(enforced) => {
-            print(&json!({ name: to_json(&enforced.value), "outcome": enforced.outcome.to_json() }))
+            let mut out = serde_json::Map::new();
+            out.insert(
+                name.to_owned(),
+                serde_json::to_value(W::from(&enforced.value))?,
+            );
+            out.insert(
+                "outcome".to_owned(),
+                serde_json::to_value(wire::Outcome::from(&enforced.outcome))?,
+            );
+            print(&out)
         }
         Err(EnforceError::QuotaExceeded(blocked)) => {
-            println!("{}", blocked.to_json());
+            println!(
+                "{}",
+                serde_json::to_string(&wire::ErrorBody::quota_exceeded(&blocked))?
+            );
             Ok(ExitCode::from(EXIT_QUOTA_EXCEEDED))
         }
         Err(other) => Err(other.into()),
@@ -104,22 +118,18 @@ fn report<T>(
 pub fn draft(db: &DbArgs, cmd: DraftCommand) -> anyhow::Result<ExitCode> {
     let engine = db.engine()?;
     match cmd {
-        DraftCommand::Create { user, title } => report(
-            "draft",
-            |d: &quota_store::Draft| d.to_json(),
-            engine.create_draft(&user, &title),
-        ),
+        DraftCommand::Create { user, title } => {
+            report::<_, wire::Draft>("draft", engine.create_draft(&user, &title))
+        }
     }
 }
 
 pub fn segment(db: &DbArgs, cmd: SegmentCommand) -> anyhow::Result<ExitCode> {
     let engine = db.engine()?;
     match cmd {
-        SegmentCommand::Append { user, draft, body } => report(
-            "segment",
-            |s: &quota_store::Segment| s.to_json(),
-            engine.append_segment(&user, draft, &body),
-        ),
+        SegmentCommand::Append { user, draft, body } => {
+            report::<_, wire::Segment>("segment", engine.append_segment(&user, draft, &body))
+        }
     }
 }
 
@@ -130,12 +140,12 @@ pub fn invite(db: &DbArgs, cmd: InviteCommand) -> anyhow::Result<ExitCode> {
             user,
             draft,
             invitee,
-        } => print(&json!({ "invite": engine.create_invite(&user, draft, &invitee)?.to_json() })),
-        InviteCommand::Accept { user, invite } => report(
-            "invite",
-            |i: &quota_store::Invite| i.to_json(),
-            engine.accept_invite(invite, &user),
-        ),
+        } => print(&wire::InviteCreated {
+            invite: (&engine.create_invite(&user, draft, &invitee)?).into(),
+        }),
+        InviteCommand::Accept { user, invite } => {
+            report::<_, wire::Invite>("invite", engine.accept_invite(invite, &user))
+        }
     }
 }
 
@@ -144,5 +154,5 @@ pub fn check(db: &DbArgs, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let checked = engine
         .check(&QuotaRequest::new(args.user, args.key, args.requested))
         .map_err(|e| anyhow!(e.to_string()))?;
-    print(&json!({ "result": checked.result(), "outcome": checked.outcome.to_json() }))
+    print(&wire::Check::from(&checked))
 }

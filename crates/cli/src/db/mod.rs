@@ -12,7 +12,6 @@ use quota_engine::Engine;
 use quota_host::{Limits, Runtime};
 use quota_store::SqliteStore;
 use quota_store::prelude::*;
-use serde_json::Value;
 
 pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};
 pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
@@ -64,7 +63,7 @@ impl DbArgs {
 }
 
 /// Prints one JSON object on stdout.
-fn print(value: &Value) -> anyhow::Result<ExitCode> {
+fn print(value: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string(value)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -14,26 +14,16 @@ pub(crate) fn audit(
     actor: &str,
     action: &str,
     subject: &str,
-    before: &Value,
-    after: &Value,
+    before: Option<Value>,
+    after: Option<Value>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let text = |v: &Value| {
-        if v.is_null() {
-            None
-        } else {
-            Some(v.to_string())
-        }
-    };
+    let text = |v: Option<Value>| v.map(|v| v.to_string());
     conn.prepare_cached(
         "INSERT INTO audit_log (at_ms, actor, action, subject, before_json, after_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![now_ms, actor, action, subject, text(before), text(after)])?;
     Ok(())
-}
-
-pub(crate) fn json_or_null<T>(value: Option<&T>, f: impl Fn(&T) -> Value) -> Value {
-    value.map_or(Value::Null, f)
 }
 
 impl AuditStore for SqliteStore {
@@ -44,7 +34,6 @@ impl AuditStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, at_ms, actor, action, subject, before_json, after_json FROM audit_log ORDER BY id DESC LIMIT ?1",
             )?;
-            let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
             Ok(stmt
                 .query_map([limit], |row| {
                     Ok(AuditEntry {
@@ -53,8 +42,8 @@ impl AuditStore for SqliteStore {
                         actor: row.get(2)?,
                         action: row.get(3)?,
                         subject: row.get(4)?,
-                        before: parse(row.get(5)?),
-                        after: parse(row.get(6)?),
+                        before_json: row.get(5)?,
+                        after_json: row.get(6)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?)

@@ -1,14 +1,14 @@
 //! Per-user overrides of a limit, on SQLite; each change audited.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
 use super::SqliteStore;
-use super::audit::{audit, json_or_null};
+use super::audit::audit;
 use super::users::user;
 use crate::checks::{id, key, limit_value, non_empty};
 use crate::error::StoreError;
 use crate::model::OverrideRow;
+use crate::snapshot;
 use crate::traits::OverrideStore;
 
 fn override_row(
@@ -71,8 +71,8 @@ impl OverrideStore for SqliteStore {
                 actor,
                 "override.set",
                 &format!("override:{user_id}:{key}"),
-                &json_or_null(before.as_ref(), |o| o.to_json(now_ms)),
-                &after.to_json(now_ms),
+                before.as_ref().map(|o| snapshot::override_row(o, now_ms)),
+                Some(snapshot::override_row(&after, now_ms)),
                 now_ms,
             )?;
             Ok(after)
@@ -105,8 +105,8 @@ impl OverrideStore for SqliteStore {
                     actor,
                     "override.clear",
                     &format!("override:{user_id}:{key}"),
-                    &removed.to_json(now_ms),
-                    &Value::Null,
+                    Some(snapshot::override_row(removed, now_ms)),
+                    None,
                     now_ms,
                 )?;
             }

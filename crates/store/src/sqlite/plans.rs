@@ -4,10 +4,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use super::SqliteStore;
-use super::audit::{audit, json_or_null};
+use super::audit::audit;
 use crate::checks::{id, key, limit_value};
 use crate::error::StoreError;
 use crate::model::{Plan, PlanChange};
+use crate::snapshot;
 use crate::traits::PlanStore;
 
 pub(crate) fn plan(conn: &Connection, plan_id: &str) -> Result<Option<Plan>, StoreError> {
@@ -76,7 +77,7 @@ impl PlanStore for SqliteStore {
             let after = plan(tx, plan_id)?.ok_or_else(|| StoreError::UnknownPlan(plan_id.to_owned()))?;
             if before.as_ref() != Some(&after) {
                 let action = if before.is_none() { "plan.create" } else { "plan.update" };
-                audit(tx, actor, action, &format!("plan:{plan_id}"), &json_or_null(before.as_ref(), Plan::to_json), &after.to_json(), now_ms)?;
+                audit(tx, actor, action, &format!("plan:{plan_id}"), before.as_ref().map(snapshot::plan), Some(snapshot::plan(&after)), now_ms)?;
             }
             Ok(after)
         })
@@ -122,7 +123,7 @@ impl PlanStore for SqliteStore {
             )?
             .execute(params![key, value, now_ms])?;
             if before != Some(value) {
-                audit(tx, actor, "default.set", &format!("default:{key}"), &json!(before), &json!(value), now_ms)?;
+                audit(tx, actor, "default.set", &format!("default:{key}"), Some(json!(before)), Some(json!(value)), now_ms)?;
             }
             Ok(())
         })

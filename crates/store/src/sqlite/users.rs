@@ -2,7 +2,7 @@
 //! change audited.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::SqliteStore;
 use super::audit::audit;
@@ -10,6 +10,7 @@ use super::plans::plan;
 use crate::checks::id;
 use crate::error::StoreError;
 use crate::model::User;
+use crate::snapshot;
 use crate::traits::UserStore;
 
 pub(crate) fn user(conn: &Connection, user_id: &str) -> Result<Option<User>, StoreError> {
@@ -52,7 +53,7 @@ impl SqliteStore {
                 id: user_id.to_owned(),
                 plan_id: plan_id.to_owned(),
             };
-            audit(tx, actor, "user.create", &format!("user:{user_id}"), &Value::Null, &created.to_json(), now_ms)?;
+            audit(tx, actor, "user.create", &format!("user:{user_id}"), None, Some(snapshot::user(&created)), now_ms)?;
             Ok(created)
         })
     }
@@ -114,15 +115,15 @@ impl UserStore for SqliteStore {
                 id: user_id.to_owned(),
                 plan_id: plan_id.to_owned(),
             };
-            let mut after_json = after.to_json();
+            let mut after_json = snapshot::user(&after);
             after_json["grace_rows_reset"] = json!(reset);
             audit(
                 tx,
                 actor,
                 "user.set_plan",
                 &format!("user:{user_id}"),
-                &before.to_json(),
-                &after_json,
+                Some(snapshot::user(&before)),
+                Some(after_json),
                 now_ms,
             )?;
             Ok(after)

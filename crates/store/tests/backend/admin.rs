@@ -138,7 +138,10 @@ pub fn plan_changes_touch_only_the_fields_given_and_are_audited<S: Backend>(stor
             ("ops", "plan.create")
         ]
     );
-    assert_eq!(log[0].before["enforcement_enabled"], false);
-    assert_eq!(log[0].after["enforcement_enabled"], true);
+    let json = |text: &Option<String>| -> serde_json::Value {
+        serde_json::from_str(text.as_deref().unwrap()).unwrap()
+    };
+    assert_eq!(json(&log[0].before_json)["enforcement_enabled"], false);
+    assert_eq!(json(&log[0].after_json)["enforcement_enabled"], true);
     assert_eq!(log[0].at_ms, 30);
 }

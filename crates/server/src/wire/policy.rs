@@ -1,0 +1,246 @@
+//! The policy lifecycle's answers: its state, an accepted upload, the
+//! decision log.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::admin::json_text;
+
+/// Something that happened to a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PolicyEvent {
+    /// Increasing id.
+    pub id: i64,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// `activate`, `rollback`, `shadow`, `clear_shadow` or `reject`.
+    pub action: String,
+    /// The component's sha256 (null for `clear_shadow`).
+    pub sha256: Option<String>,
+    /// A rejection's stage and reason, a self-test summary.
+    pub detail: String,
+}
+
+impl From<&quota_store::PolicyEvent> for PolicyEvent {
+    fn from(e: &quota_store::PolicyEvent) -> Self {
+        PolicyEvent {
+            id: e.id,
+            at_ms: e.at_ms,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            sha256: e.sha256.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+/// The policy deciding now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ActivePolicy {
+    /// Its sha256.
+    pub sha256: String,
+    /// The event that made it active (null: the built-in reference policy).
+    pub since: Option<PolicyEvent>,
+}
+
+/// The policy evaluated beside the active one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ShadowPolicy {
+    /// Its sha256.
+    pub sha256: String,
+    /// The event that set it.
+    pub since: Option<PolicyEvent>,
+}
+
+/// Where the policy lifecycle stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PolicyState {
+    /// The active policy.
+    pub active: ActivePolicy,
+    /// The sha256 a rollback would restore.
+    pub previous: Option<String>,
+    /// The shadow policy, if one is set.
+    pub shadow: Option<ShadowPolicy>,
+    /// The most recent rejected upload.
+    pub last_load_error: Option<PolicyEvent>,
+    /// The sha256 of the upload being compiled and self-tested now.
+    pub vetting: Option<String>,
+    /// The most recent events, newest first.
+    pub history: Vec<PolicyEvent>,
+}
+
+impl PolicyState {
+    /// The state `recorded` by the store, with the policies loaded now
+    /// and the upload being vetted.
+    pub fn new(
+        recorded: &quota_store::PolicyState,
+        active_sha256: String,
+        shadow_sha256: Option<String>,
+        vetting: Option<String>,
+    ) -> Self {
+        let event = |e: &Option<quota_store::PolicyEvent>| e.as_ref().map(PolicyEvent::from);
+        PolicyState {
+            active: ActivePolicy {
+                sha256: active_sha256,
+                since: event(&recorded.active),
+            },
+            previous: recorded.previous.clone(),
+            shadow: shadow_sha256.map(|sha256| ShadowPolicy {
+                sha256,
+                since: event(&recorded.shadow),
+            }),
+            last_load_error: event(&recorded.last_rejection),
+            vetting,
+            history: recorded.history.iter().map(PolicyEvent::from).collect(),
+        }
+    }
+}
+
+/// Whether a precompiled artifact was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheResult {
+    /// A valid artifact was loaded; nothing was compiled.
+    Hit,
+    /// The component was compiled.
+    Miss,
+}
+
+/// What the self-test of an upload found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SelfTest {
+    /// Conformance cases run (each twice).
+    pub cases: usize,
+    /// Cases whose input the host refuses before any policy sees it.
+    pub not_run: usize,
+    /// Cases the policy decided otherwise than the reference.
+    pub differs_from_reference: usize,
+    /// The first few such cases.
+    pub examples: Vec<String>,
+}
+
+/// A component that passed every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Its sha256.
+    pub sha256: String,
+    /// Whether a precompiled artifact was used.
+    pub cache: CacheResult,
+    /// Time to compile (or load) and type-check, ms.
+    pub load_ms: f64,
+    /// Time for the self-test, ms.
+    pub self_test_ms: f64,
+    /// From receiving the bytes to the switch, ms.
+    pub total_ms: f64,
+    /// What the self-test found.
+    pub self_test: SelfTest,
+}
+
+impl From<&quota_engine::lifecycle::Accepted> for Accepted {
+    fn from(a: &quota_engine::lifecycle::Accepted) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        Accepted {
+            sha256: a.sha256.clone(),
+            cache: match a.cache {
+                quota_host::CacheOutcome::Hit => CacheResult::Hit,
+                quota_host::CacheOutcome::Miss => CacheResult::Miss,
+            },
+            load_ms: ms(a.load_time),
+            self_test_ms: ms(a.self_test_time),
+            total_ms: ms(a.total_time),
+            self_test: SelfTest {
+                cases: a.self_test.cases,
+                not_run: a.self_test.not_run,
+                differs_from_reference: a.self_test.differs_from_reference,
+                examples: a.self_test.examples.clone(),
+            },
+        }
+    }
+}
+
+/// A policy made active, by upload or rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Activated {
+    /// The policy now active.
+    pub activated: Accepted,
+    /// The lifecycle after the switch.
+    pub policy: PolicyState,
+}
+
+/// A policy set as the shadow.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Shadowed {
+    /// The shadow policy now set.
+    pub shadow: Accepted,
+    /// The lifecycle after the switch.
+    pub policy: PolicyState,
+}
+
+/// One logged enforce decision.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DecisionLogEntry {
+    /// Increasing id.
+    pub id: i64,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The user.
+    pub user_id: String,
+    /// The user's plan then.
+    pub plan_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// `allow`, `allow_grace`, `warn_only` or `block`.
+    pub status: String,
+    /// The deciding policy.
+    pub policy_sha256: String,
+    /// The policy's input (docs/contract.md §2.1).
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// The decision (docs/contract.md §2.1 output).
+    #[schema(value_type = Object)]
+    pub output: serde_json::Value,
+    /// The shadow policy's verdict, when one was set.
+    pub shadow: Option<ShadowVerdict>,
+}
+
+/// What the shadow policy made of a logged decision.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ShadowVerdict {
+    /// The shadow policy.
+    pub policy_sha256: String,
+    /// `same`, `diverged` or `failed`.
+    pub verdict: Option<String>,
+    /// Its decision when it diverged, or `{"error"}` when it failed.
+    #[schema(value_type = Object, nullable)]
+    pub output: Option<serde_json::Value>,
+}
+
+impl From<&quota_store::DecisionLogEntry> for DecisionLogEntry {
+    fn from(e: &quota_store::DecisionLogEntry) -> Self {
+        DecisionLogEntry {
+            id: e.id,
+            at_ms: e.at_ms,
+            user_id: e.user_id.clone(),
+            plan_id: e.plan_id.clone(),
+            entitlement_key: e.entitlement_key.clone(),
+            status: e.status.clone(),
+            policy_sha256: e.policy_sha256.clone(),
+            input: json_text(Some(&e.input_json)),
+            output: json_text(Some(&e.output_json)),
+            shadow: e.shadow_sha256.as_ref().map(|sha256| ShadowVerdict {
+                policy_sha256: sha256.clone(),
+                verdict: e.shadow_verdict.clone(),
+                output: e.shadow_json.as_deref().map(|t| json_text(Some(t))),
+            }),
+        }
+    }
+}
+
+/// The decision log, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct DecisionLog {
+    /// The entries.
+    pub entries: Vec<DecisionLogEntry>,
+}
