@@ -1,11 +1,13 @@
-//! In-process decision metrics: counts per (plan, key, status), policy
-//! errors, and a latency histogram. The HTTP service exports them.
+//! In-process decision metrics, as Prometheus collectors (the
+//! `prometheus` crate): decisions by mode, plan, key and status, policy
+//! errors, shadow verdicts and a latency histogram, in one [`Registry`]
+//! the HTTP service exports beside its own. A [`MetricsSnapshot`] reads
+//! the counts back for `/admin/stats` and tests.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus::core::Collector;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use quota_policy_core::Status;
 
 use crate::record::ShadowVerdict;
@@ -17,15 +19,6 @@ const STATUSES: [Status; 4] = [
     Status::WarnOnly,
     Status::Block,
 ];
-
-fn status_index(status: Status) -> usize {
-    match status {
-        Status::Allow => 0,
-        Status::AllowGrace => 1,
-        Status::WarnOnly => 2,
-        Status::Block => 3,
-    }
-}
 
 /// Upper bounds of the latency buckets, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -49,31 +42,22 @@ impl Mode {
             Mode::Check => "check",
         }
     }
-
-    fn offset(self) -> usize {
-        match self {
-            Mode::Enforce => 0,
-            Mode::Check => STATUSES.len(),
-        }
-    }
 }
 
 const MODES: [Mode; 2] = [Mode::Enforce, Mode::Check];
 
 /// Decision metrics, shared by every thread of an engine.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    /// Counts by plan, then key, then mode and status (enforce statuses in
-    /// [`STATUSES`] order, then check statuses); nested so that recording
-    /// looks up borrowed strings without allocating.
-    decisions: Mutex<HashMap<String, HashMap<String, [u64; 8]>>>,
-    policy_errors: AtomicU64,
-    shadow_same: AtomicU64,
-    shadow_diverged: AtomicU64,
-    shadow_errors: AtomicU64,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    registry: Registry,
+    /// `quota_decisions_total{mode, plan, key, status}`.
+    decisions: IntCounterVec,
+    /// `quota_policy_errors_total`.
+    policy_errors: IntCounter,
+    /// `quota_shadow_decisions_total{verdict}`.
+    shadow: IntCounterVec,
+    /// `quota_decision_latency_seconds`.
+    latency: Histogram,
 }
 
 /// One counter: decisions with this plan, key, mode and status.
@@ -91,10 +75,10 @@ pub struct DecisionCount {
     pub count: u64,
 }
 
-/// A copy of the metrics at one moment.
+/// A copy of the counts at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricsSnapshot {
-    /// Decision counts, by plan, key, status.
+    /// Decision counts, by plan, key, mode and status.
     pub decisions: Vec<DecisionCount>,
     /// Calls where the policy could not decide.
     pub policy_errors: u64,
@@ -104,12 +88,6 @@ pub struct MetricsSnapshot {
     pub shadow_diverged: u64,
     /// Shadow calls that failed (they never affect a request).
     pub shadow_errors: u64,
-    /// Cumulative latency bucket counts (`le` = [`LATENCY_BUCKETS_US`]).
-    pub latency_buckets: Vec<u64>,
-    /// Decisions timed.
-    pub latency_count: u64,
-    /// Sum of decision latencies, microseconds.
-    pub latency_sum_us: u64,
 }
 
 impl MetricsSnapshot {
@@ -133,7 +111,83 @@ impl MetricsSnapshot {
 /// would otherwise become a label of its own.
 pub const OTHER_KEY: &str = "other";
 
+/// The shadow verdict labels, each exported from the start.
+const VERDICTS: [&str; 3] = ["same", "diverged", "failed"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
+    /// Fresh metrics in a registry of their own.
+    #[allow(
+        clippy::expect_used,
+        reason = "the names, labels and buckets are constants the tests register"
+    )]
+    pub fn new() -> Self {
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "quota_decisions_total",
+                "Decisions by mode (enforce or check), plan, entitlement and status.",
+            ),
+            &["mode", "plan", "key", "status"],
+        )
+        .expect("valid decision counter");
+        let policy_errors = IntCounter::new(
+            "quota_policy_errors_total",
+            "Calls where the policy could not decide.",
+        )
+        .expect("valid error counter");
+        let shadow = IntCounterVec::new(
+            Opts::new(
+                "quota_shadow_decisions_total",
+                "Shadow policy evaluations by verdict against the active policy.",
+            ),
+            &["verdict"],
+        )
+        .expect("valid shadow counter");
+        for verdict in VERDICTS {
+            shadow.with_label_values(&[verdict]);
+        }
+        #[allow(clippy::cast_precision_loss, reason = "bucket bounds are small")]
+        let buckets = LATENCY_BUCKETS_US
+            .iter()
+            .map(|us| *us as f64 / 1e6)
+            .collect();
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "quota_decision_latency_seconds",
+                "Time to read state and decide.",
+            )
+            .buckets(buckets),
+        )
+        .expect("valid latency histogram");
+        let registry = Registry::new();
+        let collectors: [Box<dyn Collector>; 4] = [
+            Box::new(decisions.clone()),
+            Box::new(policy_errors.clone()),
+            Box::new(shadow.clone()),
+            Box::new(latency.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("distinct metric names");
+        }
+        Metrics {
+            registry,
+            decisions,
+            policy_errors,
+            shadow,
+            latency,
+        }
+    }
+
+    /// The registry holding every decision metric, for an exporter.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts a decision; `configured` says whether the store names its key
     /// for the user (else it is counted under [`OTHER_KEY`]).
     pub(crate) fn record(
@@ -143,94 +197,80 @@ impl Metrics {
         mode: Mode,
         latency: Duration,
     ) {
-        {
-            let key = if configured {
-                outcome.entitlement_key.as_str()
-            } else {
-                OTHER_KEY
-            };
-            let mut decisions = self
-                .decisions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let by_key = match decisions.get_mut(&outcome.plan_id) {
-                Some(by_key) => by_key,
-                None => decisions.entry(outcome.plan_id.clone()).or_default(),
-            };
-            let counts = match by_key.get_mut(key) {
-                Some(counts) => counts,
-                None => by_key.entry(key.to_owned()).or_default(),
-            };
-            counts[mode.offset() + status_index(outcome.decision.status)] += 1;
-        }
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        for (bound, bucket) in LATENCY_BUCKETS_US.iter().zip(&self.latency_buckets) {
-            if us <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        let key = if configured {
+            outcome.entitlement_key.as_str()
+        } else {
+            OTHER_KEY
+        };
+        self.decisions
+            .with_label_values(&[
+                mode.as_str(),
+                outcome.plan_id.as_str(),
+                key,
+                outcome.decision.status.as_str(),
+            ])
+            .inc();
+        self.latency.observe(latency.as_secs_f64());
     }
 
     pub(crate) fn record_shadow(&self, verdict: &ShadowVerdict) {
-        let counter = match verdict {
-            ShadowVerdict::Same => &self.shadow_same,
-            ShadowVerdict::Diverged { .. } => &self.shadow_diverged,
-            ShadowVerdict::Failed(_) => &self.shadow_errors,
+        let label = match verdict {
+            ShadowVerdict::Same => "same",
+            ShadowVerdict::Diverged { .. } => "diverged",
+            ShadowVerdict::Failed(_) => "failed",
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.shadow.with_label_values(&[label]).inc();
     }
 
     pub(crate) fn record_policy_error(&self) {
-        self.policy_errors.fetch_add(1, Ordering::Relaxed);
+        self.policy_errors.inc();
     }
 
-    /// The current values.
+    /// The current counts.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let mut sorted = BTreeMap::new();
-        for (plan_id, by_key) in self
-            .decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            for (key, counts) in by_key {
-                sorted.insert((plan_id.clone(), key.clone()), *counts);
-            }
-        }
-        let decisions = sorted
-            .into_iter()
-            .flat_map(|((plan_id, entitlement_key), counts)| {
-                let labels = MODES
-                    .iter()
-                    .flat_map(|mode| STATUSES.iter().map(move |status| (*mode, *status)));
-                labels
-                    .zip(counts)
-                    .filter(|(_, count)| *count > 0)
-                    .map(move |((mode, status), count)| DecisionCount {
+        let mut decisions = Vec::new();
+        for family in self.decisions.collect() {
+            for metric in family.get_metric() {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map_or("", |l| l.value())
+                };
+                let (Some(mode), Some(status)) = (
+                    MODES.into_iter().find(|m| m.as_str() == label("mode")),
+                    STATUSES.into_iter().find(|s| s.as_str() == label("status")),
+                ) else {
+                    continue;
+                };
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "an integer counter's value"
+                )]
+                let count = metric.get_counter().get_value() as u64;
+                decisions.push((
+                    (label("plan").to_owned(), label("key").to_owned()),
+                    (mode as usize, status as usize),
+                    DecisionCount {
                         mode: mode.as_str(),
-                        plan_id: plan_id.clone(),
-                        entitlement_key: entitlement_key.clone(),
+                        plan_id: label("plan").to_owned(),
+                        entitlement_key: label("key").to_owned(),
                         status: status.as_str(),
                         count,
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+                    },
+                ));
+            }
+        }
+        decisions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let shadow = |verdict: &str| self.shadow.with_label_values(&[verdict]).get();
         MetricsSnapshot {
-            decisions,
-            policy_errors: self.policy_errors.load(Ordering::Relaxed),
-            shadow_same: self.shadow_same.load(Ordering::Relaxed),
-            shadow_diverged: self.shadow_diverged.load(Ordering::Relaxed),
-            shadow_errors: self.shadow_errors.load(Ordering::Relaxed),
-            latency_buckets: self
-                .latency_buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-            latency_count: self.latency_count.load(Ordering::Relaxed),
-            latency_sum_us: self.latency_sum_us.load(Ordering::Relaxed),
+            decisions: decisions.into_iter().map(|(_, _, count)| count).collect(),
+            policy_errors: self.policy_errors.get(),
+            shadow_same: shadow("same"),
+            shadow_diverged: shadow("diverged"),
+            shadow_errors: shadow("failed"),
         }
     }
 }

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Admin, Json, Path, Query, hex, token_sha256};
+use crate::extract::{Admin, Json, Path, Query, token_sha256};
 use crate::wire;
 use quota_store::prelude::*;
 
@@ -149,7 +149,7 @@ fn new_token() -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
-    Ok(format!("qt_{}", hex(&bytes)))
+    Ok(format!("qt_{}", hex::encode(bytes)))
 }
 
 /// Create a user on a plan. The response carries the user's API token: it is shown once and stored only hashed.
@@ -169,7 +169,7 @@ async fn create_user(
                 ADMIN_ACTOR,
                 &body.id,
                 &body.plan_id,
-                &hex(&token_sha256(&token)),
+                &hex::encode(token_sha256(&token)),
                 now,
             )?;
             Ok((

@@ -102,15 +102,6 @@ impl Closed {
             Closed::Refused => "refused",
         }
     }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Closed::HeaderTimeout => 0,
-            Closed::IdleTimeout => 1,
-            Closed::Evicted => 2,
-            Closed::Refused => 3,
-        }
-    }
 }
 
 /// Serves the whole service ([`crate::app`]) on `listener` until `shutdown`

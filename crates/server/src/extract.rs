@@ -92,11 +92,6 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The caller holds the admin token.
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
@@ -122,7 +117,7 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let digest = hex(&token_sha256(bearer(parts)?));
+        let digest = hex::encode(token_sha256(bearer(parts)?));
         let user = state.user_for_token(digest).await?;
         user.map(User)
             .ok_or_else(|| ApiError::unauthorized("invalid user token"))

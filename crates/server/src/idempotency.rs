@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::hex;
 
 /// How long a stored response is kept.
 pub const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
@@ -86,7 +85,7 @@ impl Idempotency {
         Ok(Some(Idempotency {
             user_id: user_id.to_owned(),
             key: key.to_owned(),
-            request_sha256: hex(&hasher.finalize()),
+            request_sha256: hex::encode(hasher.finalize()),
         }))
     }
 

@@ -6,7 +6,10 @@
 //! (Prometheus text) and `/openapi.json` (generated from the handlers, so
 //! it cannot drift from the routes). Every error is
 //! `{"error":{"code","message",...}}` with the right status; database work
-//! runs off the async workers.
+//! runs off the async workers. Every answer carries an `x-request-id` (the
+//! client's own, or a fresh UUID), and each request is traced in a span
+//! with that id (tower-http; at `debug`, so `RUST_LOG=quota_server=debug`
+//! or `tower_http=debug` shows them).
 
 mod admin;
 pub mod connections;
@@ -31,11 +34,14 @@ use quota_engine::log::DecisionLog;
 use quota_host::Runtime;
 use quota_store::SqliteStore;
 use quota_store::prelude::*;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
-pub use extract::{AdminToken, ShortToken, hex, token_sha256};
+pub use extract::{AdminToken, ShortToken, token_sha256};
 pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
 pub use ops::HttpMetrics;
 pub use policy::POLICY_LIMIT;
@@ -209,5 +215,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             ops::count_requests,
         ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
         .with_state(state)
 }

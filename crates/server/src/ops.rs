@@ -1,15 +1,12 @@
 //! `/healthz`, `/metrics`, fallbacks, request counting, OpenAPI bits.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use quota_engine::metrics::LATENCY_BUCKETS_US;
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa_axum::router::OpenApiRouter;
@@ -77,25 +74,75 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// HTTP requests counted by route and status; connections open and why
-/// the service closed them.
-#[derive(Debug, Default)]
+/// the service closed them. Prometheus collectors in a registry of their
+/// own, exported beside the engine's.
+#[derive(Debug, Clone)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    connections_open: AtomicU64,
-    connections_closed: [AtomicU64; Closed::ALL.len()],
+    registry: Registry,
+    requests: IntCounterVec,
+    connections_open: IntGauge,
+    connections_closed: IntCounterVec,
+}
+
+impl Default for HttpMetrics {
+    #[allow(
+        clippy::expect_used,
+        reason = "the names and labels are constants the tests register"
+    )]
+    fn default() -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "quota_http_requests_total",
+                "HTTP requests by route and status.",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid request counter");
+        let connections_open =
+            IntGauge::new("quota_http_connections_open", "Connections open now.")
+                .expect("valid connection gauge");
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "quota_http_connections_closed_total",
+                "Connections the service closed, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid close counter");
+        for reason in Closed::ALL {
+            connections_closed.with_label_values(&[reason.as_str()]);
+        }
+        let registry = Registry::new();
+        let collectors: [Box<dyn Collector>; 3] = [
+            Box::new(requests.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connections_closed.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("distinct metric names");
+        }
+        HttpMetrics {
+            registry,
+            requests,
+            connections_open,
+            connections_closed,
+        }
+    }
 }
 
 impl HttpMetrics {
     pub(crate) fn opened(&self) {
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_open.inc();
     }
 
     pub(crate) fn finished(&self) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.connections_open.dec();
     }
 
     pub(crate) fn closed(&self, reason: Closed) {
-        self.connections_closed[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.connections_closed
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 }
 
@@ -109,15 +156,27 @@ pub(crate) async fn count_requests(
         |p| format!("{} {}", request.method(), p.as_str()),
     );
     let response = next.run(request).await;
-    let key = (route, response.status().as_u16());
-    *state
+    state
         .http()
         .requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(key)
-        .or_insert(0) += 1;
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
     response
+}
+
+/// The tracing span of one request: method, path and request id.
+pub(crate) fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -141,154 +200,55 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<crate::wire::Healt
     })
 }
 
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// One unlabelled counter in Prometheus text.
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {value}");
+/// A counter whose value is read from elsewhere at scrape time.
+fn pulled(name: &str, help: &str, value: u64) -> Vec<MetricFamily> {
+    match IntCounter::new(name, help) {
+        Ok(counter) => {
+            counter.inc_by(value);
+            counter.collect()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, name, "an invalid metric");
+            Vec::new()
+        }
+    }
 }
 
 /// Prometheus text: decisions by plan, key and status; decision latency;
 /// policy errors; shadow verdicts; HTTP requests by route and status;
-/// write transactions and the group commits that made them durable.
+/// connections; write transactions and the group commits that made them
+/// durable.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let m = state.engine().metrics().snapshot();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP quota_decisions_total Decisions by mode (enforce or check), plan, entitlement and status."
-    );
-    let _ = writeln!(out, "# TYPE quota_decisions_total counter");
-    for c in &m.decisions {
-        let _ = writeln!(
-            out,
-            "quota_decisions_total{{mode=\"{}\",plan=\"{}\",key=\"{}\",status=\"{}\"}} {}",
-            c.mode,
-            label(&c.plan_id),
-            label(&c.entitlement_key),
-            c.status,
-            c.count
-        );
-    }
-    counter(
-        &mut out,
-        "quota_policy_errors_total",
-        "Calls where the policy could not decide.",
-        m.policy_errors,
-    );
-    let _ = writeln!(
-        out,
-        "# HELP quota_decision_latency_seconds Time to read state and decide."
-    );
-    let _ = writeln!(out, "# TYPE quota_decision_latency_seconds histogram");
-    for (bound, count) in LATENCY_BUCKETS_US.iter().zip(&m.latency_buckets) {
-        #[allow(clippy::cast_precision_loss, reason = "bucket bounds are small")]
-        let le = *bound as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "quota_decision_latency_seconds_bucket{{le=\"{le}\"}} {count}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "quota_decision_latency_seconds_bucket{{le=\"+Inf\"}} {}",
-        m.latency_count
-    );
-    #[allow(clippy::cast_precision_loss, reason = "a sum of microseconds")]
-    let sum = m.latency_sum_us as f64 / 1e6;
-    let _ = writeln!(out, "quota_decision_latency_seconds_sum {sum}");
-    let _ = writeln!(
-        out,
-        "quota_decision_latency_seconds_count {}",
-        m.latency_count
-    );
-    let _ = writeln!(
-        out,
-        "# HELP quota_http_requests_total HTTP requests by route and status."
-    );
-    let _ = writeln!(out, "# TYPE quota_http_requests_total counter");
-    for ((route, status), count) in state
-        .http()
-        .requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-    {
-        let _ = writeln!(
-            out,
-            "quota_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
-            label(route)
-        );
-    }
-    let http = state.http();
-    let _ = writeln!(
-        out,
-        "# HELP quota_http_connections_open Connections open now."
-    );
-    let _ = writeln!(out, "# TYPE quota_http_connections_open gauge");
-    let _ = writeln!(
-        out,
-        "quota_http_connections_open {}",
-        http.connections_open.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP quota_http_connections_closed_total Connections the service closed, by reason."
-    );
-    let _ = writeln!(out, "# TYPE quota_http_connections_closed_total counter");
-    for reason in Closed::ALL {
-        let _ = writeln!(
-            out,
-            "quota_http_connections_closed_total{{reason=\"{}\"}} {}",
-            reason.as_str(),
-            http.connections_closed[reason.index()].load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP quota_shadow_decisions_total Shadow policy evaluations by verdict against the active policy."
-    );
-    let _ = writeln!(out, "# TYPE quota_shadow_decisions_total counter");
-    for (verdict, count) in [
-        ("same", m.shadow_same),
-        ("diverged", m.shadow_diverged),
-        ("failed", m.shadow_errors),
-    ] {
-        let _ = writeln!(
-            out,
-            "quota_shadow_decisions_total{{verdict=\"{verdict}\"}} {count}"
-        );
-    }
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let mut families = state.engine().metrics().registry().gather();
+    families.extend(state.http().registry.gather());
     if let Some(log) = state.decision_log() {
-        counter(
-            &mut out,
+        families.extend(pulled(
             "quota_decision_log_dropped_total",
             "Decisions not logged because the log's queue was full.",
             log.dropped(),
-        );
+        ));
     }
     let writes = state.engine().store().write_stats();
-    counter(
-        &mut out,
+    families.extend(pulled(
         "quota_db_transactions_total",
         "Write transactions committed.",
         writes.transactions,
-    );
-    counter(
-        &mut out,
+    ));
+    families.extend(pulled(
         "quota_db_commits_total",
         "Database commits; concurrent write transactions share one (group commit).",
         writes.commits,
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ));
+    let encoder = TextEncoder::new();
+    let mut out = String::new();
+    encoder
+        .encode_utf8(&families, &mut out)
+        .map_err(|e| ApiError::internal(format!("the metrics could not be written: {e}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+        out,
+    ))
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

@@ -122,7 +122,7 @@ impl StateDir {
         }
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|e| io(&path)(std::io::Error::other(e)))?;
-        let token = format!("qa_{}", crate::hex(&bytes));
+        let token = format!("qa_{}", hex::encode(bytes));
         write_new_private(&path, format!("{token}\n").as_bytes())?;
         Ok((
             check(&token, "a new token".to_owned())?,

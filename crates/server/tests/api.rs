@@ -706,7 +706,17 @@ async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
         assert!(paths.contains_key(path), "{path} missing");
     }
     assert_eq!(quota_server::openapi().paths.paths.len(), paths.len());
-    seeded(&f).await;
+    let (alice, _) = seeded(&f).await;
+    let check = json!({ "entitlement_key": "drafts.max" }).to_string();
+    let (status, _) = call(
+        &f.app,
+        Method::POST,
+        "/v1/me/check",
+        Some(&alice),
+        Some(&check),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, text) = call(&f.app, Method::GET, "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();
@@ -728,6 +738,40 @@ async fn openapi_lists_every_route_and_metrics_are_prometheus_text() {
     );
     assert!(transactions >= 2, "{text}");
     assert!((1..=transactions).contains(&commits), "{text}");
+}
+
+/// Every answer carries a request id: the client's own when it sent one,
+/// else a fresh one per request; errors included.
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let f = fixture();
+    let id_of = |response: &axum::response::Response| {
+        response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let get = |uri: &str, id: Option<&str>| {
+        let mut request = Request::builder().uri(uri);
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let first = f.app.clone().oneshot(get("/healthz", None)).await.unwrap();
+    let second = f.app.clone().oneshot(get("/nope", None)).await.unwrap();
+    assert_eq!(second.status(), StatusCode::NOT_FOUND);
+    let (first, second) = (id_of(&first).unwrap(), id_of(&second).unwrap());
+    assert_eq!(first.len(), 36, "{first}");
+    assert_ne!(first, second);
+    let mine = f
+        .app
+        .clone()
+        .oneshot(get("/admin/plans", Some("trace-me-42")))
+        .await
+        .unwrap();
+    assert_eq!(mine.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(id_of(&mine).as_deref(), Some("trace-me-42"));
 }
 
 /// Every answer of every operation is described: each listed status and
@@ -1130,7 +1174,7 @@ async fn metrics_stay_bounded_whatever_keys_users_send() {
     assert!(!after.contains("made.up"), "a user's key became a label");
     assert!(
         after.contains(
-            r#"quota_decisions_total{mode="check",plan="free",key="other",status="allow"} 300"#
+            r#"quota_decisions_total{key="other",mode="check",plan="free",status="allow"} 300"#
         ),
         "{after}"
     );
