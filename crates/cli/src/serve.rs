@@ -1,23 +1,17 @@
-//! `quota serve`: the HTTP service over a SQLite database.
+//! `quota serve`: the HTTP service over a SQLite database. The options
+//! become a [`ServiceConfig`]; the server crate's [`Service`] does the rest.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use std::sync::Arc;
-
-use quota_engine::lifecycle::Lifecycle;
-use quota_engine::log::{DecisionLog, Retention};
-use quota_engine::{Clock, Engine};
-use quota_host::{Limits, Runtime};
+use quota_engine::log::Retention;
 use quota_server::connections::ConnectionLimits;
-use quota_server::state_dir::{StateDir, TokenSource};
-use quota_server::{AdminToken, AppState};
-use quota_store::prelude::*;
-use quota_store::{PlanChange, SqliteOptions, SqliteStore, Synchronous};
+use quota_server::state_dir::TokenSource;
+use quota_server::{Service, ServiceConfig, StartPolicy};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -69,123 +63,51 @@ pub struct ServeArgs {
     max_connections: u32,
 }
 
-fn seed_demo(store: &SqliteStore) -> anyhow::Result<()> {
-    if !store.plans()?.is_empty() {
-        return Ok(());
-    }
-    let plans: [(&str, [i64; 3], i64); 3] = [
-        ("free", [3, 50, 1], 1),
-        ("pro", [100, 5_000, 10], 5),
-        ("enterprise", [-1, -1, -1], 0),
-    ];
-    for (id, [drafts, segments, collaborators], grace) in plans {
-        let change = PlanChange {
-            limits: vec![
-                ("drafts.max".into(), drafts),
-                ("segments.max".into(), segments),
-                ("collaborators.max".into(), collaborators),
-            ],
-            enforcement_enabled: Some(true),
-            grace_count: Some(grace),
-            ..PlanChange::default()
+impl ServeArgs {
+    /// What the service is started with.
+    fn config(&self) -> anyhow::Result<ServiceConfig> {
+        let policy = match &self.policy {
+            Some(path) => Some(StartPolicy {
+                source: path.display().to_string(),
+                actor: "quota serve --policy".to_owned(),
+                bytes: crate::policy::component_bytes(Some(path))?,
+            }),
+            None => None,
         };
-        store.set_plan("demo", id, &change, super::db::now_ms())?;
+        Ok(ServiceConfig {
+            db: self.db.clone(),
+            state_dir: self.state_dir.clone(),
+            admin_token: std::env::var("QUOTA_ADMIN_TOKEN").ok(),
+            policy,
+            retention: Retention {
+                max_entries: self.decision_log_entries,
+                max_age: Duration::from_secs(self.decision_log_days.saturating_mul(86_400)),
+            },
+            demo: self.demo,
+            limits: ConnectionLimits {
+                header_read_timeout: self.header_read_timeout,
+                idle_timeout: self.idle_timeout,
+                body_read_timeout: self.body_read_timeout,
+                max_connections: usize::try_from(self.max_connections)?,
+            },
+        })
     }
-    Ok(())
-}
-
-/// The decision log's database: `<db stem>-decisions.db` beside the database.
-pub fn decision_log_path(db: &Path) -> PathBuf {
-    let stem = db
-        .file_stem()
-        .map_or_else(|| "quota".to_owned(), |s| s.to_string_lossy().into_owned());
-    db.with_file_name(format!("{stem}-decisions.db"))
-}
-
-/// The engine with the policy lifecycle (artifacts cached in the state
-/// folder) and the decision log; the recorded policies restored; `--policy`
-/// activated if given.
-fn start_engine(
-    args: &ServeArgs,
-    state: &StateDir,
-    store: SqliteStore,
-    token: AdminToken,
-) -> anyhow::Result<AppState> {
-    let runtime = Runtime::new(Limits::default())?;
-    let cache = state.artifact_cache()?;
-    let lifecycle = Lifecycle::new(runtime, Some(cache));
-    let (reference, _) = lifecycle
-        .load(quota_reference_policy::COMPONENT)
-        .context("cannot load the built-in reference policy")?;
-    let retention = Retention {
-        max_entries: args.decision_log_entries,
-        max_age: std::time::Duration::from_secs(args.decision_log_days.saturating_mul(86_400)),
-    };
-    let log_path = decision_log_path(&args.db);
-    let log_store = SqliteStore::open_with(
-        &log_path,
-        SqliteOptions {
-            synchronous: Synchronous::Normal,
-            ..SqliteOptions::default()
-        },
-    )
-    .with_context(|| format!("cannot open the decision log `{}`", log_path.display()))?;
-    let clock = Clock::system();
-    let log = Arc::new(DecisionLog::start(log_store, retention, clock.clone())?);
-    let engine = Engine::new(store, reference)
-        .with_clock(clock)
-        .with_decision_sink(log.clone());
-    lifecycle
-        .restore(&engine)
-        .map_err(|e| anyhow::anyhow!("cannot restore the recorded policy: {e}"))?;
-    if let Some(path) = &args.policy {
-        let bytes = crate::policy::component_bytes(Some(path))?;
-        if quota_host::sha256_hex(&bytes) != engine.policy().sha256() {
-            lifecycle
-                .activate(&engine, "quota serve --policy", &bytes)
-                .with_context(|| format!("cannot activate `{}`", path.display()))?;
-        }
-    }
-    Ok(AppState::with_lifecycle(
-        engine,
-        token,
-        lifecycle,
-        Some(log),
-    ))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let dir = args
-        .db
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let dir = dir.as_path();
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let state_dir = StateDir::open(args.state_dir.as_deref().unwrap_or(dir))?;
-    let env_token = std::env::var("QUOTA_ADMIN_TOKEN").ok();
-    let (token, token_source) = state_dir.admin_token(env_token.as_deref())?;
-    let store = SqliteStore::open(&args.db)
-        .with_context(|| format!("cannot open the database `{}`", args.db.display()))?;
-    if args.demo {
-        seed_demo(&store)?;
-    }
-    let state = start_engine(&args, &state_dir, store, token)?;
-    let log = state.decision_log().cloned();
-
+    let service = Service::open(args.config()?)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    tokio.block_on(async move {
+    let flushed = tokio.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
         println!("quota listening on http://{addr}");
         println!("database: {}", args.db.display());
-        println!("state: {}", state_dir.path().display());
-        match &token_source {
+        println!("state: {}", service.state_dir().display());
+        match service.token_source() {
             TokenSource::Environment => {
                 println!("admin token: in the QUOTA_ADMIN_TOKEN environment variable");
             }
@@ -194,28 +116,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!("try: curl -s http://{addr}/healthz");
-        if let TokenSource::File(file) | TokenSource::NewFile(file) = &token_source {
+        if let TokenSource::File(file) | TokenSource::NewFile(file) = service.token_source() {
             println!(
                 "     curl -s -H \"Authorization: Bearer $(cat {})\" http://{addr}/admin/plans",
                 file.display()
             );
         }
-        tokio::spawn(quota_server::expire_idempotency_keys(
-            state.clone(),
-            std::time::Duration::from_secs(600),
-        ));
-        let limits = ConnectionLimits {
-            header_read_timeout: args.header_read_timeout,
-            idle_timeout: args.idle_timeout,
-            body_read_timeout: args.body_read_timeout,
-            max_connections: usize::try_from(args.max_connections)?,
-        };
-        quota_server::connections::serve(listener, state, limits, shutdown_signal()).await;
-        anyhow::Ok(())
+        anyhow::Ok(service.serve(listener, shutdown_signal()).await)
     })?;
-    if let Some(log) = log
-        && !log.flush(std::time::Duration::from_secs(10))
-    {
+    if !flushed {
         eprintln!("warning: the decision log could not be flushed");
     }
     println!("quota stopped");

@@ -18,6 +18,7 @@ mod extract;
 mod idempotency;
 mod ops;
 mod policy;
+pub mod service;
 pub mod state_dir;
 mod user;
 pub mod wire;
@@ -45,6 +46,9 @@ pub use extract::{AdminToken, ShortToken, token_sha256};
 pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
 pub use ops::HttpMetrics;
 pub use policy::POLICY_LIMIT;
+pub use service::{
+    Service, ServiceConfig, ServiceError, StartPolicy, decision_log_path, seed_demo,
+};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;

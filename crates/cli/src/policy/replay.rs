@@ -41,7 +41,7 @@ pub struct ReplayArgs {
 fn recorded(args: &ReplayArgs) -> anyhow::Result<Vec<(Value, Value)>> {
     if let Some(db) = &args.db {
         anyhow::ensure!(db.exists(), "no database at `{}`", db.display());
-        let beside = crate::serve::decision_log_path(db);
+        let beside = quota_server::decision_log_path(db);
         let db = if beside.exists() { &beside } else { db };
         let store = SqliteStore::open(db)
             .with_context(|| format!("cannot open the database `{}`", db.display()))?;

@@ -1,13 +1,6 @@
 //! The policy lifecycle over HTTP: hostile uploads, rollback, restart,
 //! shadow mode, the decision log, swaps under load and the upload limits.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -18,7 +11,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use http_body_util::BodyExt;
 use quota_engine::Engine;
 use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::{DecisionLog, Retention};
@@ -28,13 +20,8 @@ use quota_store::SqliteStore;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token-0123456789abcdef";
-
-fn admin_token() -> quota_server::AdminToken {
-    quota_server::AdminToken::new(ADMIN).unwrap()
-}
+use crate::support::{ADMIN, admin_token, send};
 const WASM: &str = "application/wasm";
 
 fn reference_sha() -> String {
@@ -106,15 +93,6 @@ fn fresh() -> (tempfile::TempDir, Service) {
         },
     );
     (dir, service)
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
 }
 
 async fn call(

@@ -1,12 +1,5 @@
 //! The service as a function: `app(state)` driven with `oneshot`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test helpers fail loudly"
-)]
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -20,11 +13,7 @@ use quota_store::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "test-admin-token-0123456789abcdef";
-
-fn admin_token() -> quota_server::AdminToken {
-    quota_server::AdminToken::new(ADMIN).unwrap()
-}
+use crate::support::{ADMIN, admin_token, send};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -59,15 +48,8 @@ async fn call(
     if body.is_some() {
         request = request.header("content-type", "application/json");
     }
-    let request = request
-        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
+    send(app, request.body(body).unwrap()).await
 }
 
 async fn admin(app: &Router, method: Method, uri: &str, body: Value) -> Value {

@@ -1,0 +1,248 @@
+//! The whole service put together: the state folder and its admin token,
+//! the database, the policy runtime and its artifact cache, the engine
+//! with its clock and decision log, the recorded policies restored, and
+//! the HTTP server on a listener until a shutdown signal. `quota serve`
+//! is a thin wrapper over [`Service`]; a test can open and serve one the
+//! same way.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quota_engine::lifecycle::{ChangeError, Lifecycle, RestoreError};
+use quota_engine::log::{DecisionLog, Retention};
+use quota_engine::{Clock, Engine};
+use quota_host::{Limits, LoadError, Runtime};
+use quota_store::prelude::*;
+use quota_store::{PlanChange, SqliteOptions, SqliteStore, StoreError, Synchronous};
+use tokio::net::TcpListener;
+
+use crate::AppState;
+use crate::connections::ConnectionLimits;
+use crate::state_dir::{StateDir, StateError, TokenSource};
+
+/// How often stored idempotent replies past their time are deleted.
+const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// Time the decision log has at shutdown to write what it holds.
+const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
+
+/// Everything the service is started with.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The SQLite database (created and migrated if needed). The decision
+    /// log goes beside it ([`decision_log_path`]).
+    pub db: PathBuf,
+    /// The state folder; `None`: the database's folder.
+    pub state_dir: Option<PathBuf>,
+    /// The admin token given by the environment, if any (else the state
+    /// folder's `admin-token`, created on first start).
+    pub admin_token: Option<String>,
+    /// A policy component to activate at start; `None`: the recorded
+    /// policy, or the built-in reference on a new database.
+    pub policy: Option<StartPolicy>,
+    /// What the decision log keeps.
+    pub retention: Retention,
+    /// Create the demo plans when the database has none.
+    pub demo: bool,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
+}
+
+/// A policy component given at start.
+#[derive(Debug, Clone)]
+pub struct StartPolicy {
+    /// Where it came from (a path), for messages.
+    pub source: String,
+    /// Who is recorded as activating it in the policy history.
+    pub actor: String,
+    /// The component.
+    pub bytes: Vec<u8>,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The state folder, its token or its cache key is unsafe or unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A database cannot be opened or seeded.
+    #[error("cannot use the database `{path}`: {source}")]
+    Database {
+        /// The database.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// A folder cannot be created.
+    #[error("cannot create `{path}`: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The policy runtime or the built-in reference policy does not load.
+    #[error("cannot start the policy runtime: {0}")]
+    Runtime(#[from] LoadError),
+    /// The decision log's writer cannot start.
+    #[error("cannot start the decision log: {0}")]
+    DecisionLog(std::io::Error),
+    /// The policy recorded in the database cannot be restored.
+    #[error("cannot restore the recorded policy: {0}")]
+    Restore(#[from] RestoreError),
+    /// The policy given at start was refused; the service does not start.
+    #[error("cannot activate `{policy}`: {source}")]
+    Activate {
+        /// Where it came from.
+        policy: String,
+        /// Why it was refused.
+        source: ChangeError,
+    },
+}
+
+/// The decision log's database: `<db stem>-decisions.db` beside the database.
+pub fn decision_log_path(db: &Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map_or_else(|| "quota".to_owned(), |s| s.to_string_lossy().into_owned());
+    db.with_file_name(format!("{stem}-decisions.db"))
+}
+
+/// Creates the demo plans (free, pro, enterprise), enforcing, unless the
+/// store has plans already.
+pub fn seed_demo(store: &impl PlanStore, now_ms: i64) -> Result<(), StoreError> {
+    if !store.plans()?.is_empty() {
+        return Ok(());
+    }
+    let plans: [(&str, [i64; 3], i64); 3] = [
+        ("free", [3, 50, 1], 1),
+        ("pro", [100, 5_000, 10], 5),
+        ("enterprise", [-1, -1, -1], 0),
+    ];
+    for (id, [drafts, segments, collaborators], grace) in plans {
+        let change = PlanChange {
+            limits: vec![
+                ("drafts.max".into(), drafts),
+                ("segments.max".into(), segments),
+                ("collaborators.max".into(), collaborators),
+            ],
+            enforcement_enabled: Some(true),
+            grace_count: Some(grace),
+            ..PlanChange::default()
+        };
+        store.set_plan("demo", id, &change, now_ms)?;
+    }
+    Ok(())
+}
+
+/// The service, opened and ready to serve.
+#[derive(Debug)]
+pub struct Service {
+    state: AppState,
+    state_dir: StateDir,
+    token_source: TokenSource,
+    limits: ConnectionLimits,
+}
+
+impl Service {
+    /// Opens everything `config` names: checks the state folder, opens
+    /// and migrates the database, seeds the demo plans if asked, starts
+    /// the engine with the decision log, restores the recorded policies
+    /// and activates `config.policy` (through every stage of an upload).
+    pub fn open(config: ServiceConfig) -> Result<Self, ServiceError> {
+        let dir = config
+            .db
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Folder {
+            path: dir.clone(),
+            source,
+        })?;
+        let state_dir = StateDir::open(config.state_dir.as_deref().unwrap_or(&dir))?;
+        let (token, token_source) = state_dir.admin_token(config.admin_token.as_deref())?;
+        let database = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ServiceError::Database { path, source }
+        };
+        let store = SqliteStore::open(&config.db).map_err(database(&config.db))?;
+        let clock = Clock::system();
+        if config.demo {
+            seed_demo(&store, clock.now_ms()).map_err(database(&config.db))?;
+        }
+        let runtime = Runtime::new(Limits::default())?;
+        let lifecycle = Lifecycle::new(runtime, Some(state_dir.artifact_cache()?));
+        let (reference, _) = lifecycle.load(quota_reference_policy::COMPONENT)?;
+        let log_path = decision_log_path(&config.db);
+        let log_store = SqliteStore::open_with(
+            &log_path,
+            SqliteOptions {
+                synchronous: Synchronous::Normal,
+                ..SqliteOptions::default()
+            },
+        )
+        .map_err(database(&log_path))?;
+        let log = DecisionLog::start(log_store, config.retention, clock.clone())
+            .map_err(ServiceError::DecisionLog)?;
+        let log = Arc::new(log);
+        let engine = Engine::new(store, reference)
+            .with_clock(clock)
+            .with_decision_sink(log.clone());
+        lifecycle.restore(&engine)?;
+        if let Some(policy) = &config.policy
+            && quota_host::sha256_hex(&policy.bytes) != engine.policy().sha256()
+        {
+            lifecycle
+                .activate(&engine, &policy.actor, &policy.bytes)
+                .map_err(|source| ServiceError::Activate {
+                    policy: policy.source.clone(),
+                    source,
+                })?;
+        }
+        let state = AppState::with_lifecycle(engine, token, lifecycle, Some(log));
+        Ok(Service {
+            state,
+            state_dir,
+            token_source,
+            limits: config.limits,
+        })
+    }
+
+    /// What every handler shares.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The state folder in use.
+    pub fn state_dir(&self) -> &Path {
+        self.state_dir.path()
+    }
+
+    /// Where the admin token came from.
+    pub fn token_source(&self) -> &TokenSource {
+        &self.token_source
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, expiring stored
+    /// idempotent replies meanwhile; requests in flight then finish and
+    /// the decision log writes what it holds. Returns false when it could
+    /// not within [`FLUSH_AT_STOP`].
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> bool {
+        let expiry = tokio::spawn(crate::idempotency::expire_forever(
+            self.state.clone(),
+            EXPIRE_EVERY,
+        ));
+        let log = self.state.decision_log().cloned();
+        crate::connections::serve(listener, self.state, self.limits, shutdown).await;
+        expiry.abort();
+        match log {
+            Some(log) => tokio::task::spawn_blocking(move || log.flush(FLUSH_AT_STOP))
+                .await
+                .unwrap_or(false),
+            None => true,
+        }
+    }
+}

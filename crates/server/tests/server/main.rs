@@ -1,0 +1,17 @@
+//! The service's tests, in one binary with a module per area:
+//! - `api`: the routes as a function (`app(state)` driven with `oneshot`);
+//! - `policy`: the policy lifecycle over HTTP;
+//! - `service`: the composed service (`Service::open`) served on loopback;
+//! - `support`: what they share.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+mod api;
+mod policy;
+mod service;
+mod support;

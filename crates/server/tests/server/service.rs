@@ -1,0 +1,139 @@
+//! The composed service, as `quota serve` runs it: `Service::open` over a
+//! fresh folder, served on a loopback port, stopped, opened again.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use quota_engine::log::Retention;
+use quota_server::connections::ConnectionLimits;
+use quota_server::{Service, ServiceConfig, ServiceError, StartPolicy};
+use quota_store::DecisionFilter;
+use quota_store::prelude::*;
+use serde_json::{Value, json};
+
+use crate::support::ADMIN;
+
+fn config(dir: &std::path::Path) -> ServiceConfig {
+    ServiceConfig {
+        db: dir.join("quota.db"),
+        state_dir: None,
+        admin_token: Some(ADMIN.to_owned()),
+        policy: None,
+        retention: Retention::default(),
+        demo: true,
+        limits: ConnectionLimits {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
+            max_connections: 64,
+        },
+    }
+}
+
+/// One request on its own connection; the status and the JSON body.
+fn http(addr: SocketAddr, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.to_string();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Serves `service` on a loopback port while `work` runs; then stops it
+/// and answers whether the decision log was flushed.
+fn serving(service: Service, work: impl FnOnce(SocketAddr)) -> bool {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(service.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    work(addr);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap()
+}
+
+#[test]
+fn the_composed_service_serves_stops_and_opens_again_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = Service::open(config(dir.path())).unwrap();
+    assert_eq!(service.state_dir(), dir.path());
+    let flushed = serving(service, |addr| {
+        let (status, created) = http(
+            addr,
+            "POST",
+            "/admin/users",
+            ADMIN,
+            &json!({"id": "alice", "plan_id": "free"}),
+        );
+        assert_eq!(status, 201, "{created}");
+        let alice = created["token"].as_str().unwrap();
+        for expected in [201, 201, 201, 201, 403] {
+            let (status, body) = http(addr, "POST", "/v1/drafts", alice, &json!({"title": "t"}));
+            assert_eq!(status, expected, "{body}");
+        }
+    });
+    assert!(flushed, "the decision log was not flushed at stop");
+
+    // Opened again: the demo plans are not seeded twice, the usage and the
+    // decision log are where they were.
+    let service = Service::open(config(dir.path())).unwrap();
+    let store = service.state().engine().store().clone();
+    assert_eq!(store.plans().unwrap().len(), 3);
+    assert_eq!(
+        store.usage("alice").unwrap(),
+        [("drafts.created".to_owned(), 4)]
+    );
+    let log = service.state().decision_log().unwrap().store().clone();
+    let logged = log
+        .decisions(&DecisionFilter {
+            limit: 100,
+            ..DecisionFilter::default()
+        })
+        .unwrap();
+    assert_eq!(logged.len(), 5);
+    assert_eq!(logged[0].status, "block");
+}
+
+#[test]
+fn a_start_policy_that_fails_its_checks_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.policy = Some(StartPolicy {
+        source: "not-a-policy.wasm".to_owned(),
+        actor: "test".to_owned(),
+        bytes: b"\0asm not really".to_vec(),
+    });
+    match Service::open(config) {
+        Err(ServiceError::Activate { policy, .. }) => assert_eq!(policy, "not-a-policy.wasm"),
+        other => panic!("expected a refused policy, got {other:?}"),
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_state_folder_others_can_write_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    match Service::open(config(dir.path())) {
+        Err(ServiceError::State(_)) => {}
+        other => panic!("expected an unsafe state folder, got {other:?}"),
+    }
+}
