@@ -7,7 +7,7 @@
 //! it cannot drift from the routes). Every error is
 //! `{"error":{"code","message",...}}` with the right status; database work
 //! runs off the async workers. Every answer carries an `x-request-id` (the
-//! client's own, or a fresh UUID), and each request is traced in a span
+//! client's own, or a fresh one), and each request is traced in a span
 //! with that id (tower-http; at `debug`, so `RUST_LOG=quota_server=debug`
 //! or `tower_http=debug` shows them).
 
@@ -33,10 +33,9 @@ use quota_engine::Engine;
 use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::DecisionLog;
 use quota_host::Runtime;
-use quota_store::SqliteStore;
 use quota_store::prelude::*;
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,18 +49,24 @@ pub use service::{
     Service, ServiceConfig, ServiceError, StartPolicy, decision_log_path, seed_demo,
 };
 
+/// The storage backend this service runs on. Handlers reach storage only
+/// through the traits of `quota_store` on it; this alias and
+/// [`Service::open`] are the only places the server names a backend, so a
+/// second one changes them and nothing else.
+pub type Store = quota_store::SqliteStore;
+
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 struct Inner {
-    engine: Engine<SqliteStore>,
+    engine: Engine<Store>,
     admin_token: AdminToken,
     http: HttpMetrics,
     /// User tokens already looked up: token sha256 (hex) to user id.
     /// Tokens are never revoked or reassigned, so an entry stays true.
     known_tokens: Mutex<HashMap<String, String>>,
     lifecycle: Lifecycle,
-    decision_log: Option<Arc<DecisionLog<SqliteStore>>>,
+    decision_log: Option<Arc<DecisionLog<Store>>>,
 }
 
 /// Known tokens kept in memory before the cache starts over.
@@ -85,7 +90,7 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State for an engine and the admin token, with policy changes
     /// compiled by `runtime` afresh each time and no decision log.
-    pub fn new(engine: Engine<SqliteStore>, runtime: Runtime, admin_token: AdminToken) -> Self {
+    pub fn new(engine: Engine<Store>, runtime: Runtime, admin_token: AdminToken) -> Self {
         let lifecycle = Lifecycle::new(runtime, None);
         Self::with_lifecycle(engine, admin_token, lifecycle, None)
     }
@@ -94,10 +99,10 @@ impl AppState {
     /// cache) and the decision log the engine writes to, if any (listing
     /// decisions flushes it first).
     pub fn with_lifecycle(
-        engine: Engine<SqliteStore>,
+        engine: Engine<Store>,
         admin_token: AdminToken,
         lifecycle: Lifecycle,
-        decision_log: Option<Arc<DecisionLog<SqliteStore>>>,
+        decision_log: Option<Arc<DecisionLog<Store>>>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -117,12 +122,12 @@ impl AppState {
     }
 
     /// The decision log, if the engine writes one.
-    pub fn decision_log(&self) -> Option<&Arc<DecisionLog<SqliteStore>>> {
+    pub fn decision_log(&self) -> Option<&Arc<DecisionLog<Store>>> {
         self.inner.decision_log.as_ref()
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine<SqliteStore> {
+    pub fn engine(&self) -> &Engine<Store> {
         &self.inner.engine
     }
 
@@ -167,7 +172,7 @@ impl AppState {
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Engine<SqliteStore>) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&Engine<Store>) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let state = self.clone();
         tokio::task::spawn_blocking(move || f(state.engine()))
@@ -221,8 +226,13 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
+                .layer(SetRequestIdLayer::x_request_id(ops::RequestIds::new()))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(ops::request_span)
+                        .on_body_chunk(())
+                        .on_eos(()),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id()),
         )
         .with_state(state)

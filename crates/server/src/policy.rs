@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use quota_engine::Engine;
 use quota_engine::lifecycle::{ChangeError, Rejected};
-use quota_store::{DecisionFilter, SqliteStore};
+use quota_store::DecisionFilter;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -53,7 +53,7 @@ impl From<ChangeError> for ApiError {
 /// The lifecycle's state now.
 fn policy_state(
     state: &AppState,
-    engine: &Engine<SqliteStore>,
+    engine: &Engine<crate::Store>,
 ) -> Result<wire::PolicyState, ApiError> {
     let recorded = state.lifecycle().state(engine)?;
     Ok(wire::PolicyState::new(

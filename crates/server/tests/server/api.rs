@@ -744,7 +744,7 @@ async fn every_answer_carries_a_request_id() {
     let second = f.app.clone().oneshot(get("/nope", None)).await.unwrap();
     assert_eq!(second.status(), StatusCode::NOT_FOUND);
     let (first, second) = (id_of(&first).unwrap(), id_of(&second).unwrap());
-    assert_eq!(first.len(), 36, "{first}");
+    assert!(first.len() > 9 && first.contains('-'), "{first}");
     assert_ne!(first, second);
     let mine = f
         .app
