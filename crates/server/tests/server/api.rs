@@ -117,13 +117,20 @@ async fn the_grace_walk_over_http() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "quota_exceeded");
+    assert_eq!(body["error"]["entitlement_key"], "drafts.max");
     assert_eq!(
         (
             body["error"]["limit"].as_i64(),
             body["error"]["usage"].as_i64(),
+            body["error"]["requested"].as_i64(),
             body["error"]["grace_remaining"].as_i64()
         ),
-        (Some(3), Some(5), Some(0))
+        (Some(3), Some(5), Some(1), Some(0))
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("quota exceeded for `drafts.max`: "),
+        "{message}"
     );
     let (_, me) = call(
         &f.app,
