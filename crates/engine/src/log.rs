@@ -17,14 +17,13 @@ use std::time::Duration;
 use quota_policy_core::json::{DecisionJson, input_to_value};
 use quota_store::{DecisionLogEntry, DecisionLogStore};
 
-use crate::clock::Clock;
 use crate::record::{DecisionRecord, DecisionSink, ShadowVerdict};
 
 /// Decisions waiting to be written before new ones are dropped.
 const QUEUE: usize = 65_536;
 /// Most decisions written in one transaction.
 const BATCH: usize = 1_024;
-/// How often old entries are pruned, in ms of the log's clock.
+/// How often old entries are pruned, in ms of the decisions' own time.
 const PRUNE_EVERY_MS: i64 = 1_000;
 
 /// How much of the log is kept.
@@ -60,14 +59,18 @@ pub struct DecisionLog<L> {
 }
 
 impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionLog<L> {
-    /// Starts the writer thread over `store`; `clock` (the engine's)
-    /// measures the age retention and when to prune.
-    pub fn start(store: L, retention: Retention, clock: Clock) -> std::io::Result<Self> {
+    /// Starts the writer thread over `store`. Retention is measured in
+    /// the decisions' own time (the engine's clock when each was made):
+    /// after writing a batch, the writer prunes, at most once a second of
+    /// that time, what is beyond `retention` as of the batch's newest
+    /// decision. So what is kept depends only on the decisions, never on
+    /// when the writer thread happened to run.
+    pub fn start(store: L, retention: Retention) -> std::io::Result<Self> {
         let (queue, receiver) = sync_channel(QUEUE);
         let writer = store.clone();
         std::thread::Builder::new()
             .name("quota-decision-log".into())
-            .spawn(move || write_forever(&writer, retention, &clock, &receiver))?;
+            .spawn(move || write_forever(&writer, retention, &receiver))?;
         Ok(DecisionLog {
             queue,
             dropped: AtomicU64::new(0),
@@ -82,7 +85,8 @@ impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionLog<L> {
     }
 
     /// Waits (up to `timeout`) until every decision queued so far is
-    /// written; false when the writer did not answer in time.
+    /// written, and pruned if a prune was due; false when the writer did
+    /// not answer in time.
     pub fn flush(&self, timeout: Duration) -> bool {
         let (ack, done) = sync_channel(1);
         self.queue.send(Message::Flush(ack)).is_ok() && done.recv_timeout(timeout).is_ok()
@@ -110,7 +114,6 @@ impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionSink for Decis
 fn write_forever(
     store: &impl DecisionLogStore,
     retention: Retention,
-    clock: &Clock,
     receiver: &Receiver<Message>,
 ) {
     let mut last_prune: Option<i64> = None;
@@ -134,17 +137,21 @@ fn write_forever(
         {
             tracing::error!(error = %e, lost = entries.len(), "cannot write the decision log");
         }
-        for ack in acks {
-            let _ = ack.send(());
-        }
-        let now = clock.now_ms();
-        if last_prune.is_none_or(|at| now.saturating_sub(at) >= PRUNE_EVERY_MS) {
+        // Pruned before the flushes are answered, so a flush sees the log
+        // as retention leaves it.
+        let newest = entries.iter().map(|e| e.at_ms).max();
+        if let Some(now) = newest
+            && last_prune.is_none_or(|at| now.saturating_sub(at) >= PRUNE_EVERY_MS)
+        {
             last_prune = Some(now);
             let age_ms = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
             let before = now.saturating_sub(age_ms);
             if let Err(e) = store.prune_decisions(retention.max_entries, before) {
                 tracing::warn!(error = %e, "cannot prune the decision log");
             }
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }

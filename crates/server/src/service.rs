@@ -185,8 +185,8 @@ impl Service {
             },
         )
         .map_err(database(&log_path))?;
-        let log = DecisionLog::start(log_store, config.retention, clock.clone())
-            .map_err(ServiceError::DecisionLog)?;
+        let log =
+            DecisionLog::start(log_store, config.retention).map_err(ServiceError::DecisionLog)?;
         let log = Arc::new(log);
         let engine = Engine::new(store, reference)
             .with_clock(clock)

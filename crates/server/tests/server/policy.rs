@@ -42,7 +42,8 @@ struct Options<'a> {
     cache: Option<&'a Path>,
     /// Write a decision log with this retention.
     log: Option<Retention>,
-    /// Use this clock (Unix ms) for the engine and the log.
+    /// Use this clock (Unix ms) for the engine, so for the decisions the
+    /// log keeps and prunes by.
     clock: Option<Arc<AtomicI64>>,
 }
 
@@ -65,7 +66,7 @@ fn open(db: &Path, options: Options<'_>) -> Service {
         Engine::new(store.clone(), quota_tests::reference().clone()).with_clock(clock.clone());
     let log = options
         .log
-        .map(|retention| Arc::new(DecisionLog::start(store.clone(), retention, clock).unwrap()));
+        .map(|retention| Arc::new(DecisionLog::start(store.clone(), retention).unwrap()));
     if let Some(log) = &log {
         engine = engine.with_decision_sink(log.clone());
     }
