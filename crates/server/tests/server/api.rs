@@ -13,7 +13,7 @@ use quota_store::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{ADMIN, admin_token, send};
+use crate::support::{ADMIN, admin_token, call};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -32,24 +32,6 @@ fn fixture() -> Fixture {
         app: app(state),
         store,
     }
-}
-
-async fn call(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
-    send(app, request.body(body).unwrap()).await
 }
 
 async fn admin(app: &Router, method: Method, uri: &str, body: Value) -> Value {

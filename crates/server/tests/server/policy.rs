@@ -103,15 +103,8 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    if body.is_some() {
-        request = request.header("content-type", "application/json");
-    }
-    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-    send(app, request.body(body).unwrap()).await
+    let body = body.map(|b| b.to_string());
+    crate::support::call(app, method, uri, token, body.as_deref()).await
 }
 
 async fn admin(app: &Router, method: Method, uri: &str, body: Option<Value>) -> Value {

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -13,6 +13,26 @@ pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// [`ADMIN`] as the service keeps it.
 pub fn admin_token() -> quota_server::AdminToken {
     quota_server::AdminToken::new(ADMIN).unwrap()
+}
+
+/// A request to `app` with an optional bearer token and JSON body (sent
+/// as given, malformed or not); the status and the body as JSON.
+pub async fn call(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
+    send(app, request.body(body).unwrap()).await
 }
 
 /// Sends `request` to `app`; the status and the body as JSON (a string
