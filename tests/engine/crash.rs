@@ -1,7 +1,9 @@
 //! A process creating drafts is killed with SIGKILL again and again: the
 //! database stays intact and every counter equals the rows it counts.
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use quota_store::SqliteStore;
@@ -28,6 +30,21 @@ fn child_creates_until_killed() {
     }
 }
 
+/// Says once the child has printed `CRASH-READY` (a thread reads its
+/// output until it ends).
+fn ready(child: &mut Child) -> mpsc::Receiver<()> {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if line.is_ok_and(|l| l.contains("CRASH-READY")) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx
+}
+
 #[test]
 fn sigkill_never_leaves_partial_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -46,12 +63,21 @@ fn sigkill_never_leaves_partial_state() {
                 "1",
             ])
             .env("QUOTA_CRASH_DB", &db)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Vary the moment of the kill; a few rounds kill during start-up.
-        std::thread::sleep(Duration::from_millis(30 + (round * 37) % 120));
+        // Every fifth round kills during start-up; the others wait until the
+        // child is deciding (however long a busy machine takes to get it
+        // there), then vary the moment of the kill.
+        if round % 5 != 0 {
+            let ready = ready(&mut child);
+            assert!(
+                ready.recv_timeout(Duration::from_secs(60)).is_ok(),
+                "round {round}: the child never became ready"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5 + (round * 37) % 120));
         child.kill().unwrap();
         child.wait().unwrap();
     }

@@ -61,10 +61,11 @@ pub struct DecisionLog<L> {
 impl<L: DecisionLogStore + Clone + Send + Sync + 'static> DecisionLog<L> {
     /// Starts the writer thread over `store`. Retention is measured in
     /// the decisions' own time (the engine's clock when each was made):
-    /// after writing a batch, the writer prunes, at most once a second of
-    /// that time, what is beyond `retention` as of the batch's newest
-    /// decision. So what is kept depends only on the decisions, never on
-    /// when the writer thread happened to run.
+    /// the writer prunes right after writing a decision that comes a
+    /// second or more (of that time) after the last prune, keeping what
+    /// `retention` allows as of that decision. Batches are split at those
+    /// decisions, so what is kept depends only on the decisions and their
+    /// order, never on how they were batched or when the thread ran.
     pub fn start(store: L, retention: Retention) -> std::io::Result<Self> {
         let (queue, receiver) = sync_channel(QUEUE);
         let writer = store.clone();
@@ -132,22 +133,29 @@ fn write_forever(
                 None
             };
         }
-        if !entries.is_empty()
-            && let Err(e) = store.append_decisions(&entries)
-        {
-            tracing::error!(error = %e, lost = entries.len(), "cannot write the decision log");
-        }
-        // Pruned before the flushes are answered, so a flush sees the log
-        // as retention leaves it.
-        let newest = entries.iter().map(|e| e.at_ms).max();
-        if let Some(now) = newest
-            && last_prune.is_none_or(|at| now.saturating_sub(at) >= PRUNE_EVERY_MS)
-        {
-            last_prune = Some(now);
-            let age_ms = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
-            let before = now.saturating_sub(age_ms);
-            if let Err(e) = store.prune_decisions(retention.max_entries, before) {
-                tracing::warn!(error = %e, "cannot prune the decision log");
+        // Written up to each decision at which a prune is due, then pruned
+        // as of it; all before the flushes are answered, so a flush sees
+        // the log as retention leaves it.
+        let mut rest = entries.as_slice();
+        while !rest.is_empty() {
+            let due = rest.iter().position(|e| {
+                last_prune.is_none_or(|at| e.at_ms.saturating_sub(at) >= PRUNE_EVERY_MS)
+            });
+            let (now, part) = match due {
+                Some(i) => (Some(rest[i].at_ms), &rest[..=i]),
+                None => (None, rest),
+            };
+            rest = &rest[part.len()..];
+            if let Err(e) = store.append_decisions(part) {
+                tracing::error!(error = %e, lost = part.len(), "cannot write the decision log");
+            }
+            if let Some(now) = now {
+                last_prune = Some(now);
+                let age_ms = i64::try_from(retention.max_age.as_millis()).unwrap_or(i64::MAX);
+                let before = now.saturating_sub(age_ms);
+                if let Err(e) = store.prune_decisions(retention.max_entries, before) {
+                    tracing::warn!(error = %e, "cannot prune the decision log");
+                }
             }
         }
         for ack in acks {
