@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1396,6 +1396,11 @@ struct Seen {
     sha256: String,
 }
 
+/// Microseconds of `d`, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
     const CLIENTS: usize = 8;
@@ -1434,10 +1439,16 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
         let start = Instant::now();
         let opened = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        // Requests sent after `since_us` (the end of the latest swap) and
+        // answered: the swapper waits for a few before the next swap, so
+        // each policy decides some requests alone however slow the machine.
+        let since_us = Arc::new(AtomicU64::new(0));
+        let fresh = Arc::new(AtomicUsize::new(0));
         let clients: Vec<_> = tokens
             .into_iter()
             .map(|token| {
                 let (opened, stop) = (opened.clone(), stop.clone());
+                let (since_us, fresh) = (since_us.clone(), fresh.clone());
                 std::thread::spawn(move || {
                     let mut connection = Connection::open(addr, &opened);
                     let mut seen = Vec::new();
@@ -1451,6 +1462,9 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
                             br#"{"title":"t"}"#,
                         );
                         let answered = start.elapsed();
+                        if micros(sent) >= since_us.load(Ordering::SeqCst) {
+                            fresh.fetch_add(1, Ordering::SeqCst);
+                        }
                         let sha256 = body["outcome"]["policy_sha256"]
                             .as_str()
                             .unwrap_or_default()
@@ -1475,8 +1489,19 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
         )]));
         let mut connection = Connection::open(addr, &opened);
         let mut caches = Vec::new();
-        for n in 0..SWAPS {
+        let settle = |n: usize| {
             std::thread::sleep(Duration::from_millis(50));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while fresh.load(Ordering::SeqCst) < 2 * CLIENTS {
+                assert!(
+                    Instant::now() < deadline,
+                    "swap {n}: no requests got through"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        for n in 0..SWAPS {
+            settle(n);
             let bytes = if n % 2 == 0 {
                 quota_tests::PERCENT_GRACE
             } else {
@@ -1490,8 +1515,10 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
             assert_eq!(body["activated"]["sha256"], sha256, "swap {n}");
             caches.push(body["activated"]["cache"].as_str().unwrap().to_owned());
             swaps.lock().unwrap().push((sha256, began, ended));
+            since_us.store(micros(ended), Ordering::SeqCst);
+            fresh.store(0, Ordering::SeqCst);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        settle(SWAPS);
         stop.store(true, Ordering::SeqCst);
         let seen: Vec<Seen> = clients
             .into_iter()
