@@ -27,7 +27,6 @@ pub(crate) fn audit(
 }
 
 impl AuditStore for SqliteStore {
-    /// The audit log, newest first, at most `limit` entries.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|conn| {

@@ -9,7 +9,6 @@ use crate::policy::{DecisionFilter, DecisionLogEntry};
 use crate::traits::DecisionLogStore;
 
 impl DecisionLogStore for SqliteStore {
-    /// Appends decisions to the log, in one transaction.
     fn append_decisions(&self, entries: &[DecisionLogEntry]) -> Result<(), StoreError> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
@@ -50,7 +49,6 @@ impl DecisionLogStore for SqliteStore {
         })
     }
 
-    /// Logged decisions matching `filter`, newest first.
     fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError> {
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         self.read(|conn| {

@@ -9,7 +9,6 @@ use crate::model::StoredResponse;
 use crate::traits::{IdempotencyStore, IdempotencyTx};
 
 impl IdempotencyStore for SqliteStore {
-    /// The stored response for (user, key), if any.
     fn idempotent_response(
         &self,
         user_id: &str,
@@ -31,7 +30,6 @@ impl IdempotencyStore for SqliteStore {
         self.write(|tx| stored(tx, user_id, key))
     }
 
-    /// Deletes stored responses created before `before_ms`; returns how many.
     fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.write(|tx| {
             Ok(tx

@@ -38,7 +38,6 @@ fn read_override(row: &rusqlite::Row<'_>) -> rusqlite::Result<OverrideRow> {
 }
 
 impl OverrideStore for SqliteStore {
-    /// Sets (creates or replaces) a user's override for one entitlement.
     fn set_override(
         &self,
         actor: &str,
@@ -79,8 +78,6 @@ impl OverrideStore for SqliteStore {
         })
     }
 
-    /// Removes a user's override for one entitlement; returns it, or `None`
-    /// when there was none (then nothing is written).
     fn clear_override(
         &self,
         actor: &str,
@@ -114,7 +111,6 @@ impl OverrideStore for SqliteStore {
         })
     }
 
-    /// Overrides, of one user or all, by user then key.
     fn overrides(&self, user_id: Option<&str>) -> Result<Vec<OverrideRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

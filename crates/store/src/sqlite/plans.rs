@@ -37,7 +37,6 @@ pub(crate) fn plan(conn: &Connection, plan_id: &str) -> Result<Option<Plan>, Sto
 }
 
 impl PlanStore for SqliteStore {
-    /// Creates the plan, or changes only the fields given.
     fn set_plan(
         &self,
         actor: &str,
@@ -83,13 +82,11 @@ impl PlanStore for SqliteStore {
         })
     }
 
-    /// A plan with its limits.
     fn plan(&self, plan_id: &str) -> Result<Plan, StoreError> {
         self.read(|conn| plan(conn, plan_id))?
             .ok_or_else(|| StoreError::UnknownPlan(plan_id.to_owned()))
     }
 
-    /// Every plan, by id.
     fn plans(&self) -> Result<Vec<Plan>, StoreError> {
         self.read(|conn| {
             let ids: Vec<String> = conn
@@ -102,7 +99,6 @@ impl PlanStore for SqliteStore {
         })
     }
 
-    /// Sets the global default limit for an entitlement.
     fn set_default(
         &self,
         actor: &str,
@@ -129,7 +125,6 @@ impl PlanStore for SqliteStore {
         })
     }
 
-    /// The global defaults, by key.
     fn defaults(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(|conn| {
             Ok(conn

@@ -60,7 +60,6 @@ impl SqliteStore {
 }
 
 impl UserStore for SqliteStore {
-    /// Creates a user on a plan.
     fn create_user(
         &self,
         actor: &str,
@@ -71,8 +70,6 @@ impl UserStore for SqliteStore {
         self.insert_user(actor, user_id, plan_id, None, now_ms)
     }
 
-    /// Creates a user on a plan together with their API token's sha256, in
-    /// one transaction: there is never a user without their token.
     fn create_user_with_token(
         &self,
         actor: &str,
@@ -84,13 +81,11 @@ impl UserStore for SqliteStore {
         self.insert_user(actor, user_id, plan_id, Some(token_sha256), now_ms)
     }
 
-    /// A user.
     fn user(&self, user_id: &str) -> Result<User, StoreError> {
         self.read(|conn| user(conn, user_id))?
             .ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))
     }
 
-    /// Moves a user to another plan and resets all their grace usage.
     fn set_user_plan(
         &self,
         actor: &str,
@@ -130,7 +125,6 @@ impl UserStore for SqliteStore {
         })
     }
 
-    /// The user's usage counters, by key.
     fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
         self.read(|conn| {
             Ok(conn
@@ -140,7 +134,6 @@ impl UserStore for SqliteStore {
         })
     }
 
-    /// Grace used by the user on their plans: (plan, key, used).
     fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
         self.read(|conn| {
             Ok(conn
