@@ -1,8 +1,6 @@
 //! The policy lifecycle over HTTP: hostile uploads, rollback, restart,
 //! shadow mode, the decision log, swaps under load and the upload limits.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +19,7 @@ use quota_store::SqliteStore;
 use quota_store::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, admin_token, send};
+use crate::support::{ADMIN, Connection, admin_token, send};
 const WASM: &str = "application/wasm";
 
 fn reference_sha() -> String {
@@ -1327,66 +1325,6 @@ async fn the_decision_log_is_pruned_by_count_and_by_age() {
 // ---------------------------------------------------------------------------
 // 6. Swaps under load, over real connections.
 
-/// A keep-alive HTTP/1.1 connection, blocking.
-struct Connection {
-    reader: BufReader<TcpStream>,
-}
-
-impl Connection {
-    fn open(addr: SocketAddr, opened: &AtomicUsize) -> Self {
-        opened.fetch_add(1, Ordering::SeqCst);
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Connection {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: &str,
-        content_type: &str,
-        body: &[u8],
-    ) -> (u16, Value) {
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: quota\r\nauthorization: Bearer {token}\r\n\
-             content-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line: {line:?}"));
-        let mut length = None;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = Some(value.trim().parse::<usize>().unwrap());
-            }
-        }
-        let mut body = vec![0; length.expect("a content-length")];
-        self.reader.read_exact(&mut body).unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-}
-
 /// One request as a client saw it: when sent and answered (since the
 /// start), the status and the sha256 its decision names.
 struct Seen {
@@ -1450,7 +1388,8 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
                 let (opened, stop) = (opened.clone(), stop.clone());
                 let (since_us, fresh) = (since_us.clone(), fresh.clone());
                 std::thread::spawn(move || {
-                    let mut connection = Connection::open(addr, &opened);
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    let mut connection = Connection::open(addr);
                     let mut seen = Vec::new();
                     while !stop.load(Ordering::SeqCst) {
                         let sent = start.elapsed();
@@ -1487,7 +1426,8 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
             Duration::ZERO,
             Duration::ZERO,
         )]));
-        let mut connection = Connection::open(addr, &opened);
+        opened.fetch_add(1, Ordering::SeqCst);
+        let mut connection = Connection::open(addr);
         let mut caches = Vec::new();
         let settle = |n: usize| {
             std::thread::sleep(Duration::from_millis(50));

@@ -1,8 +1,7 @@
 //! The composed service, as `quota serve` runs it: `Service::open` over a
 //! fresh folder, served on a loopback port, stopped, opened again.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use quota_engine::log::Retention;
@@ -12,7 +11,9 @@ use quota_store::DecisionFilter;
 use quota_store::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::ADMIN;
+use crate::support::{ADMIN, Connection};
+
+const JSON: &str = "application/json";
 
 fn config(dir: &std::path::Path) -> ServiceConfig {
     ServiceConfig {
@@ -29,27 +30,6 @@ fn config(dir: &std::path::Path) -> ServiceConfig {
             max_connections: 64,
         },
     }
-}
-
-/// One request on its own connection; the status and the JSON body.
-fn http(addr: SocketAddr, method: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = body.to_string();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 /// Serves `service` on a loopback port while `work` runs; then stops it
@@ -75,17 +55,19 @@ fn the_composed_service_serves_stops_and_opens_again_where_it_was() {
     let service = Service::open(config(dir.path())).unwrap();
     assert_eq!(service.state_dir(), dir.path());
     let flushed = serving(service, |addr| {
-        let (status, created) = http(
-            addr,
-            "POST",
+        let mut connection = Connection::open(addr);
+        let mut post = |path: &str, token: &str, body: Value| {
+            connection.request("POST", path, token, JSON, body.to_string().as_bytes())
+        };
+        let (status, created) = post(
             "/admin/users",
             ADMIN,
-            &json!({"id": "alice", "plan_id": "free"}),
+            json!({"id": "alice", "plan_id": "free"}),
         );
         assert_eq!(status, 201, "{created}");
         let alice = created["token"].as_str().unwrap();
         for expected in [201, 201, 201, 201, 403] {
-            let (status, body) = http(addr, "POST", "/v1/drafts", alice, &json!({"title": "t"}));
+            let (status, body) = post("/v1/drafts", alice, json!({"title": "t"}));
             assert_eq!(status, expected, "{body}");
         }
     });
