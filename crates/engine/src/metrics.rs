@@ -250,9 +250,9 @@ impl Metrics {
                     reason = "an integer counter's value"
                 )]
                 let count = metric.get_counter().get_value() as u64;
+                let order = (mode as usize, status as usize);
                 decisions.push((
-                    (label("plan").to_owned(), label("key").to_owned()),
-                    (mode as usize, status as usize),
+                    order,
                     DecisionCount {
                         mode: mode.as_str(),
                         plan_id: label("plan").to_owned(),
@@ -263,10 +263,13 @@ impl Metrics {
                 ));
             }
         }
-        decisions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        // By plan, key, then mode and status in their declared order.
+        decisions.sort_by(|(a, x), (b, y)| {
+            (&x.plan_id, &x.entitlement_key, a).cmp(&(&y.plan_id, &y.entitlement_key, b))
+        });
         let shadow = |verdict: &str| self.shadow.with_label_values(&[verdict]).get();
         MetricsSnapshot {
-            decisions: decisions.into_iter().map(|(_, _, count)| count).collect(),
+            decisions: decisions.into_iter().map(|(_, count)| count).collect(),
             policy_errors: self.policy_errors.get(),
             shadow_same: shadow("same"),
             shadow_diverged: shadow("diverged"),

@@ -193,7 +193,7 @@ impl Replies {
 }
 
 /// Deletes stored replies older than [`KEEP_MS`], every `every`, forever.
-pub async fn expire_forever(state: AppState, every: Duration) {
+pub(crate) async fn expire_forever(state: AppState, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;

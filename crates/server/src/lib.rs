@@ -42,7 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use extract::{AdminToken, ShortToken, token_sha256};
-pub use idempotency::{KEEP_MS as IDEMPOTENCY_KEEP_MS, expire_forever as expire_idempotency_keys};
+pub use idempotency::KEEP_MS as IDEMPOTENCY_KEEP_MS;
 pub use ops::HttpMetrics;
 pub use policy::POLICY_LIMIT;
 pub use service::{

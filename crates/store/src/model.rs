@@ -125,16 +125,6 @@ pub enum InviteStatus {
     Accepted,
 }
 
-impl InviteStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InviteStatus::Pending => "pending",
-            InviteStatus::Accepted => "accepted",
-        }
-    }
-}
-
 /// An invite to collaborate on a draft.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invite {
