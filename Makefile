@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain build bin policy lint test conformance bench bench-http bench-swap fuzz-api run clean
+.PHONY: all toolchain pg-tools build bin policy lint test conformance bench bench-http bench-swap fuzz-api run clean
 
 all: build
 
@@ -16,6 +16,12 @@ toolchain:
 
 build: toolchain
 	$(CARGO) build --release --locked
+
+# The PostgreSQL server binaries the tests start a throwaway cluster from
+# (crates/throwaway-pg); installed from Debian's package when missing.
+pg-tools:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 # The `quota` binary alone (what `make run` needs: no benchmark peers). It
 # resolves the same features as `make test` (crates/workspace-hack, checked
@@ -48,8 +54,9 @@ PERCENT_GRACE := target/guest/percent-grace.wasm
 PERCENT_GRACE_CASES := examples/percent-grace/cases.json
 
 # `cargo test` builds target/release/quota itself (the CLI's tests run it), with
-# the same features as the tests, so wasmtime is compiled once for both.
-test: lint
+# the same features as the tests, so wasmtime is compiled once for both. The
+# tests that need PostgreSQL start a throwaway cluster of their own.
+test: lint pg-tools
 	$(CARGO) test --release --locked --workspace
 	scripts/check-bin-reuse.sh
 	$(CARGO) bench --locked --workspace --no-run

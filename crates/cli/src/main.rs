@@ -7,6 +7,7 @@
 mod db;
 mod policy;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,9 @@ enum Command {
     /// database needed), and change a running service's policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Move a state between databases: `quota store copy --from FILE.db --to postgres://…`.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     #[command(flatten)]
     Db(db::DbCommand),
 }
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Store(cmd) => store::run(cmd),
         Command::Db(cmd) => db::run(&cli.db, cmd),
     };
     match result {

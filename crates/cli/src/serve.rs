@@ -1,4 +1,4 @@
-//! `quota serve`: the HTTP service over a SQLite database. The options
+//! `quota serve`: the HTTP service over a SQLite or PostgreSQL database. The options
 //! become a [`ServiceConfig`]; the server crate's [`Service`] does the rest.
 
 use std::net::SocketAddr;
@@ -15,15 +15,18 @@ use quota_server::{Service, ServiceConfig, StartPolicy};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The SQLite database (created and migrated if needed). The decision
-    /// log goes to `<stem>-decisions.db` beside it.
+    /// The database (created and migrated if needed): a SQLite file, whose
+    /// decision log goes to `<stem>-decisions.db` beside it; or a
+    /// PostgreSQL database shared by several hosts,
+    /// `postgres://user@host:port/db?sslmode=…` (the password from the URL,
+    /// PGPASSWORD or ~/.pgpass, never printed), which needs --state-dir.
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|URL",
         default_value = "var/quota.db",
         env = "QUOTA_DB"
     )]
-    db: PathBuf,
+    db: String,
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -44,7 +47,8 @@ pub struct ServeArgs {
     /// The service's own folder: the admin token (`admin-token`), the key
     /// that tags precompiled policies (`cache-key`) and their cache
     /// (`policy-cache/`). Refused if group or others can write it.
-    /// Default: the database's folder.
+    /// Default: the SQLite database's folder; required with PostgreSQL
+    /// (each host its own; the decision log goes here too).
     #[arg(long, value_name = "DIR", env = "QUOTA_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Time a client has from opening a connection, or from the first byte
@@ -75,7 +79,7 @@ impl ServeArgs {
             None => None,
         };
         Ok(ServiceConfig {
-            db: self.db.clone(),
+            db: quota_store::Location::parse(&self.db)?,
             state_dir: self.state_dir.clone(),
             admin_token: std::env::var("QUOTA_ADMIN_TOKEN").ok(),
             policy,
@@ -105,7 +109,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
         println!("quota listening on http://{addr}");
-        println!("database: {}", args.db.display());
+        println!("database: {}", quota_store::Location::parse(&args.db)?);
         println!("state: {}", service.state_dir().display());
         match service.token_source() {
             TokenSource::Environment => {

@@ -8,108 +8,15 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const ADMIN: &str = "black-box-admin-0123456789abcdef";
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-/// `quota serve` on a free loopback port with `args`, the admin token
-/// `token` in `QUOTA_ADMIN_TOKEN` (or none), and nothing else from the
-/// environment.
-fn serve(args: &[&std::ffi::OsStr], token: Option<&str>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quota"));
-    command
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .args(args)
-        .env_remove("QUOTA_DB")
-        .env_remove("QUOTA_STATE_DIR")
-        .env_remove("QUOTA_ADMIN_TOKEN");
-    if let Some(token) = token {
-        command.env("QUOTA_ADMIN_TOKEN", token);
-    }
-    command
-}
-
-/// Starts `command` and waits for the address it listens on.
-fn start_command(mut command: Command) -> Server {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("quota listening on http://")
-        .unwrap_or_else(|| panic!("unexpected: {first}"))
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
-}
-
-fn start(db: &std::path::Path) -> Server {
-    start_with(db, &[])
-}
-
-/// The service over `db` with the admin token and further `options`.
-fn start_with(db: &std::path::Path, options: &[&str]) -> Server {
-    let mut args = vec!["--db".as_ref(), db.as_os_str()];
-    args.extend(options.iter().map(std::ffi::OsStr::new));
-    start_command(serve(&args, Some(ADMIN)))
-}
-
-fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn terminate(mut server: Server) {
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::*;
 
 #[test]
 fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
@@ -155,28 +62,6 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
         (200, Some(5))
     );
     terminate(server);
-}
-
-fn user(addr: &str, id: &str, plan: &str) -> String {
-    let (status, body) = http(
-        addr,
-        "POST",
-        "/admin/users",
-        ADMIN,
-        Some(&json!({"id": id, "plan_id": plan})),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
-}
-
-fn create(addr: &str, token: &str) -> (u16, Value) {
-    http(
-        addr,
-        "POST",
-        "/v1/drafts",
-        token,
-        Some(&json!({"title": "t"})),
-    )
 }
 
 #[test]

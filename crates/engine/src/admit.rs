@@ -12,7 +12,10 @@
 //! block, a refused or failed mutation) is given only once that group has
 //! committed; if the group failed, what the transaction read was never
 //! true. Inside [`Engine::guarded`] the whole attempt then runs again from
-//! the start; outside it the caller gets [`StoreError::Commit`].
+//! the start; outside it the caller gets [`StoreError::Commit`]. The same
+//! holds when a shared database was unavailable during the transaction
+//! (a lost connection, a serialization failure or deadlock) before its
+//! commit was sent: nothing was kept, and a fresh transaction may succeed.
 //!
 //! The values live inside one blocking call: they own a write transaction
 //! and must never be held across an `.await`. The decision is counted,
@@ -54,17 +57,19 @@ use crate::metrics::Mode;
 use crate::request::{Outcome, QuotaRequest};
 
 /// One attempt of [`Engine::guarded`]: what it admits reports here when the
-/// group commit it read from failed.
+/// transaction ended with a failure a fresh one may not meet (the group
+/// commit it read from failed, or the database was unavailable).
 pub struct Guard<'e, S: QuotaStore> {
     engine: &'e Engine<S>,
-    group_failed: Cell<bool>,
+    retry: Retry,
 }
+
+/// Why the attempt should run again, if it should.
+type Retry = Cell<Option<StoreError>>;
 
 impl<S: QuotaStore> std::fmt::Debug for Guard<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard")
-            .field("group_failed", &self.group_failed.get())
-            .finish_non_exhaustive()
+        f.debug_struct("Guard").finish_non_exhaustive()
     }
 }
 
@@ -76,7 +81,7 @@ impl<'e, S: QuotaStore> Guard<'e, S> {
 
     /// Opens a write transaction, to read what decides the request.
     pub fn begin(&self) -> Result<Pending<'_, S>, EnforceError> {
-        Pending::open(self.engine, Some(&self.group_failed))
+        Pending::open(self.engine, Some(&self.retry))
     }
 
     /// Opens a write transaction and decides `request` in it.
@@ -88,9 +93,12 @@ impl<'e, S: QuotaStore> Guard<'e, S> {
 impl<S: QuotaStore> Engine<S> {
     /// Runs `attempt` (which admits, mutates and commits through the
     /// [`Guard`] it gets) and runs it again, up to [`ATTEMPTS`] times in
-    /// all, when it failed having read a group commit that then failed:
-    /// its answer was based on work that never became true. So `attempt`
-    /// may run more than once, each time from a fresh transaction.
+    /// all, when it failed having read a group commit that then failed
+    /// (its answer was based on work that never became true), or when the
+    /// database was unavailable before the commit was sent (nothing was
+    /// kept). So `attempt` may run more than once, each time from a fresh
+    /// transaction. When every attempt failed so, the last reason is the
+    /// error.
     pub fn guarded<T, E: From<EnforceError>>(
         &self,
         mut attempt: impl FnMut(&Guard<'_, S>) -> Result<T, E>,
@@ -99,23 +107,22 @@ impl<S: QuotaStore> Engine<S> {
         loop {
             let guard = Guard {
                 engine: self,
-                group_failed: Cell::new(false),
+                retry: Cell::new(None),
             };
-            match attempt(&guard) {
-                Err(_) if guard.group_failed.get() && n < ATTEMPTS => {
-                    tracing::warn!(
-                        attempt = n,
-                        "the group commit this request read from failed; deciding again"
-                    );
+            let result = attempt(&guard);
+            match (result, guard.retry.take()) {
+                (Err(_), Some(why)) if n < ATTEMPTS => {
+                    tracing::warn!(attempt = n, error = %why, "deciding again in a fresh transaction");
                     n += 1;
                 }
-                Err(_) if guard.group_failed.get() => {
+                (Err(_), Some(StoreError::Commit(_))) => {
                     return Err(EnforceError::Store(StoreError::Commit(
                         "the group commits this request read from kept failing".to_owned(),
                     ))
                     .into());
                 }
-                done => return done,
+                (Err(_), Some(why)) => return Err(EnforceError::Store(why).into()),
+                (done, _) => return done,
             }
         }
     }
@@ -133,14 +140,13 @@ impl<S: QuotaStore> Engine<S> {
     }
 }
 
-/// Rolls `tx` back and waits for the group it read from; tells `flag`
-/// when that group failed. The error, if any, says so.
-fn roll_back<T: QuotaTx>(tx: T, flag: Option<&Cell<bool>>) -> Result<(), StoreError> {
+/// Rolls `tx` back and waits for the group it read from; tells `retry`
+/// when that group failed or the database was unavailable. The error, if
+/// any, says so.
+fn roll_back<T: QuotaTx>(tx: T, retry: Option<&Retry>) -> Result<(), StoreError> {
     let rolled = tx.rollback();
-    if rolled.is_err()
-        && let Some(flag) = flag
-    {
-        flag.set(true);
+    if let (Err(e), Some(retry)) = (&rolled, retry) {
+        retry.set(Some(e.clone()));
     }
     rolled
 }
@@ -151,7 +157,7 @@ fn roll_back<T: QuotaTx>(tx: T, flag: Option<&Cell<bool>>) -> Result<(), StoreEr
 pub struct Pending<'a, S: QuotaStore> {
     engine: &'a Engine<S>,
     tx: Option<S::Tx>,
-    group_failed: Option<&'a Cell<bool>>,
+    retry: Option<&'a Retry>,
 }
 
 impl<S: QuotaStore> std::fmt::Debug for Pending<'_, S> {
@@ -161,14 +167,11 @@ impl<S: QuotaStore> std::fmt::Debug for Pending<'_, S> {
 }
 
 impl<'a, S: QuotaStore> Pending<'a, S> {
-    fn open(
-        engine: &'a Engine<S>,
-        group_failed: Option<&'a Cell<bool>>,
-    ) -> Result<Self, EnforceError> {
+    fn open(engine: &'a Engine<S>, retry: Option<&'a Retry>) -> Result<Self, EnforceError> {
         Ok(Pending {
             engine,
             tx: Some(engine.store().begin_write()?),
-            group_failed,
+            retry,
         })
     }
 
@@ -200,7 +203,7 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
     pub fn admit(mut self, request: &QuotaRequest) -> Result<Admitted<'a, S>, EnforceError> {
         let decided = self.engine.decide(self.tx(), request, Mode::Enforce)?;
         if decided.outcome.decision.status == Status::Block {
-            let rolled = roll_back(self.take(), self.group_failed);
+            let rolled = roll_back(self.take(), self.retry);
             let outcome = decided.outcome.clone();
             self.engine.report(decided);
             rolled?;
@@ -213,7 +216,7 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
             tx: Some(self.take()),
             request: request.clone(),
             decided: Some(decided),
-            group_failed: self.group_failed,
+            retry: self.retry,
         })
     }
 }
@@ -221,7 +224,7 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
 impl<S: QuotaStore> Drop for Pending<'_, S> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let _ = roll_back(tx, self.group_failed);
+            let _ = roll_back(tx, self.retry);
         }
     }
 }
@@ -234,7 +237,7 @@ pub struct Admitted<'a, S: QuotaStore> {
     tx: Option<S::Tx>,
     request: QuotaRequest,
     decided: Option<Decided>,
-    group_failed: Option<&'a Cell<bool>>,
+    retry: Option<&'a Retry>,
 }
 
 impl<S: QuotaStore> std::fmt::Debug for Admitted<'_, S> {
@@ -268,7 +271,11 @@ impl<S: QuotaStore> Admitted<'_, S> {
     pub fn commit(mut self) -> Result<Outcome, EnforceError> {
         let outcome = self.outcome().clone();
         let request = self.request.clone();
-        let now_ms = self.engine.now_ms();
+        // The time the decision was made at, by the clock it used.
+        let now_ms = match &self.decided {
+            Some(decided) => decided.input.now_ms,
+            None => unreachable!("an admitted request keeps its decision until it ends"),
+        };
         let tx = self.tx();
         tx.add_usage(
             &request.user_id,
@@ -295,7 +302,7 @@ impl<S: QuotaStore> Admitted<'_, S> {
 impl<S: QuotaStore> Drop for Admitted<'_, S> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let _ = roll_back(tx, self.group_failed);
+            let _ = roll_back(tx, self.retry);
         }
         if let Some(decided) = self.decided.take() {
             self.engine.report(decided);

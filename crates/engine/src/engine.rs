@@ -45,14 +45,15 @@ impl<S: QuotaStore + std::fmt::Debug> std::fmt::Debug for Engine<S> {
 const FALLBACK_WARNING_EVERY_MS: i64 = 10_000;
 
 /// How often [`Engine::guarded`] runs one request at most when the group
-/// commits it read from keep failing.
+/// commits it read from keep failing, or the database keeps being
+/// unavailable before the commit.
 pub const ATTEMPTS: u32 = 3;
 
 /// A decision made in a transaction, not reported yet.
 #[derive(Debug)]
 pub(crate) struct Decided {
     pub(crate) outcome: Outcome,
-    input: DecisionInput,
+    pub(crate) input: DecisionInput,
     mode: Mode,
     latency: Duration,
 }
@@ -260,7 +261,8 @@ impl<S: QuotaStore> Engine<S> {
             plan_id: state.plan_id.clone(),
             entitlement_key: request.entitlement_key.clone(),
             requested: request.requested,
-            now_ms: self.now_ms(),
+            // A store shared by a fleet has one clock for all its hosts.
+            now_ms: state.now_ms.unwrap_or_else(|| self.now_ms()),
             usage: state.usage,
             r#override: state.r#override,
             plan: Some(state.plan),

@@ -113,7 +113,29 @@ pub struct Accepted {
     pub total_time: Duration,
 }
 
-/// Policy changes for one engine over SQLite.
+/// What this host knows of the policy its fleet records in a shared
+/// store, kept by [`Lifecycle::follow`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Following {
+    /// The active policy the store records.
+    pub recorded_active: Option<String>,
+    /// The shadow policy the store records.
+    pub recorded_shadow: Option<String>,
+    /// A recorded policy this host refused to load: it keeps deciding with
+    /// its last good one.
+    pub refused: Option<Refused>,
+}
+
+/// A recorded policy this host would not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its sha256.
+    pub sha256: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Policy changes for one engine.
 #[derive(Debug)]
 pub struct Lifecycle {
     runtime: Runtime,
@@ -123,6 +145,7 @@ pub struct Lifecycle {
     /// Held while a change is recorded and the engine switches.
     changing: Mutex<()>,
     self_test_budget: Duration,
+    following: Mutex<Following>,
 }
 
 /// The right to vet a component, released when dropped.
@@ -147,6 +170,7 @@ impl Lifecycle {
             vetting: Mutex::new(None),
             changing: Mutex::new(()),
             self_test_budget: selftest::BUDGET,
+            following: Mutex::new(Following::default()),
         }
     }
 
@@ -423,6 +447,88 @@ impl Lifecycle {
             engine.activate(load(active)?);
         }
         Ok(engine.policy().sha256().to_owned())
+    }
+
+    /// Puts in place what the store records as active and shadow when
+    /// another host changed it: each recorded component is loaded and
+    /// self-tested here too, and one that fails is refused (this host
+    /// keeps its last good policy, and [`Lifecycle::following`] says
+    /// so). Returns whether this host's policies changed.
+    pub fn follow<S: Backend>(&self, engine: &Engine<S>) -> Result<bool, StoreError> {
+        let _changing = self.lock();
+        let state = engine.store().policy_state(0)?;
+        let recorded =
+            |e: &Option<quota_store::PolicyEvent>| e.as_ref().and_then(|e| e.sha256.clone());
+        let (active, shadow) = (recorded(&state.active), recorded(&state.shadow));
+        let mut following = self
+            .following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        following.recorded_active = active.clone();
+        following.recorded_shadow = shadow.clone();
+        let mut changed = false;
+        if let Some(sha256) = active
+            && sha256 != engine.policy().sha256()
+            && following
+                .refused
+                .as_ref()
+                .is_none_or(|r| r.sha256 != sha256)
+        {
+            match self.vet_recorded(engine, &sha256) {
+                Ok(module) => {
+                    engine.activate(module);
+                    following.refused = None;
+                    changed = true;
+                }
+                Err(reason) => {
+                    tracing::error!(%sha256, %reason, "the fleet's active policy does not load here; keeping the last good one");
+                    following.refused = Some(Refused { sha256, reason });
+                }
+            }
+        }
+        let current_shadow = engine.shadow().map(|m| m.sha256().to_owned());
+        if shadow != current_shadow {
+            match shadow {
+                None => {
+                    engine.set_shadow(None);
+                    changed = true;
+                }
+                Some(sha256) => match self.vet_recorded(engine, &sha256) {
+                    Ok(module) => {
+                        engine.set_shadow(Some(module));
+                        changed = true;
+                    }
+                    Err(reason) => {
+                        tracing::error!(%sha256, %reason, "the fleet's shadow policy does not load here");
+                    }
+                },
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A recorded component, loaded and self-tested here.
+    fn vet_recorded<S: Backend>(
+        &self,
+        engine: &Engine<S>,
+        sha256: &str,
+    ) -> Result<PolicyModule, String> {
+        let bytes = engine
+            .store()
+            .policy_component(sha256)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the component {sha256} is not stored"))?;
+        let (module, _) = self.vet(&bytes).map_err(|rejected| rejected.to_string())?;
+        Ok(module)
+    }
+
+    /// What this host knows of the policy its fleet records (set by
+    /// [`Lifecycle::follow`]; empty until it first ran).
+    pub fn following(&self) -> Following {
+        self.following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Where the lifecycle stands, with the last events.

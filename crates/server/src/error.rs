@@ -67,6 +67,22 @@ impl From<StoreError> for ApiError {
             StoreError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             StoreError::Invalid { .. } => ApiError::invalid(message),
             StoreError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message),
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %message, "database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is unavailable; nothing was changed, a retry may succeed",
+                )
+            }
+            StoreError::OutcomeUnknown(_) => {
+                tracing::error!(error = %message, "connection lost during commit");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the connection to the database was lost during the commit: the change may or may not have been made; retry with the same Idempotency-Key to find out without doing it twice",
+                )
+            }
             StoreError::Migration(_) | StoreError::Database(_) | StoreError::Commit(_) => {
                 tracing::error!(error = %message, "database failure");
                 ApiError::internal("the database failed; nothing was changed")

@@ -15,6 +15,7 @@ mod admin;
 pub mod connections;
 mod error;
 mod extract;
+mod follow;
 mod idempotency;
 mod ops;
 mod policy;
@@ -53,7 +54,7 @@ pub use service::{
 /// through the traits of `quota_store` on it; this alias and
 /// [`Service::open`] are the only places the server names a backend, so a
 /// second one changes them and nothing else.
-pub type Store = quota_store::SqliteStore;
+pub type Store = quota_store::AnyStore;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -129,6 +130,19 @@ impl AppState {
     /// The engine.
     pub fn engine(&self) -> &Engine<Store> {
         &self.inner.engine
+    }
+
+    /// The policy the fleet records beside this host's, when the database
+    /// is shared (PostgreSQL).
+    pub fn fleet_policy(&self) -> Option<wire::FleetPolicy> {
+        let engine = self.engine();
+        engine.store().is_shared().then(|| {
+            wire::FleetPolicy::new(
+                &self.lifecycle().following(),
+                engine.policy().sha256(),
+                engine.shadow().as_ref().map(|s| s.sha256()),
+            )
+        })
     }
 
     pub(crate) fn admin_token(&self) -> &AdminToken {

@@ -234,6 +234,7 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<crate::wire::Healt
     axum::Json(crate::wire::Health {
         status: "ok",
         policy_sha256: state.engine().policy().sha256().to_owned(),
+        fleet: state.fleet_policy(),
     })
 }
 
@@ -266,17 +267,20 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             log.dropped(),
         ));
     }
-    let writes = state.engine().store().write_stats();
-    families.extend(pulled(
-        "quota_db_transactions_total",
-        "Write transactions committed.",
-        writes.transactions,
-    ));
-    families.extend(pulled(
-        "quota_db_commits_total",
-        "Database commits; concurrent write transactions share one (group commit).",
-        writes.commits,
-    ));
+    // SQLite's group commit; PostgreSQL commits each transaction itself.
+    if let quota_store::AnyStore::Sqlite(store) = state.engine().store() {
+        let writes = store.write_stats();
+        families.extend(pulled(
+            "quota_db_transactions_total",
+            "Write transactions committed.",
+            writes.transactions,
+        ));
+        families.extend(pulled(
+            "quota_db_commits_total",
+            "Database commits; concurrent write transactions share one (group commit).",
+            writes.commits,
+        ));
+    }
     let encoder = TextEncoder::new();
     let mut out = String::new();
     encoder

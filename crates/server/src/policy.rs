@@ -61,6 +61,7 @@ fn policy_state(
         engine.policy().sha256().to_owned(),
         engine.shadow().map(|s| s.sha256().to_owned()),
         state.lifecycle().vetting(),
+        state.fleet_policy(),
     ))
 }
 

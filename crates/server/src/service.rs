@@ -15,7 +15,9 @@ use quota_engine::log::{DecisionLog, Retention};
 use quota_engine::{Clock, Engine};
 use quota_host::{Limits, LoadError, Runtime};
 use quota_store::prelude::*;
-use quota_store::{PlanChange, SqliteOptions, SqliteStore, StoreError, Synchronous};
+use quota_store::{
+    AnyStore, Location, PlanChange, SqliteOptions, SqliteStore, StoreError, Synchronous,
+};
 use tokio::net::TcpListener;
 
 use crate::AppState;
@@ -31,10 +33,13 @@ const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
 /// Everything the service is started with.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// The SQLite database (created and migrated if needed). The decision
-    /// log goes beside it ([`decision_log_path`]).
-    pub db: PathBuf,
-    /// The state folder; `None`: the database's folder.
+    /// The database (created and migrated if needed): a SQLite file, or
+    /// a PostgreSQL database shared by a fleet. The decision log goes
+    /// beside a SQLite file ([`decision_log_path`]), and into the state
+    /// folder with PostgreSQL (it is per host).
+    pub db: Location,
+    /// The state folder; `None`: the SQLite database's folder (required
+    /// with PostgreSQL).
     pub state_dir: Option<PathBuf>,
     /// The admin token given by the environment, if any (else the state
     /// folder's `admin-token`, created on first start).
@@ -68,13 +73,19 @@ pub enum ServiceError {
     #[error(transparent)]
     State(#[from] StateError),
     /// A database cannot be opened or seeded.
-    #[error("cannot use the database `{path}`: {source}")]
+    #[error("cannot use the database `{location}`: {source}")]
     Database {
-        /// The database.
-        path: PathBuf,
+        /// The database (a URL without its password).
+        location: String,
         /// Why.
         source: StoreError,
     },
+    /// PostgreSQL needs a state folder named: a URL has no folder to
+    /// default to.
+    #[error(
+        "a postgres:// database needs --state-dir (for the admin token, the cache key and the artifact cache)"
+    )]
+    NoStateDir,
     /// A folder cannot be created.
     #[error("cannot create `{path}`: {source}")]
     Folder {
@@ -152,23 +163,35 @@ impl Service {
     /// the engine with the decision log, restores the recorded policies
     /// and activates `config.policy` (through every stage of an upload).
     pub fn open(config: ServiceConfig) -> Result<Self, ServiceError> {
-        let dir = config
-            .db
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf();
+        let dir = match (&config.state_dir, &config.db) {
+            (Some(dir), _) => dir.clone(),
+            (None, Location::Sqlite(db)) => db
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            (None, Location::Postgres(_)) => return Err(ServiceError::NoStateDir),
+        };
+        if let Location::Sqlite(db) = &config.db
+            && let Some(folder) = db.parent().filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|source| ServiceError::Folder {
+                path: folder.to_path_buf(),
+                source,
+            })?;
+        }
         std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Folder {
             path: dir.clone(),
             source,
         })?;
-        let state_dir = StateDir::open(config.state_dir.as_deref().unwrap_or(&dir))?;
+        let state_dir = StateDir::open(&dir)?;
         let (token, token_source) = state_dir.admin_token(config.admin_token.as_deref())?;
-        let database = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ServiceError::Database { path, source }
+        let database = |location: &dyn std::fmt::Display| {
+            let location = location.to_string();
+            move |source| ServiceError::Database { location, source }
         };
-        let store = SqliteStore::open(&config.db).map_err(database(&config.db))?;
+        let store =
+            AnyStore::open(&config.db, SqliteOptions::default()).map_err(database(&config.db))?;
         let clock = Clock::system();
         if config.demo {
             seed_demo(&store, clock.now_ms()).map_err(database(&config.db))?;
@@ -176,7 +199,10 @@ impl Service {
         let runtime = Runtime::new(Limits::default())?;
         let lifecycle = Lifecycle::new(runtime, Some(state_dir.artifact_cache()?));
         let (reference, _) = lifecycle.load(quota_reference_policy::COMPONENT)?;
-        let log_path = decision_log_path(&config.db);
+        let log_path = match &config.db {
+            Location::Sqlite(db) => decision_log_path(db),
+            Location::Postgres(_) => dir.join("decisions.db"),
+        };
         let log_store = SqliteStore::open_with(
             &log_path,
             SqliteOptions {
@@ -184,9 +210,9 @@ impl Service {
                 ..SqliteOptions::default()
             },
         )
-        .map_err(database(&log_path))?;
-        let log =
-            DecisionLog::start(log_store, config.retention).map_err(ServiceError::DecisionLog)?;
+        .map_err(database(&log_path.display()))?;
+        let log = DecisionLog::start(AnyStore::Sqlite(log_store), config.retention)
+            .map_err(ServiceError::DecisionLog)?;
         let log = Arc::new(log);
         let engine = Engine::new(store, reference)
             .with_clock(clock)
@@ -235,9 +261,16 @@ impl Service {
             self.state.clone(),
             EXPIRE_EVERY,
         ));
+        let following = self
+            .state
+            .engine()
+            .store()
+            .is_shared()
+            .then(|| crate::follow::Follower::start(self.state.clone()));
         let log = self.state.decision_log().cloned();
         crate::connections::serve(listener, self.state, self.limits, shutdown).await;
         expiry.abort();
+        drop(following);
         match log {
             Some(log) => tokio::task::spawn_blocking(move || log.flush(FLUSH_AT_STOP))
                 .await

@@ -38,6 +38,16 @@ pub enum StoreError {
     /// timeout; nothing was changed, a retry may succeed.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// The database could not do the work now: it cannot be reached, the
+    /// connection was lost, or the transaction lost a serialization or
+    /// deadlock conflict. Nothing was changed; a retry may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The connection was lost while the commit was on its way: the change
+    /// may or may not have been kept. Retry with the same idempotency key
+    /// to find out without applying it twice.
+    #[error("the outcome is unknown: {0}")]
+    OutcomeUnknown(String),
     /// The schema could not be brought up to date.
     #[error("cannot migrate the database: {0}")]
     Migration(String),

@@ -22,15 +22,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod any;
 mod checks;
+mod copy;
 mod error;
 mod model;
 mod policy;
+mod postgres;
 mod snapshot;
 mod sqlite;
 pub mod testing;
 mod traits;
 
+pub use any::{AnyStore, AnyTx, Location};
+pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
 pub use model::{
     AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, PlanChange, QuotaState, Segment,
@@ -38,6 +43,10 @@ pub use model::{
 };
 pub use policy::{
     DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState,
+};
+pub use postgres::{
+    ATTEMPTS as PG_ATTEMPTS, POLICY_CHANNEL, PgOptions, PgStore, PgTx, PgUrl, TlsMode,
+    is_postgres_url, redact,
 };
 pub use sqlite::{
     GroupCommit, MIGRATIONS, SqliteOptions, SqliteStore, SqliteTx, Synchronous, WriteStats,

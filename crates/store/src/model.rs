@@ -17,6 +17,10 @@ pub struct QuotaState {
     pub usage: i64,
     /// Grace used for (user, current plan, key).
     pub grace_used: i64,
+    /// The time by the database's clock (Unix ms) when the backend is
+    /// shared by a fleet (PostgreSQL): the one clock every host decides
+    /// by. `None`: the engine's own clock.
+    pub now_ms: Option<i64>,
 }
 
 /// A plan with all its limits.

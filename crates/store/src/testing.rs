@@ -2,18 +2,81 @@
 //! of rows and a way to make a group commit fail, without naming a
 //! database type. Not for production use.
 
+use crate::any::AnyStore;
 use crate::error::StoreError;
+use crate::postgres::PgStore;
 use crate::sqlite::{SqliteStore, SqliteTx};
 
+/// A store whose tables can be counted.
+pub trait CountRows {
+    /// The rows of `table` (a name from the schema).
+    fn count_rows(&self, table: &str) -> Result<i64, StoreError>;
+    /// The rows of `table` whose text `column` is `value`.
+    fn count_rows_where(&self, table: &str, column: &str, value: &str) -> Result<i64, StoreError>;
+}
+
+impl CountRows for SqliteStore {
+    fn count_rows_where(&self, table: &str, column: &str, value: &str) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                &format!("SELECT count(*) FROM \"{table}\" WHERE \"{column}\" = ?1"),
+                [value],
+                |row| row.get(0),
+            )?)
+        })
+    }
+
+    fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            Ok(
+                conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
+                    row.get(0)
+                })?,
+            )
+        })
+    }
+}
+
+impl CountRows for PgStore {
+    fn count_rows_where(&self, table: &str, column: &str, value: &str) -> Result<i64, StoreError> {
+        self.with_client(|client| {
+            Ok(client
+                .query_one(
+                    &format!("SELECT count(*) FROM \"{table}\" WHERE \"{column}\" = $1"),
+                    &[&value],
+                )?
+                .get(0))
+        })
+    }
+
+    fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        self.with_client(|client| {
+            Ok(client
+                .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])?
+                .get(0))
+        })
+    }
+}
+
+impl CountRows for AnyStore {
+    fn count_rows_where(&self, table: &str, column: &str, value: &str) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.count_rows_where(table, column, value),
+            AnyStore::Postgres(store) => store.count_rows_where(table, column, value),
+        }
+    }
+
+    fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        match self {
+            AnyStore::Sqlite(store) => store.count_rows(table),
+            AnyStore::Postgres(store) => store.count_rows(table),
+        }
+    }
+}
+
 /// The rows of `table` (a name from the schema).
-pub fn count_rows(store: &SqliteStore, table: &str) -> Result<i64, StoreError> {
-    store.read(|conn| {
-        Ok(
-            conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |row| {
-                row.get(0)
-            })?,
-        )
-    })
+pub fn count_rows(store: &impl CountRows, table: &str) -> Result<i64, StoreError> {
+    store.count_rows(table)
 }
 
 /// SQLite's own consistency check: `ok` when the file is sound.

@@ -4,14 +4,15 @@ mod admin;
 mod domain;
 
 use std::path::PathBuf;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use quota_engine::Engine;
 use quota_host::{Limits, Runtime};
-use quota_store::SqliteStore;
 use quota_store::prelude::*;
+use quota_store::{AnyStore, Location, SqliteOptions};
 
 pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};
 pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
@@ -19,9 +20,11 @@ pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
 /// Where the state lives and who acts.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// The SQLite database file (created and migrated if needed).
-    #[arg(long, global = true, value_name = "FILE", env = "QUOTA_DB")]
-    db: Option<PathBuf>,
+    /// The database: a SQLite file (created and migrated if needed), or a
+    /// PostgreSQL database as `postgres://user@host:port/db?sslmode=…` (the
+    /// password from the URL, PGPASSWORD or ~/.pgpass; never printed).
+    #[arg(long, global = true, value_name = "FILE|URL", env = "QUOTA_DB")]
+    db: Option<String>,
     /// Who is acting, for the audit log.
     #[arg(long, global = true, value_name = "NAME", default_value = "cli")]
     actor: String,
@@ -32,16 +35,17 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
-    fn store(&self) -> anyhow::Result<SqliteStore> {
-        let path = self
+    fn store(&self) -> anyhow::Result<AnyStore> {
+        let db = self
             .db
-            .as_ref()
-            .context("this command needs a database: pass `--db FILE` or set QUOTA_DB")?;
-        SqliteStore::open(path)
-            .with_context(|| format!("cannot open the database `{}`", path.display()))
+            .as_deref()
+            .context("this command needs a database: pass `--db FILE|URL` or set QUOTA_DB")?;
+        let location = Location::parse(db)?;
+        AnyStore::open(&location, SqliteOptions::default())
+            .with_context(|| format!("cannot open the database `{location}`"))
     }
 
-    fn engine(&self) -> anyhow::Result<Engine<SqliteStore>> {
+    fn engine(&self) -> anyhow::Result<Engine<AnyStore>> {
         let store = self.store()?;
         let recorded = match &self.policy {
             Some(_) => None,

@@ -17,8 +17,8 @@ pub use admin::{
 };
 pub use decision::{Decision, DecisionStatus, LimitSource, Outcome};
 pub use policy::{
-    Accepted, Activated, ActivePolicy, CacheResult, DecisionLog, DecisionLogEntry, PolicyEvent,
-    PolicyState, SelfTest, ShadowPolicy, ShadowVerdict, Shadowed,
+    Accepted, Activated, ActivePolicy, CacheResult, DecisionLog, DecisionLogEntry, FleetPolicy,
+    PolicyEvent, PolicyState, RefusedPolicy, SelfTest, ShadowPolicy, ShadowVerdict, Shadowed,
 };
 
 /// The body of every failure: `{"error": {...}}`.
@@ -94,8 +94,11 @@ impl ErrorBody {
 pub struct Health {
     /// Always `ok`.
     pub status: &'static str,
-    /// The active policy's sha256.
+    /// The sha256 of the policy this host decides with.
     pub policy_sha256: String,
+    /// On a database shared by a fleet: the policy the fleet records, and
+    /// whether this host has caught up with it; null on SQLite.
+    pub fleet: Option<FleetPolicy>,
 }
 
 /// A new draft and the decision that admitted it.

@@ -69,6 +69,57 @@ pub struct PolicyState {
     pub vetting: Option<String>,
     /// The most recent events, newest first.
     pub history: Vec<PolicyEvent>,
+    /// On a database shared by a fleet (PostgreSQL): the policy the fleet
+    /// records beside this host's; null on SQLite.
+    pub fleet: Option<FleetPolicy>,
+}
+
+/// The policy a fleet sharing one database records, and whether this host
+/// decides with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FleetPolicy {
+    /// The active policy the shared database records.
+    pub recorded_sha256: Option<String>,
+    /// The shadow policy the shared database records.
+    pub recorded_shadow_sha256: Option<String>,
+    /// Whether this host decides with the recorded active policy and
+    /// shadows with the recorded shadow.
+    pub in_sync: bool,
+    /// A recorded policy this host refused to load (it keeps its last good
+    /// one), and why.
+    pub refused: Option<RefusedPolicy>,
+}
+
+/// A recorded policy this host would not load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RefusedPolicy {
+    /// Its sha256.
+    pub sha256: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl FleetPolicy {
+    /// What `following` knows, beside the policies this host has now.
+    pub fn new(
+        following: &quota_engine::lifecycle::Following,
+        active_sha256: &str,
+        shadow_sha256: Option<&str>,
+    ) -> Self {
+        FleetPolicy {
+            recorded_sha256: following.recorded_active.clone(),
+            recorded_shadow_sha256: following.recorded_shadow.clone(),
+            in_sync: following
+                .recorded_active
+                .as_deref()
+                .is_none_or(|r| r == active_sha256)
+                && following.recorded_shadow.as_deref() == shadow_sha256,
+            refused: following.refused.as_ref().map(|r| RefusedPolicy {
+                sha256: r.sha256.clone(),
+                reason: r.reason.clone(),
+            }),
+        }
+    }
 }
 
 impl PolicyState {
@@ -79,6 +130,7 @@ impl PolicyState {
         active_sha256: String,
         shadow_sha256: Option<String>,
         vetting: Option<String>,
+        fleet: Option<FleetPolicy>,
     ) -> Self {
         let event = |e: &Option<quota_store::PolicyEvent>| e.as_ref().map(PolicyEvent::from);
         PolicyState {
@@ -94,6 +146,7 @@ impl PolicyState {
             last_load_error: event(&recorded.last_rejection),
             vetting,
             history: recorded.history.iter().map(PolicyEvent::from).collect(),
+            fleet,
         }
     }
 }

@@ -18,12 +18,13 @@ use crate::support::{ADMIN, admin_token, call};
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
-    store: SqliteStore,
+    store: quota_server::Store,
 }
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
+    let store =
+        quota_server::Store::Sqlite(SqliteStore::open(dir.path().join("quota.db")).unwrap());
     let runtime = Runtime::new(Limits::default()).unwrap();
     let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
     let state = AppState::new(Engine::new(store.clone(), policy), runtime, admin_token());

@@ -54,7 +54,7 @@ struct Service {
 /// The service as `quota serve` starts it: the reference policy loaded,
 /// then whatever the database records put back in place.
 fn open(db: &Path, options: Options<'_>) -> Service {
-    let store = SqliteStore::open(db).unwrap();
+    let store = quota_server::Store::Sqlite(SqliteStore::open(db).unwrap());
     let runtime = quota_tests::runtime().clone();
     let clock = match options.clock.clone() {
         Some(time) => quota_engine::Clock::from_fn(move || time.load(Ordering::SeqCst)),
@@ -794,7 +794,8 @@ async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
 
     // Nor is there one for a service that never restored the lifecycle.
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
+    let store =
+        quota_server::Store::Sqlite(SqliteStore::open(dir.path().join("quota.db")).unwrap());
     let bare = app(AppState::new(
         Engine::new(store, quota_tests::reference().clone()),
         quota_tests::runtime().clone(),

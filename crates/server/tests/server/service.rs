@@ -17,7 +17,7 @@ const JSON: &str = "application/json";
 
 fn config(dir: &std::path::Path) -> ServiceConfig {
     ServiceConfig {
-        db: dir.join("quota.db"),
+        db: quota_store::Location::Sqlite(dir.join("quota.db")),
         state_dir: None,
         admin_token: Some(ADMIN.to_owned()),
         policy: None,

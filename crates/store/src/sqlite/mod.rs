@@ -361,6 +361,7 @@ impl QuotaTx for SqliteTx {
                     default_limit: row.get(7)?,
                     usage: row.get(8)?,
                     grace_used: row.get(9)?,
+                    now_ms: None,
                 })
             })
             .optional()?;

@@ -3,11 +3,15 @@
 use rusqlite_migration::{M, Migrations};
 
 const STEPS: &[M<'static>] = &[
-    M::up(include_str!("../../migrations/01-quota-state.sql")),
-    M::up(include_str!("../../migrations/02-audit-log.sql")),
-    M::up(include_str!("../../migrations/03-domain.sql")),
-    M::up(include_str!("../../migrations/04-tokens-idempotency.sql")),
-    M::up(include_str!("../../migrations/05-policy-lifecycle.sql")),
+    M::up(include_str!("../../migrations/sqlite/01-quota-state.sql")),
+    M::up(include_str!("../../migrations/sqlite/02-audit-log.sql")),
+    M::up(include_str!("../../migrations/sqlite/03-domain.sql")),
+    M::up(include_str!(
+        "../../migrations/sqlite/04-tokens-idempotency.sql"
+    )),
+    M::up(include_str!(
+        "../../migrations/sqlite/05-policy-lifecycle.sql"
+    )),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

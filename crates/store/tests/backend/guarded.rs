@@ -54,16 +54,21 @@ pub fn a_rolled_back_write_leaves_nothing<S: Backend>(store: &S) {
     plan_and_user(store);
     let mut tx = store.begin_write().unwrap();
     tx.add_usage("alice", "drafts.created", 2).unwrap();
-    tx.insert_draft("alice", "gone", 0).unwrap();
+    let gone = tx.insert_draft("alice", "gone", 0).unwrap();
     tx.rollback().unwrap();
     let mut tx = store.begin_write().unwrap();
     tx.add_usage("alice", "drafts.created", 1).unwrap();
     drop(tx);
     assert_eq!(usage(store), (0, 0));
     let mut tx = store.begin_write().unwrap();
+    assert!(matches!(
+        tx.draft(gone.id),
+        Err(StoreError::UnknownDraft(_))
+    ));
     let draft = tx.insert_draft("alice", "kept", 0).unwrap();
     tx.commit().unwrap();
-    assert_eq!(draft.id, 1, "the rolled-back drafts used no id that shows");
+    let mut tx = store.begin_read().unwrap();
+    assert_eq!(tx.draft(draft.id).unwrap().title, "kept");
 }
 
 pub fn the_domain_keeps_its_rules<S: Backend>(store: &S) {
@@ -97,4 +102,43 @@ pub fn the_domain_keeps_its_rules<S: Backend>(store: &S) {
         (draft.id, "bob")
     );
     tx.commit().unwrap();
+}
+
+/// Two guarded transactions of one user: the second reads only once the
+/// first has ended, and then sees what it committed. This is what keeps
+/// two hosts (or threads) from admitting on the same usage.
+pub fn a_second_writer_waits_and_sees_the_first<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut first = store.begin_write().unwrap();
+    assert_eq!(
+        first
+            .quota_state("alice", "drafts.max", "drafts.created")
+            .unwrap()
+            .usage,
+        0
+    );
+    let (started, read) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let second = scope.spawn(move || {
+            started.send(()).unwrap();
+            let mut tx = store.begin_write().unwrap();
+            let state = tx
+                .quota_state("alice", "drafts.max", "drafts.created")
+                .unwrap();
+            tx.add_usage("alice", "drafts.created", 1).unwrap();
+            tx.commit().unwrap();
+            state.usage
+        });
+        read.recv().unwrap();
+        // Give the second every chance to read too early.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        first.add_usage("alice", "drafts.created", 1).unwrap();
+        first.commit().unwrap();
+        assert_eq!(
+            second.join().unwrap(),
+            1,
+            "the second read before the first committed"
+        );
+    });
+    assert_eq!(usage(store), (2, 0));
 }

@@ -63,6 +63,7 @@ macro_rules! backend_suite {
                 admin::plan_changes_touch_only_the_fields_given_and_are_audited,
                 guarded::a_write_is_seen_by_nobody_else_until_it_commits,
                 guarded::a_rolled_back_write_leaves_nothing,
+                guarded::a_second_writer_waits_and_sees_the_first,
                 guarded::the_domain_keeps_its_rules,
                 policy::the_active_and_shadow_versions_are_kept_however_old,
                 policy::the_decision_log_filters_and_prunes,
@@ -77,4 +78,12 @@ backend_suite!(sqlite, || {
     let dir = tempfile::tempdir().unwrap();
     let store = quota_store::SqliteStore::open(dir.path().join("quota.db")).unwrap();
     (dir, store)
+});
+
+backend_suite!(postgres, || {
+    let url: quota_store::PgUrl = quota_throwaway_pg::shared()
+        .fresh_database()
+        .parse()
+        .unwrap();
+    ((), quota_store::PgStore::open(&url).unwrap())
 });

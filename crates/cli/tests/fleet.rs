@@ -1,0 +1,476 @@
+//! A fleet: several `quota serve` processes on one PostgreSQL database (a
+//! throwaway one of the tests' own), driven over loopback HTTP. One state
+//! and one policy across hosts, through killed hosts and a restarted
+//! database.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use quota_store::testing::CountRows as _;
+use serde_json::{Value, json};
+use support::*;
+
+/// A host on the database `url` with a state folder of its own in `dir`.
+fn host(url: &str, dir: &Path, name: &str) -> Server {
+    let state = dir.join(name);
+    let args = [
+        "--db".as_ref(),
+        url.as_ref(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ];
+    start_command(serve(&args, Some(ADMIN)))
+}
+
+fn put_plan(addr: &str, id: &str, plan: &Value) {
+    let (status, body) = http(
+        addr,
+        "PUT",
+        &format!("/admin/plans/{id}"),
+        ADMIN,
+        Some(plan),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn kill(server: &mut Server) {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+/// The user's usage counter for drafts as host `addr` reports it, and
+/// the drafts the database holds.
+fn usage_and_rows(addr: &str, url: &str, user: &str) -> (i64, i64) {
+    let (status, body) = http(addr, "GET", &format!("/admin/users/{user}"), ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    let usage = body["usage"]["drafts.created"].as_i64().unwrap_or(0);
+    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
+    (
+        usage,
+        quota_store::testing::count_rows(&store, "drafts").unwrap(),
+    )
+}
+
+#[test]
+fn two_hosts_racing_one_users_limit_admit_exactly_limit_plus_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    put_plan(
+        &a.addr,
+        "pro",
+        &json!({"limits": {"drafts.max": 5}, "enforcement_enabled": true, "grace_count": 2}),
+    );
+    let token = user(&a.addr, "alice", "pro");
+    let addrs = [a.addr.clone(), b.addr.clone()];
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..16)
+            .map(|i| {
+                let addr = addrs[i % 2].clone();
+                let token = token.clone();
+                scope.spawn(move || (0..4).map(|_| create(&addr, &token).0).collect::<Vec<_>>())
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let admitted = codes.iter().filter(|&&c| c == 201).count();
+    let blocked = codes.iter().filter(|&&c| c == 403).count();
+    assert_eq!(admitted, 7, "limit 5 + grace 2 across two hosts: {codes:?}");
+    assert_eq!(blocked, 64 - 7, "every other request is a block: {codes:?}");
+    for addr in &addrs {
+        assert_eq!(usage_and_rows(addr, &url, "alice"), (7, 7));
+        let (_, body) = http(addr, "GET", "/admin/users/alice", ADMIN, None);
+        assert_eq!(body["grace_used"][0]["used"], 2, "{body}");
+    }
+    terminate(a);
+    terminate(b);
+}
+
+#[test]
+fn a_change_through_one_host_decides_the_next_request_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    put_plan(
+        &a.addr,
+        "free",
+        &json!({"limits": {"drafts.max": 1}, "enforcement_enabled": true}),
+    );
+    let token = user(&a.addr, "bob", "free");
+    assert_eq!(create(&b.addr, &token).0, 201);
+    assert_eq!(create(&b.addr, &token).0, 403);
+    put_plan(&a.addr, "free", &json!({"limits": {"drafts.max": 2}}));
+    assert_eq!(
+        create(&b.addr, &token).0,
+        201,
+        "host B decided by the old plan"
+    );
+    assert_eq!(create(&b.addr, &token).0, 403);
+    let (status, body) = http(
+        &a.addr,
+        "PUT",
+        "/admin/users/bob/overrides/drafts.max",
+        ADMIN,
+        Some(&json!({"value": 3})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = create(&b.addr, &token);
+    assert_eq!(status, 201, "host B decided without the override: {body}");
+    assert_eq!(
+        body["outcome"]["decision"]["limit_source"], "override",
+        "{body}"
+    );
+    terminate(a);
+    terminate(b);
+}
+
+fn health(addr: &str) -> Value {
+    let (status, body) = http(addr, "GET", "/healthz", "", None);
+    assert_eq!(status, 200);
+    body
+}
+
+/// Waits until `addr` decides with `sha256`; how long it took.
+fn converges(addr: &str, sha256: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while health(addr)["policy_sha256"] != sha256 {
+        assert!(
+            started.elapsed() < within,
+            "{addr} still decides with {} after {within:?}",
+            health(addr)["policy_sha256"]
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+/// `POST /admin/policy` with a component.
+fn upload(addr: &str, bytes: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /admin/policy HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        bytes.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    let reference = health(&a.addr)["policy_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(health(&b.addr)["policy_sha256"], reference);
+    let (status, body) = upload(&a.addr, quota_tests::percent_grace().bytes());
+    assert_eq!(status, 200, "{body}");
+    let sha = body["activated"]["sha256"].as_str().unwrap().to_owned();
+    assert_ne!(sha, reference);
+    let took = converges(&b.addr, &sha, Duration::from_secs(1));
+    eprintln!("host B followed in {took:?}");
+    let fleet = &health(&b.addr)["fleet"];
+    assert_eq!(fleet["recorded_sha256"], sha.as_str(), "{fleet}");
+    assert_eq!(fleet["in_sync"], true, "{fleet}");
+
+    // A rollback through B reaches A the same way.
+    let (status, body) = http(&b.addr, "POST", "/admin/policy/rollback", ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    converges(&a.addr, &reference, Duration::from_secs(1));
+
+    // A recorded component that does not load (written to the shared
+    // database by something other than a host's checks): every host
+    // refuses it, keeps deciding with its last good policy, and says so.
+    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
+    use quota_store::PolicyStore as _;
+    store
+        .record_policy_event(
+            "intruder",
+            quota_store::PolicyAction::Activate,
+            Some("00ff"),
+            Some(b"not a component"),
+            "",
+            0,
+        )
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let fleet = health(&b.addr)["fleet"].clone();
+        if fleet["refused"]["sha256"] == "00ff" {
+            assert_eq!(fleet["in_sync"], false, "{fleet}");
+            assert!(
+                fleet["refused"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("compile"),
+                "{fleet}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B never refused: {fleet}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health(&b.addr)["policy_sha256"], reference.as_str());
+    terminate(a);
+    terminate(b);
+}
+
+/// Per user: usage equals their drafts, and grace used is exactly what
+/// the drafts past the limit consumed (limit 3, grace 2).
+fn every_counter_equals_its_rows(addr: &str, url: &str, users: &[(String, String)]) {
+    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
+    for (id, _) in users {
+        let rows = store.count_rows_where("drafts", "owner_id", id).unwrap();
+        let (status, body) = http(addr, "GET", &format!("/admin/users/{id}"), ADMIN, None);
+        assert_eq!(status, 200, "{body}");
+        let usage = body["usage"]["drafts.created"].as_i64().unwrap_or(0);
+        let grace = body["grace_used"][0]["used"].as_i64().unwrap_or(0);
+        assert_eq!(usage, rows, "{id}: usage counter against drafts: {body}");
+        assert!(rows <= 5, "{id}: more than limit + grace: {rows}");
+        assert_eq!(
+            grace,
+            (rows - 3).max(0),
+            "{id}: grace lost or double-counted: {body}"
+        );
+    }
+}
+
+/// `n` users on a plan of limit 3 and grace 2, created through `addr`.
+fn users(addr: &str, n: usize) -> Vec<(String, String)> {
+    put_plan(
+        addr,
+        "pro",
+        &json!({"limits": {"drafts.max": 3}, "enforcement_enabled": true, "grace_count": 2}),
+    );
+    (0..n)
+        .map(|i| {
+            let id = format!("u{i}");
+            let token = user(addr, &id, "pro");
+            (id, token)
+        })
+        .collect()
+}
+
+/// Creates for every user through the hosts in turn, from 8 clients,
+/// until `done` is set (at most 2,000 each); every status seen. A
+/// connection the host dropped (it was killed) counts as 0.
+fn burst(addrs: &[String], users: &[(String, String)], done: &AtomicBool) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                scope.spawn(move || {
+                    let mut codes = Vec::new();
+                    for round in 0..2_000 {
+                        if done.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let (_, token) = &users[(c + round) % users.len()];
+                        let addr = &addrs[(c + round) % addrs.len()];
+                        codes.push(try_create(addr, token));
+                    }
+                    codes
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    })
+}
+
+/// A create, or 0 when the host is gone.
+fn try_create(addr: &str, token: &str) -> u16 {
+    std::panic::catch_unwind(|| create(addr, token).0).unwrap_or(0)
+}
+
+#[test]
+fn a_host_killed_mid_burst_loses_and_double_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let mut a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    let users = users(&a.addr, 8);
+    let addrs = [a.addr.clone(), b.addr.clone()];
+    let done = AtomicBool::new(false);
+    let codes = std::thread::scope(|scope| {
+        let running = scope.spawn(|| burst(&addrs, &users, &done));
+        std::thread::sleep(Duration::from_millis(150));
+        kill(&mut a);
+        std::thread::sleep(Duration::from_millis(150));
+        done.store(true, Ordering::SeqCst);
+        running.join().unwrap()
+    });
+    assert!(codes.iter().all(|c| [0, 201, 403].contains(c)), "{codes:?}");
+    assert!(
+        codes.contains(&0),
+        "the kill fell outside the burst: {codes:?}"
+    );
+    every_counter_equals_its_rows(&b.addr, &url, &users);
+    terminate(b);
+}
+
+#[test]
+fn a_database_restarted_mid_burst_gives_503_never_500_and_the_hosts_recover() {
+    let cluster = quota_throwaway_pg::Cluster::start();
+    let url = cluster.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    let users = users(&a.addr, 8);
+    let addrs = [a.addr.clone(), b.addr.clone()];
+    let done = AtomicBool::new(false);
+    let codes = std::thread::scope(|scope| {
+        let running = scope.spawn(|| burst(&addrs, &users, &done));
+        std::thread::sleep(Duration::from_millis(100));
+        cluster.stop();
+        // Longer than a request waits for a connection (3 s): requests
+        // during the outage meet it. Shorter outages are ridden out.
+        std::thread::sleep(Duration::from_millis(3_500));
+        cluster.restart();
+        std::thread::sleep(Duration::from_millis(300));
+        done.store(true, Ordering::SeqCst);
+        running.join().unwrap()
+    });
+    let unavailable = codes.iter().filter(|&&c| c == 503).count();
+    eprintln!("{} requests, {unavailable} answered 503", codes.len());
+    assert!(
+        unavailable > 0,
+        "no request met the stopped database: {codes:?}"
+    );
+    assert!(
+        !codes.contains(&500),
+        "a 500 while the database restarted: {codes:?}"
+    );
+    assert!(
+        codes.iter().all(|c| [201, 403, 503].contains(c)),
+        "{codes:?}"
+    );
+    // Both hosts answer again without a restart of their own.
+    for addr in &addrs {
+        let started = Instant::now();
+        loop {
+            let status = http(addr, "GET", "/admin/users/u0", ADMIN, None).0;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{addr} did not recover: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    every_counter_equals_its_rows(&a.addr, &url, &users);
+    terminate(a);
+    terminate(b);
+}
+
+#[test]
+fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
+    use quota_store::prelude::*;
+    use quota_store::{PlanChange, PolicyAction, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quota.db");
+    let sqlite = SqliteStore::open(&file).unwrap();
+    let plan = PlanChange {
+        limits: vec![("drafts.max".into(), 2), ("segments.max".into(), -1)],
+        enforcement_enabled: Some(true),
+        grace_count: Some(1),
+        ..PlanChange::default()
+    };
+    sqlite.set_plan("admin", "pro", &plan, 1).unwrap();
+    sqlite.set_default("admin", "invites.max", 4, 1).unwrap();
+    for (i, user) in ["ann", "ben", "cy"].iter().enumerate() {
+        sqlite.create_user_with_token("admin", user, "pro", &format!("{i:064}"), 2).unwrap();
+        let mut tx = sqlite.begin_write().unwrap();
+        for _ in 0..=i {
+            tx.insert_draft(user, "t", 3).unwrap();
+        }
+        tx.add_usage(user, "drafts.created", i64::try_from(i).unwrap() + 1).unwrap();
+        tx.add_grace(user, "pro", "drafts.max", i64::try_from(i).unwrap() / 2, 3).unwrap();
+        tx.commit().unwrap();
+    }
+    sqlite.set_override("admin", "ben", "drafts.max", 9, Some(4_000_000_000_000), 5).unwrap();
+    let component = quota_tests::percent_grace().bytes();
+    let sha = quota_host::sha256_hex(component);
+    sqlite.record_policy_event("admin", PolicyAction::Activate, Some(&sha), Some(component), "", 6).unwrap();
+    drop(sqlite);
+
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["store", "copy", "--from", file.to_str().unwrap(), "--to", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rows"]["drafts"], 6, "{report}");
+
+    let before = quota_store::AnyStore::Sqlite(SqliteStore::open(&file).unwrap());
+    let after = quota_store::AnyStore::Postgres(quota_store::PgStore::open(&url.parse().unwrap()).unwrap());
+    for store in [&before, &after] {
+        assert_eq!(store.policy_state(0).unwrap().active.unwrap().sha256.as_deref(), Some(sha.as_str()));
+    }
+    assert_eq!(before.plans().unwrap(), after.plans().unwrap());
+    assert_eq!(before.defaults().unwrap(), after.defaults().unwrap());
+    assert_eq!(before.overrides(None).unwrap(), after.overrides(None).unwrap());
+    assert_eq!(before.audit_log(100).unwrap(), after.audit_log(100).unwrap());
+    for user in ["ann", "ben", "cy"] {
+        assert_eq!(before.usage(user).unwrap(), after.usage(user).unwrap());
+        assert_eq!(before.grace(user).unwrap(), after.grace(user).unwrap());
+        for key in ["drafts.max", "segments.max", "invites.max", "other.max"] {
+            let state = |store: &quota_store::AnyStore| {
+                let mut tx = store.begin_read().unwrap();
+                let mut state = tx.quota_state(user, key, "drafts.created").unwrap();
+                state.now_ms = None;
+                state
+            };
+            assert_eq!(state(&before), state(&after), "{user} {key}");
+        }
+    }
+    assert_eq!(after.user_for_token(&format!("{:064}", 1)).unwrap().as_deref(), Some("ben"));
+    // Numbering goes on after the copied rows.
+    let mut tx = after.begin_write().unwrap();
+    assert_eq!(tx.insert_draft("ann", "next", 7).unwrap().id, 7);
+    tx.commit().unwrap();
+    // A second copy into a database that holds a state is refused.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["store", "copy", "--from", file.to_str().unwrap(), "--to", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
+}

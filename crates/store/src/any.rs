@@ -1,0 +1,392 @@
+//! One store over either backend, picked by the database named at start:
+//! a `postgres://` URL is PostgreSQL, anything else a SQLite file. The
+//! service and the command line use it, so they name no backend.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::model::{
+    AuditEntry, Draft, Invite, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse,
+    User,
+};
+use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
+use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
+use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
+use crate::traits::{
+    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
+    PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+};
+
+/// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
+/// a URL's password is hidden.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres(Box<PgUrl>),
+}
+
+impl Location {
+    /// A `postgres://` (or `postgresql://`) URL, else a file path.
+    pub fn parse(text: &str) -> Result<Location, StoreError> {
+        if is_postgres_url(text) {
+            Ok(Location::Postgres(Box::new(text.parse()?)))
+        } else {
+            Ok(Location::Sqlite(PathBuf::from(text)))
+        }
+    }
+
+    /// The SQLite file, if it is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Location::Sqlite(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// Either backend.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// A SQLite file.
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(PgStore),
+}
+
+/// A transaction of either backend.
+#[derive(Debug)]
+pub enum AnyTx {
+    /// On SQLite.
+    Sqlite(SqliteTx),
+    /// On PostgreSQL.
+    Postgres(Box<PgTx>),
+}
+
+impl AnyStore {
+    /// Opens (and migrates) the database at `location`, SQLite with
+    /// `sqlite` options.
+    pub fn open(location: &Location, sqlite: SqliteOptions) -> Result<AnyStore, StoreError> {
+        Ok(match location {
+            Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_with(path, sqlite)?),
+            Location::Postgres(url) => {
+                AnyStore::Postgres(PgStore::open_with(url, PgOptions::default())?)
+            }
+        })
+    }
+
+    /// Whether several hosts may share this database (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, AnyStore::Postgres(_))
+    }
+
+    /// Waits up to `timeout` for news of a policy change made by another
+    /// host; true when there may be some. PostgreSQL hears of them at
+    /// once (`LISTEN`) and falls back to saying true every `timeout`
+    /// when its listening connection is lost; SQLite has no such news
+    /// and says true every `timeout` (processes sharing a file poll).
+    pub fn wait_for_policy_event(&self, timeout: Duration) -> bool {
+        match self {
+            AnyStore::Sqlite(_) => {
+                std::thread::sleep(timeout);
+                true
+            }
+            AnyStore::Postgres(store) => store.wait_for_policy_event(timeout),
+        }
+    }
+}
+
+/// `$store.$method(args)` on whichever backend it is.
+macro_rules! each {
+    ($self:expr, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
+/// `$tx.$method(args)` on whichever backend it is.
+macro_rules! each_tx {
+    ($self:expr, $t:ident => $call:expr) => {
+        match $self {
+            AnyTx::Sqlite($t) => $call,
+            AnyTx::Postgres($t) => $call,
+        }
+    };
+}
+
+impl QuotaStore for AnyStore {
+    type Tx = AnyTx;
+
+    fn begin_write(&self) -> Result<AnyTx, StoreError> {
+        Ok(match self {
+            AnyStore::Sqlite(s) => AnyTx::Sqlite(s.begin_write()?),
+            AnyStore::Postgres(s) => AnyTx::Postgres(Box::new(s.begin_write()?)),
+        })
+    }
+
+    fn begin_read(&self) -> Result<AnyTx, StoreError> {
+        Ok(match self {
+            AnyStore::Sqlite(s) => AnyTx::Sqlite(s.begin_read()?),
+            AnyStore::Postgres(s) => AnyTx::Postgres(Box::new(s.begin_read()?)),
+        })
+    }
+}
+
+impl QuotaTx for AnyTx {
+    fn quota_state(
+        &mut self,
+        user_id: &str,
+        entitlement_key: &str,
+        usage_key: &str,
+    ) -> Result<QuotaState, StoreError> {
+        each_tx!(self, t => t.quota_state(user_id, entitlement_key, usage_key))
+    }
+
+    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
+        each_tx!(self, t => t.add_usage(user_id, usage_key, n))
+    }
+
+    fn add_grace(
+        &mut self,
+        user_id: &str,
+        plan_id: &str,
+        entitlement_key: &str,
+        n: i64,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        each_tx!(self, t => t.add_grace(user_id, plan_id, entitlement_key, n, now_ms))
+    }
+
+    fn commit(self) -> Result<(), StoreError> {
+        each_tx!(self, t => t.commit())
+    }
+
+    fn rollback(self) -> Result<(), StoreError> {
+        each_tx!(self, t => t.rollback())
+    }
+}
+
+impl DomainTx for AnyTx {
+    fn user_exists(&mut self, user_id: &str) -> Result<bool, StoreError> {
+        each_tx!(self, t => t.user_exists(user_id))
+    }
+    fn draft(&mut self, draft_id: i64) -> Result<Draft, StoreError> {
+        each_tx!(self, t => t.draft(draft_id))
+    }
+    fn can_write(&mut self, user_id: &str, draft: &Draft) -> Result<bool, StoreError> {
+        each_tx!(self, t => t.can_write(user_id, draft))
+    }
+    fn insert_draft(
+        &mut self,
+        owner_id: &str,
+        title: &str,
+        now_ms: i64,
+    ) -> Result<Draft, StoreError> {
+        each_tx!(self, t => t.insert_draft(owner_id, title, now_ms))
+    }
+    fn insert_segment(
+        &mut self,
+        draft_id: i64,
+        author_id: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<Segment, StoreError> {
+        each_tx!(self, t => t.insert_segment(draft_id, author_id, body, now_ms))
+    }
+    fn insert_invite(
+        &mut self,
+        draft: &Draft,
+        invitee_id: &str,
+        now_ms: i64,
+    ) -> Result<Invite, StoreError> {
+        each_tx!(self, t => t.insert_invite(draft, invitee_id, now_ms))
+    }
+    fn invite(&mut self, invite_id: i64) -> Result<Invite, StoreError> {
+        each_tx!(self, t => t.invite(invite_id))
+    }
+    fn accept_invite(&mut self, invite: &Invite, now_ms: i64) -> Result<Invite, StoreError> {
+        each_tx!(self, t => t.accept_invite(invite, now_ms))
+    }
+}
+
+impl IdempotencyTx for AnyTx {
+    fn store_idempotent_response(
+        &mut self,
+        user_id: &str,
+        key: &str,
+        response: &StoredResponse,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        each_tx!(self, t => t.store_idempotent_response(user_id, key, response, now_ms))
+    }
+}
+
+impl PlanStore for AnyStore {
+    fn set_plan(
+        &self,
+        actor: &str,
+        plan_id: &str,
+        change: &PlanChange,
+        now_ms: i64,
+    ) -> Result<Plan, StoreError> {
+        each!(self, s => s.set_plan(actor, plan_id, change, now_ms))
+    }
+    fn plan(&self, plan_id: &str) -> Result<Plan, StoreError> {
+        each!(self, s => s.plan(plan_id))
+    }
+    fn plans(&self) -> Result<Vec<Plan>, StoreError> {
+        each!(self, s => s.plans())
+    }
+    fn set_default(
+        &self,
+        actor: &str,
+        key: &str,
+        value: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.set_default(actor, key, value, now_ms))
+    }
+    fn defaults(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        each!(self, s => s.defaults())
+    }
+}
+
+impl UserStore for AnyStore {
+    fn create_user(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        each!(self, s => s.create_user(actor, user_id, plan_id, now_ms))
+    }
+    fn create_user_with_token(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        each!(self, s => s.create_user_with_token(actor, user_id, plan_id, token_sha256, now_ms))
+    }
+    fn user(&self, user_id: &str) -> Result<User, StoreError> {
+        each!(self, s => s.user(user_id))
+    }
+    fn set_user_plan(
+        &self,
+        actor: &str,
+        user_id: &str,
+        plan_id: &str,
+        now_ms: i64,
+    ) -> Result<User, StoreError> {
+        each!(self, s => s.set_user_plan(actor, user_id, plan_id, now_ms))
+    }
+    fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        each!(self, s => s.usage(user_id))
+    }
+    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+        each!(self, s => s.grace(user_id))
+    }
+    fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.user_for_token(token_sha256))
+    }
+}
+
+impl OverrideStore for AnyStore {
+    fn set_override(
+        &self,
+        actor: &str,
+        user_id: &str,
+        key: &str,
+        value: i64,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<OverrideRow, StoreError> {
+        each!(self, s => s.set_override(actor, user_id, key, value, expires_at_ms, now_ms))
+    }
+    fn clear_override(
+        &self,
+        actor: &str,
+        user_id: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<OverrideRow>, StoreError> {
+        each!(self, s => s.clear_override(actor, user_id, key, now_ms))
+    }
+    fn overrides(&self, user_id: Option<&str>) -> Result<Vec<OverrideRow>, StoreError> {
+        each!(self, s => s.overrides(user_id))
+    }
+}
+
+impl AuditStore for AnyStore {
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        each!(self, s => s.audit_log(limit))
+    }
+}
+
+impl PolicyStore for AnyStore {
+    fn record_policy_event(
+        &self,
+        actor: &str,
+        action: PolicyAction,
+        sha256: Option<&str>,
+        component: Option<&[u8]>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<PolicyEvent, StoreError> {
+        each!(self, s => s.record_policy_event(actor, action, sha256, component, detail, now_ms))
+    }
+    fn policy_state(&self, history: usize) -> Result<PolicyState, StoreError> {
+        each!(self, s => s.policy_state(history))
+    }
+    fn policy_component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        each!(self, s => s.policy_component(sha256))
+    }
+}
+
+impl DecisionLogStore for AnyStore {
+    fn append_decisions(&self, entries: &[DecisionLogEntry]) -> Result<(), StoreError> {
+        each!(self, s => s.append_decisions(entries))
+    }
+    fn prune_decisions(&self, keep: usize, before_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_decisions(keep, before_ms))
+    }
+    fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError> {
+        each!(self, s => s.decisions(filter))
+    }
+}
+
+impl IdempotencyStore for AnyStore {
+    fn idempotent_response(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        each!(self, s => s.idempotent_response(user_id, key))
+    }
+    fn idempotent_response_committed(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        each!(self, s => s.idempotent_response_committed(user_id, key))
+    }
+    fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.expire_idempotency_keys(before_ms))
+    }
+}

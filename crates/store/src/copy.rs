@@ -1,0 +1,279 @@
+//! Moving a SQLite state into an empty PostgreSQL database, for the user
+//! who outgrows one machine: every table but the per-host decision log,
+//! row for row, in one PostgreSQL transaction (all or nothing).
+
+use postgres::types::ToSql;
+use rusqlite::types::Value;
+
+use crate::error::StoreError;
+use crate::postgres::PgStore;
+use crate::sqlite::SqliteStore;
+
+/// How a SQLite column's values go into PostgreSQL.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    BigInt,
+    Int,
+    Bool,
+    Bytes,
+}
+
+use Kind::{BigInt, Bool, Bytes, Int, Text};
+
+/// Every table copied, parents before children, with its columns.
+const TABLES: &[(&str, &[(&str, Kind)])] = &[
+    (
+        "plans",
+        &[
+            ("id", Text),
+            ("enforcement_enabled", Bool),
+            ("grace_count", BigInt),
+            ("rollout_percent", BigInt),
+            ("created_at_ms", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "plan_entitlements",
+        &[
+            ("plan_id", Text),
+            ("entitlement_key", Text),
+            ("limit_value", BigInt),
+        ],
+    ),
+    (
+        "entitlement_defaults",
+        &[
+            ("entitlement_key", Text),
+            ("limit_value", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "users",
+        &[
+            ("id", Text),
+            ("plan_id", Text),
+            ("created_at_ms", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "user_tokens",
+        &[
+            ("token_sha256", Text),
+            ("user_id", Text),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "usage_counters",
+        &[("user_id", Text), ("usage_key", Text), ("value", BigInt)],
+    ),
+    (
+        "overrides",
+        &[
+            ("user_id", Text),
+            ("entitlement_key", Text),
+            ("value", BigInt),
+            ("expires_at_ms", BigInt),
+            ("created_by", Text),
+            ("created_at_ms", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "grace_usage",
+        &[
+            ("user_id", Text),
+            ("plan_id", Text),
+            ("entitlement_key", Text),
+            ("used", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "audit_log",
+        &[
+            ("id", BigInt),
+            ("at_ms", BigInt),
+            ("actor", Text),
+            ("action", Text),
+            ("subject", Text),
+            ("before_json", Text),
+            ("after_json", Text),
+        ],
+    ),
+    (
+        "drafts",
+        &[
+            ("id", BigInt),
+            ("owner_id", Text),
+            ("title", Text),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "segments",
+        &[
+            ("id", BigInt),
+            ("draft_id", BigInt),
+            ("author_id", Text),
+            ("body", Text),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "invites",
+        &[
+            ("id", BigInt),
+            ("draft_id", BigInt),
+            ("inviter_id", Text),
+            ("invitee_id", Text),
+            ("status", Text),
+            ("created_at_ms", BigInt),
+            ("accepted_at_ms", BigInt),
+        ],
+    ),
+    (
+        "collaborators",
+        &[
+            ("draft_id", BigInt),
+            ("user_id", Text),
+            ("added_at_ms", BigInt),
+        ],
+    ),
+    (
+        "idempotency_keys",
+        &[
+            ("user_id", Text),
+            ("idempotency_key", Text),
+            ("request_sha256", Text),
+            ("status_code", Int),
+            ("response_json", Text),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "policy_versions",
+        &[
+            ("sha256", Text),
+            ("component", Bytes),
+            ("size_bytes", BigInt),
+            ("added_at_ms", BigInt),
+            ("added_by", Text),
+        ],
+    ),
+    (
+        "policy_events",
+        &[
+            ("id", BigInt),
+            ("at_ms", BigInt),
+            ("actor", Text),
+            ("action", Text),
+            ("sha256", Text),
+            ("detail", Text),
+        ],
+    ),
+];
+
+/// Tables whose ids PostgreSQL numbers itself: numbering goes on after
+/// the copied ones.
+const NUMBERED: &[&str] = &[
+    "audit_log",
+    "drafts",
+    "segments",
+    "invites",
+    "policy_events",
+];
+
+/// The rows copied, by table.
+pub type CopyReport = Vec<(&'static str, u64)>;
+
+/// One SQLite value as a PostgreSQL parameter of `kind`.
+fn param(
+    value: Value,
+    kind: Kind,
+    table: &str,
+    column: &str,
+) -> Result<Box<dyn ToSql + Sync>, StoreError> {
+    let wrong = || StoreError::Database(format!("{table}.{column}: a value of an unexpected type"));
+    Ok(match (kind, value) {
+        (Text, Value::Null) => Box::new(None::<String>),
+        (BigInt, Value::Null) => Box::new(None::<i64>),
+        (Int, Value::Null) => Box::new(None::<i32>),
+        (Bool, Value::Null) => Box::new(None::<bool>),
+        (Bytes, Value::Null) => Box::new(None::<Vec<u8>>),
+        (Text, Value::Text(text)) => Box::new(text),
+        (BigInt, Value::Integer(n)) => Box::new(n),
+        (Int, Value::Integer(n)) => Box::new(i32::try_from(n).map_err(|_| wrong())?),
+        (Bool, Value::Integer(n)) => Box::new(n != 0),
+        (Bytes, Value::Blob(bytes)) => Box::new(bytes),
+        _ => return Err(wrong()),
+    })
+}
+
+impl PgStore {
+    /// Copies the state of `from` into this database, which must hold no
+    /// plans, users or policy events yet. All of it or, on any error,
+    /// nothing.
+    pub fn copy_from_sqlite(&self, from: &SqliteStore) -> Result<CopyReport, StoreError> {
+        self.with_transaction(|client| {
+            let taken: i64 = client
+                .query_one(
+                    "SELECT (SELECT count(*) FROM plans) + (SELECT count(*) FROM users) + (SELECT count(*) FROM policy_events)",
+                    &[],
+                )
+                .map_err(crate::postgres::pg_error)?
+                .get(0);
+            if taken > 0 {
+                return Err(StoreError::invalid(
+                    "to",
+                    "the PostgreSQL database already holds a state (plans, users or policies): copy only into an empty one",
+                ));
+            }
+            let mut report = Vec::new();
+            for (table, columns) in TABLES {
+                let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+                let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+                let insert = client
+                    .prepare(&format!(
+                        "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
+                        names.join(", "),
+                        placeholders.join(", ")
+                    ))
+                    .map_err(crate::postgres::pg_error)?;
+                let rows: Vec<Vec<Value>> = from.read(|conn| {
+                    let mut stmt = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))?;
+                    let rows = stmt.query_map([], |row| {
+                        (0..columns.len()).map(|i| row.get::<_, Value>(i)).collect()
+                    })?;
+                    Ok(rows.collect::<Result<_, _>>()?)
+                })?;
+                let mut copied = 0;
+                for row in rows {
+                    let params = row
+                        .into_iter()
+                        .zip(columns.iter())
+                        .map(|(value, (column, kind))| param(value, *kind, table, column))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+                    copied += client.execute(&insert, &refs).map_err(crate::postgres::pg_error)?;
+                }
+                report.push((*table, copied));
+            }
+            for table in NUMBERED {
+                client
+                    .execute(
+                        &format!(
+                            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+                        ),
+                        &[],
+                    )
+                    .map_err(crate::postgres::pg_error)?;
+            }
+            Ok(report)
+        })
+    }
+}
