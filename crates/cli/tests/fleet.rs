@@ -415,39 +415,81 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
     sqlite.set_plan("admin", "pro", &plan, 1).unwrap();
     sqlite.set_default("admin", "invites.max", 4, 1).unwrap();
     for (i, user) in ["ann", "ben", "cy"].iter().enumerate() {
-        sqlite.create_user_with_token("admin", user, "pro", &format!("{i:064}"), 2).unwrap();
+        sqlite
+            .create_user_with_token("admin", user, "pro", &format!("{i:064}"), 2)
+            .unwrap();
         let mut tx = sqlite.begin_write().unwrap();
         for _ in 0..=i {
             tx.insert_draft(user, "t", 3).unwrap();
         }
-        tx.add_usage(user, "drafts.created", i64::try_from(i).unwrap() + 1).unwrap();
-        tx.add_grace(user, "pro", "drafts.max", i64::try_from(i).unwrap() / 2, 3).unwrap();
+        tx.add_usage(user, "drafts.created", i64::try_from(i).unwrap() + 1)
+            .unwrap();
+        tx.add_grace(user, "pro", "drafts.max", i64::try_from(i).unwrap() / 2, 3)
+            .unwrap();
         tx.commit().unwrap();
     }
-    sqlite.set_override("admin", "ben", "drafts.max", 9, Some(4_000_000_000_000), 5).unwrap();
+    sqlite
+        .set_override("admin", "ben", "drafts.max", 9, Some(4_000_000_000_000), 5)
+        .unwrap();
     let component = quota_tests::percent_grace().bytes();
     let sha = quota_host::sha256_hex(component);
-    sqlite.record_policy_event("admin", PolicyAction::Activate, Some(&sha), Some(component), "", 6).unwrap();
+    sqlite
+        .record_policy_event(
+            "admin",
+            PolicyAction::Activate,
+            Some(&sha),
+            Some(component),
+            "",
+            6,
+        )
+        .unwrap();
     drop(sqlite);
 
     let url = quota_throwaway_pg::shared().fresh_database();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
-        .args(["store", "copy", "--from", file.to_str().unwrap(), "--to", &url])
+        .args([
+            "store",
+            "copy",
+            "--from",
+            file.to_str().unwrap(),
+            "--to",
+            &url,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rows"]["drafts"], 6, "{report}");
 
     let before = quota_store::AnyStore::Sqlite(SqliteStore::open(&file).unwrap());
-    let after = quota_store::AnyStore::Postgres(quota_store::PgStore::open(&url.parse().unwrap()).unwrap());
+    let after =
+        quota_store::AnyStore::Postgres(quota_store::PgStore::open(&url.parse().unwrap()).unwrap());
     for store in [&before, &after] {
-        assert_eq!(store.policy_state(0).unwrap().active.unwrap().sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(
+            store
+                .policy_state(0)
+                .unwrap()
+                .active
+                .unwrap()
+                .sha256
+                .as_deref(),
+            Some(sha.as_str())
+        );
     }
     assert_eq!(before.plans().unwrap(), after.plans().unwrap());
     assert_eq!(before.defaults().unwrap(), after.defaults().unwrap());
-    assert_eq!(before.overrides(None).unwrap(), after.overrides(None).unwrap());
-    assert_eq!(before.audit_log(100).unwrap(), after.audit_log(100).unwrap());
+    assert_eq!(
+        before.overrides(None).unwrap(),
+        after.overrides(None).unwrap()
+    );
+    assert_eq!(
+        before.audit_log(100).unwrap(),
+        after.audit_log(100).unwrap()
+    );
     for user in ["ann", "ben", "cy"] {
         assert_eq!(before.usage(user).unwrap(), after.usage(user).unwrap());
         assert_eq!(before.grace(user).unwrap(), after.grace(user).unwrap());
@@ -461,14 +503,27 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
             assert_eq!(state(&before), state(&after), "{user} {key}");
         }
     }
-    assert_eq!(after.user_for_token(&format!("{:064}", 1)).unwrap().as_deref(), Some("ben"));
+    assert_eq!(
+        after
+            .user_for_token(&format!("{:064}", 1))
+            .unwrap()
+            .as_deref(),
+        Some("ben")
+    );
     // Numbering goes on after the copied rows.
     let mut tx = after.begin_write().unwrap();
     assert_eq!(tx.insert_draft("ann", "next", 7).unwrap().id, 7);
     tx.commit().unwrap();
     // A second copy into a database that holds a state is refused.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
-        .args(["store", "copy", "--from", file.to_str().unwrap(), "--to", &url])
+        .args([
+            "store",
+            "copy",
+            "--from",
+            file.to_str().unwrap(),
+            "--to",
+            &url,
+        ])
         .output()
         .unwrap();
     assert!(!again.status.success());
