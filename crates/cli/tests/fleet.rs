@@ -161,25 +161,28 @@ fn converges(addr: &str, sha256: &str, within: Duration) -> Duration {
 
 /// `POST /admin/policy` with a component.
 fn upload(addr: &str, bytes: &[u8]) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let head = format!(
-        "POST /admin/policy HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        bytes.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(bytes).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    request(
+        addr,
+        ("POST", "/admin/policy"),
+        ADMIN,
+        ("application/wasm", bytes),
+        Duration::from_secs(30),
+    )
+}
+
+/// `quota store copy --from file --to url`.
+fn store_copy(file: &Path, url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args([
+            "store",
+            "copy",
+            "--from",
+            file.to_str().unwrap(),
+            "--to",
+            url,
+        ])
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -446,17 +449,7 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
     drop(sqlite);
 
     let url = quota_throwaway_pg::shared().fresh_database();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
-        .args([
-            "store",
-            "copy",
-            "--from",
-            file.to_str().unwrap(),
-            "--to",
-            &url,
-        ])
-        .output()
-        .unwrap();
+    let out = store_copy(&file, &url);
     assert!(
         out.status.success(),
         "{}",
@@ -515,17 +508,7 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
     assert_eq!(tx.insert_draft("ann", "next", 7).unwrap().id, 7);
     tx.commit().unwrap();
     // A second copy into a database that holds a state is refused.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
-        .args([
-            "store",
-            "copy",
-            "--from",
-            file.to_str().unwrap(),
-            "--to",
-            &url,
-        ])
-        .output()
-        .unwrap();
+    let again = store_copy(&file, &url);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
 }

@@ -163,27 +163,24 @@ impl Service {
     /// the engine with the decision log, restores the recorded policies
     /// and activates `config.policy` (through every stage of an upload).
     pub fn open(config: ServiceConfig) -> Result<Self, ServiceError> {
-        let dir = match (&config.state_dir, &config.db) {
-            (Some(dir), _) => dir.clone(),
-            (None, Location::Sqlite(db)) => db
-                .parent()
+        // A SQLite file's folder; the state folder defaults to it.
+        let db_folder = config.db.file().map(|db| {
+            db.parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
-                .to_path_buf(),
-            (None, Location::Postgres(_)) => return Err(ServiceError::NoStateDir),
+                .to_path_buf()
+        });
+        let dir = match (&config.state_dir, &db_folder) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(folder)) => folder.clone(),
+            (None, None) => return Err(ServiceError::NoStateDir),
         };
-        if let Location::Sqlite(db) = &config.db
-            && let Some(folder) = db.parent().filter(|d| !d.as_os_str().is_empty())
-        {
+        for folder in db_folder.iter().chain([&dir]) {
             std::fs::create_dir_all(folder).map_err(|source| ServiceError::Folder {
-                path: folder.to_path_buf(),
+                path: folder.clone(),
                 source,
             })?;
         }
-        std::fs::create_dir_all(&dir).map_err(|source| ServiceError::Folder {
-            path: dir.clone(),
-            source,
-        })?;
         let state_dir = StateDir::open(&dir)?;
         let (token, token_source) = state_dir.admin_token(config.admin_token.as_deref())?;
         let database = |location: &dyn std::fmt::Display| {
