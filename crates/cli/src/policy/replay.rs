@@ -17,14 +17,16 @@ pub struct ReplayArgs {
     /// The candidate policy component.
     #[arg(long, value_name = "FILE")]
     candidate: PathBuf,
-    /// A database whose decision log to replay.
+    /// A SQLite database whose decision log to replay (the log beside it).
+    /// A PostgreSQL host keeps its log in its state folder: give that
+    /// `decisions.db`.
     #[arg(
         long,
         value_name = "FILE",
         conflicts_with = "log",
         required_unless_present = "log"
     )]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// Or a file of logged decisions: the JSON of `GET /admin/decisions`,
     /// or one entry per line.
     #[arg(long, value_name = "FILE")]
@@ -40,6 +42,11 @@ pub struct ReplayArgs {
 /// (input, recorded output) pairs.
 fn recorded(args: &ReplayArgs) -> anyhow::Result<Vec<(Value, Value)>> {
     if let Some(db) = &args.db {
+        anyhow::ensure!(
+            !quota_store::is_postgres_url(db),
+            "the decision log is per host: give the `decisions.db` in the host's state folder, not the shared database"
+        );
+        let db = std::path::Path::new(db);
         anyhow::ensure!(db.exists(), "no database at `{}`", db.display());
         let beside = quota_server::decision_log_path(db);
         let db = if beside.exists() { &beside } else { db };
