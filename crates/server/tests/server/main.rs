@@ -3,6 +3,10 @@
 //! - `policy`: the policy lifecycle over HTTP;
 //! - `service`: the composed service (`Service::open`) served on loopback;
 //! - `support`: what they share.
+//!
+//! Each test of `api` and `policy` runs on both backends, as
+//! `sqlite::name` and `postgres::name` (`support::on_both_backends!`);
+//! PostgreSQL is the tests' own, started on first use.
 
 #![allow(
     clippy::unwrap_used,

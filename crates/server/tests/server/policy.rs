@@ -14,12 +14,14 @@ use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::{DecisionLog, Retention};
 use quota_host::{ArtifactCache, CacheKey, sha256_hex};
 use quota_server::{AppState, POLICY_LIMIT, app};
-use quota_store::SqliteStore;
+use quota_store::Location;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, Connection, admin_token, send};
+use crate::support::{
+    ADMIN, Backend, Connection, admin_token, blocking, on_both_backends, open_store, send,
+};
 const WASM: &str = "application/wasm";
 
 fn reference_sha() -> String {
@@ -53,8 +55,8 @@ struct Service {
 
 /// The service as `quota serve` starts it: the reference policy loaded,
 /// then whatever the database records put back in place.
-fn open(db: &Path, options: Options<'_>) -> Service {
-    let store = quota_server::Store::Sqlite(SqliteStore::open(db).unwrap());
+fn open(db: &Location, options: Options<'_>) -> Service {
+    let store = open_store(db);
     let runtime = quota_tests::runtime().clone();
     let clock = match options.clock.clone() {
         Some(time) => quota_engine::Clock::from_fn(move || time.load(Ordering::SeqCst)),
@@ -72,7 +74,7 @@ fn open(db: &Path, options: Options<'_>) -> Service {
         .cache
         .map(|dir| ArtifactCache::open(dir, CacheKey::from_bytes([7; 32])).unwrap());
     let lifecycle = Lifecycle::new(runtime, cache);
-    let restored = lifecycle.restore(&engine).unwrap();
+    let restored = blocking(|| lifecycle.restore(&engine).unwrap());
     let state = AppState::with_lifecycle(engine, admin_token(), lifecycle, log);
     Service {
         app: app(state.clone()),
@@ -82,10 +84,10 @@ fn open(db: &Path, options: Options<'_>) -> Service {
 }
 
 /// A service over a fresh database, with a decision log.
-fn fresh() -> (tempfile::TempDir, Service) {
+fn fresh(backend: Backend) -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
     let service = open(
-        &dir.path().join("quota.db"),
+        &backend.fresh(dir.path()),
         Options {
             log: Some(Retention::default()),
             ..Options::default()
@@ -453,9 +455,8 @@ fn hostile_uploads() -> Vec<(&'static str, Vec<u8>, &'static str, &'static str)>
 /// past limit + grace with decisions that contradict themselves. Each lie
 /// now fails closed: on a plan of 3 + 1 grace, at most 4 creates succeed
 /// (those the lie does not touch), the rest get 503 and change nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_lying_for_some_users_never_admits_past_limit_and_grace() {
-    let (_dir, s) = fresh();
+async fn a_policy_lying_for_some_users_never_admits_past_limit_and_grace(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     plan(
         &s.app,
         "free",
@@ -499,12 +500,13 @@ async fn a_policy_lying_for_some_users_never_admits_past_limit_and_grace() {
             }
         }
         assert!(created <= 4, "{lie}: {created} created on 3 + 1 grace");
-        let usage = s
-            .state
-            .engine()
-            .store()
-            .usage(&format!("liar-{lie}"))
-            .unwrap();
+        let usage = blocking(|| {
+            s.state
+                .engine()
+                .store()
+                .usage(&format!("liar-{lie}"))
+                .unwrap()
+        });
         assert!(
             usage.iter().all(|(_, v)| *v == created),
             "{lie}: usage {usage:?} after {created} creates"
@@ -515,9 +517,8 @@ async fn a_policy_lying_for_some_users_never_admits_past_limit_and_grace() {
 /// One upload is compiled at a time, outside the lock that switches
 /// policies: while a slow (but admitted) upload compiles, a second upload
 /// gets 409 and clearing the shadow is not held up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_second_upload_while_one_compiles_gets_409() {
-    let (_dir, s) = fresh();
+async fn a_second_upload_while_one_compiles_gets_409(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     activate(&s.app, quota_tests::PERCENT_GRACE).await;
     let slow = quota_tests::locals_across_ifs(10, 1_000, 1_000);
     let slow_sha = sha256_hex(&slow);
@@ -583,9 +584,8 @@ async fn a_second_upload_while_one_compiles_gets_409() {
     activate(&s.app, quota_tests::REFERENCE).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_uploads_are_refused_at_their_stage_and_change_nothing() {
-    let (_dir, s) = fresh();
+async fn hostile_uploads_are_refused_at_their_stage_and_change_nothing(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     plan(
         &s.app,
         "big",
@@ -652,9 +652,10 @@ async fn hostile_uploads_are_refused_at_their_stage_and_change_nothing() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hostile_guest_passes_its_self_test_then_fails_closed_on_its_bad_keys() {
-    let (_dir, s) = fresh();
+async fn the_hostile_guest_passes_its_self_test_then_fails_closed_on_its_bad_keys(
+    backend: Backend,
+) {
+    let (_dir, s) = fresh(backend);
     plan(
         &s.app,
         "hostile",
@@ -713,9 +714,8 @@ async fn the_hostile_guest_passes_its_self_test_then_fails_closed_on_its_bad_key
 // ---------------------------------------------------------------------------
 // 2. Rollback.
 
-#[tokio::test]
-async fn rollback_restores_the_previous_policy_and_again_toggles_back() {
-    let (_dir, s) = fresh();
+async fn rollback_restores_the_previous_policy_and_again_toggles_back(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     plan(
         &s.app,
         "big",
@@ -753,9 +753,8 @@ async fn rollback_restores_the_previous_policy_and_again_toggles_back() {
     }
 }
 
-#[tokio::test]
-async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
-    let (_dir, s) = fresh();
+async fn rollback_with_nothing_to_go_back_to_is_a_conflict(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     for _ in 0..2 {
         let (status, body) = call(
             &s.app,
@@ -794,8 +793,7 @@ async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
 
     // Nor is there one for a service that never restored the lifecycle.
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        quota_server::Store::Sqlite(SqliteStore::open(dir.path().join("quota.db")).unwrap());
+    let store = open_store(&backend.fresh(dir.path()));
     let bare = app(AppState::new(
         Engine::new(store, quota_tests::reference().clone()),
         quota_tests::runtime().clone(),
@@ -818,10 +816,9 @@ async fn rollback_with_nothing_to_go_back_to_is_a_conflict() {
 // ---------------------------------------------------------------------------
 // 3. Restart.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_keeps_the_active_and_the_shadow_policy() {
+async fn a_restart_keeps_the_active_and_the_shadow_policy(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.fresh(dir.path());
     let cache = dir.path().join("artifacts");
     let (reference, percent) = (reference_sha(), percent_grace_sha());
     let options = || Options {
@@ -895,10 +892,9 @@ fn variant(bytes: &[u8], n: u8) -> Vec<u8> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_active_and_shadow_policies_outlive_the_version_history() {
+async fn the_active_and_shadow_policies_outlive_the_version_history(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.fresh(dir.path());
     let s = open(&db, Options::default());
     // The shadow, then more versions than are kept, all activated.
     let (status, body) = upload(
@@ -958,9 +954,8 @@ async fn the_active_and_shadow_policies_outlive_the_version_history() {
 // ---------------------------------------------------------------------------
 // 4. Shadow mode.
 
-#[tokio::test]
-async fn a_shadow_policy_is_compared_counted_and_logged_but_never_obeyed() {
-    let (_dir, s) = fresh();
+async fn a_shadow_policy_is_compared_counted_and_logged_but_never_obeyed(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     let (reference, percent) = (reference_sha(), percent_grace_sha());
     // `pro`: grace 5, where percent-grace allows 2 (20% of 10): every
     // decision differs (at least in `grace_remaining`). `even`: grace 2,
@@ -1060,9 +1055,8 @@ async fn a_shadow_policy_is_compared_counted_and_logged_but_never_obeyed() {
     assert_eq!(metric(&s.app, &shadow("same")).await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_shadow_never_affects_requests() {
-    let (_dir, s) = fresh();
+async fn a_failing_shadow_never_affects_requests(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     let reference = reference_sha();
     plan(
         &s.app,
@@ -1126,9 +1120,8 @@ async fn a_failing_shadow_never_affects_requests() {
 // ---------------------------------------------------------------------------
 // 5. The decision log.
 
-#[tokio::test]
-async fn the_decision_log_records_every_enforce_decision_and_filters_them() {
-    let (_dir, s) = fresh();
+async fn the_decision_log_records_every_enforce_decision_and_filters_them(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     let reference = reference_sha();
     plan(
         &s.app,
@@ -1256,7 +1249,7 @@ async fn log_settles_at(s: &Service, n: usize) -> Vec<quota_store::DecisionLogEn
                 .unwrap()
                 .flush(Duration::from_secs(5))
         );
-        let entries = s.state.engine().store().decisions(&filter).unwrap();
+        let entries = blocking(|| s.state.engine().store().decisions(&filter).unwrap());
         if entries.len() == n || Instant::now() > deadline {
             assert_eq!(entries.len(), n, "{entries:?}");
             return entries;
@@ -1265,12 +1258,16 @@ async fn log_settles_at(s: &Service, n: usize) -> Vec<quota_store::DecisionLogEn
     }
 }
 
+/// On SQLite only: the test moves the engine's clock, and on PostgreSQL
+/// decisions take the database's clock (the log of a host there is a
+/// SQLite file of its own anyway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decision_log_is_pruned_by_count_and_by_age() {
     let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::Sqlite;
     let clock = Arc::new(AtomicI64::new(1_700_000_000_000));
     let s = open(
-        &dir.path().join("quota.db"),
+        &backend.fresh(dir.path()),
         Options {
             log: Some(Retention {
                 max_entries: 4,
@@ -1317,9 +1314,12 @@ async fn the_decision_log_is_pruned_by_count_and_by_age() {
     }
     log_settles_at(&s, 4).await;
     let store = s.state.engine().store();
-    assert_eq!(store.prune_decisions(2, 0).unwrap(), 2);
+    assert_eq!(blocking(|| store.prune_decisions(2, 0).unwrap()), 2);
     assert_eq!(log_settles_at(&s, 2).await[0].id, kept[0].id + 3);
-    assert_eq!(store.prune_decisions(100, i64::MAX).unwrap(), 2);
+    assert_eq!(
+        blocking(|| store.prune_decisions(100, i64::MAX).unwrap()),
+        2
+    );
     log_settles_at(&s, 0).await;
 }
 
@@ -1340,14 +1340,13 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
+async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions(backend: Backend) {
     const CLIENTS: usize = 8;
     const SWAPS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("artifacts");
     let s = open(
-        &dir.path().join("quota.db"),
+        &backend.fresh(dir.path()),
         Options {
             cache: Some(&cache),
             ..Options::default()
@@ -1535,9 +1534,8 @@ async fn swapping_policies_under_load_fails_no_request_and_mixes_no_versions() {
 // ---------------------------------------------------------------------------
 // 7. The upload's limits.
 
-#[tokio::test]
-async fn uploads_are_size_limited_typed_and_for_the_admin_only() {
-    let (_dir, s) = fresh();
+async fn uploads_are_size_limited_typed_and_for_the_admin_only(backend: Backend) {
+    let (_dir, s) = fresh(backend);
     plan(
         &s.app,
         "big",
@@ -1623,3 +1621,34 @@ async fn uploads_are_size_limited_typed_and_for_the_admin_only() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+on_both_backends!(
+    a_policy_lying_for_some_users_never_admits_past_limit_and_grace(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    a_second_upload_while_one_compiles_gets_409(flavor = "multi_thread", worker_threads = 4),
+    hostile_uploads_are_refused_at_their_stage_and_change_nothing(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    the_hostile_guest_passes_its_self_test_then_fails_closed_on_its_bad_keys(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    rollback_restores_the_previous_policy_and_again_toggles_back,
+    rollback_with_nothing_to_go_back_to_is_a_conflict,
+    a_restart_keeps_the_active_and_the_shadow_policy(flavor = "multi_thread", worker_threads = 2),
+    the_active_and_shadow_policies_outlive_the_version_history(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    a_shadow_policy_is_compared_counted_and_logged_but_never_obeyed,
+    a_failing_shadow_never_affects_requests(flavor = "multi_thread", worker_threads = 2),
+    the_decision_log_records_every_enforce_decision_and_filters_them,
+    swapping_policies_under_load_fails_no_request_and_mixes_no_versions(
+        flavor = "multi_thread",
+        worker_threads = 2
+    ),
+    uploads_are_size_limited_typed_and_for_the_admin_only,
+);

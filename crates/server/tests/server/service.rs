@@ -7,14 +7,15 @@ use std::time::Duration;
 use quota_engine::log::Retention;
 use quota_server::connections::ConnectionLimits;
 use quota_server::{Service, ServiceConfig, ServiceError, StartPolicy};
-use quota_store::DecisionFilter;
 use quota_store::prelude::*;
+use quota_store::{DecisionFilter, Location};
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN, Connection};
+use crate::support::{ADMIN, Backend, Connection};
 
 const JSON: &str = "application/json";
 
+/// A service on a SQLite file in `dir`, its state beside it.
 fn config(dir: &std::path::Path) -> ServiceConfig {
     ServiceConfig {
         db: quota_store::Location::Sqlite(dir.join("quota.db")),
@@ -49,10 +50,29 @@ fn serving(service: Service, work: impl FnOnce(SocketAddr)) -> bool {
     runtime.block_on(served).unwrap()
 }
 
+/// The same on the database at `db`, the state folder named.
+fn config_on(db: &Location, dir: &std::path::Path) -> ServiceConfig {
+    ServiceConfig {
+        db: db.clone(),
+        state_dir: Some(dir.to_owned()),
+        ..config(dir)
+    }
+}
+
 #[test]
-fn the_composed_service_serves_stops_and_opens_again_where_it_was() {
+fn the_composed_service_serves_stops_and_opens_again_where_it_was_on_sqlite() {
+    serves_stops_and_opens_again_where_it_was(Backend::Sqlite);
+}
+
+#[test]
+fn the_composed_service_serves_stops_and_opens_again_where_it_was_on_postgres() {
+    serves_stops_and_opens_again_where_it_was(Backend::Postgres);
+}
+
+fn serves_stops_and_opens_again_where_it_was(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let service = Service::open(config(dir.path())).unwrap();
+    let db = backend.fresh(dir.path());
+    let service = Service::open(config_on(&db, dir.path())).unwrap();
     assert_eq!(service.state_dir(), dir.path());
     let flushed = serving(service, |addr| {
         let mut connection = Connection::open(addr);
@@ -75,7 +95,7 @@ fn the_composed_service_serves_stops_and_opens_again_where_it_was() {
 
     // Opened again: the demo plans are not seeded twice, the usage and the
     // decision log are where they were.
-    let service = Service::open(config(dir.path())).unwrap();
+    let service = Service::open(config_on(&db, dir.path())).unwrap();
     let store = service.state().engine().store().clone();
     assert_eq!(store.plans().unwrap().len(), 3);
     assert_eq!(
@@ -91,6 +111,20 @@ fn the_composed_service_serves_stops_and_opens_again_where_it_was() {
         .unwrap();
     assert_eq!(logged.len(), 5);
     assert_eq!(logged[0].status, "block");
+}
+
+/// A database URL has no folder to keep the service's own files in.
+#[test]
+fn a_postgres_service_needs_a_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServiceConfig {
+        state_dir: None,
+        ..config_on(&Backend::Postgres.fresh(dir.path()), dir.path())
+    };
+    match Service::open(config) {
+        Err(ServiceError::NoStateDir) => {}
+        other => panic!("expected a missing state folder, got {other:?}"),
+    }
 }
 
 #[test]

@@ -2,14 +2,76 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use quota_store::{AnyStore, Location, SqliteOptions};
 use serde_json::Value;
 use tower::ServiceExt;
+
+/// The storage backends the service's tests run on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A fresh, empty database: a file in `dir`, or a new database on the
+    /// tests' own PostgreSQL (started on first use).
+    pub fn fresh(self, dir: &Path) -> Location {
+        match self {
+            Backend::Sqlite => Location::Sqlite(dir.join("quota.db")),
+            Backend::Postgres => blocking(|| {
+                let cluster = quota_throwaway_pg::shared();
+                Location::parse(&cluster.fresh_database()).unwrap()
+            }),
+        }
+    }
+}
+
+/// The store at `location`, opened (and migrated) off the async runtime.
+pub fn open_store(location: &Location) -> quota_server::Store {
+    blocking(|| AnyStore::open(location, SqliteOptions::default()).unwrap())
+}
+
+/// Runs `f` on a thread of its own and waits for it. The service calls
+/// its store on blocking threads; a test that reads the store itself from
+/// async code does it through here, since the PostgreSQL driver runs a
+/// runtime of its own, which tokio refuses inside the test's.
+pub fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().unwrap())
+}
+
+/// `on_both_backends!(test, other(flavor = "multi_thread"), …)`: each
+/// `async fn test(backend: Backend)` of the calling module as two tests,
+/// `sqlite::test` and `postgres::test`; parentheses after a name are the
+/// arguments of its `#[tokio::test]`.
+macro_rules! on_both_backends {
+    ($($test:ident $(($($runtime:tt)*))?),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test $(($($runtime)*))?]
+                async fn $test() {
+                    super::$test($crate::support::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test $(($($runtime)*))?]
+                async fn $test() {
+                    super::$test($crate::support::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;
 
 /// The admin token of every test service.
 pub const ADMIN: &str = "test-admin-token-0123456789abcdef";

@@ -81,9 +81,47 @@ impl Default for PgOptions {
     }
 }
 
+/// A client that may be dropped anywhere. Closing a `postgres::Client`
+/// waits for the server on the driver's own runtime, and tokio refuses
+/// (panics) to run one runtime inside another: dropped from async code,
+/// the client is closed on a thread of its own.
+pub(crate) struct OwnedClient(Option<Client>);
+
+impl OwnedClient {
+    fn new(client: Client) -> Self {
+        OwnedClient(Some(client))
+    }
+}
+
+#[allow(clippy::expect_used, reason = "the client is taken only in drop")]
+impl std::ops::Deref for OwnedClient {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("taken only in drop")
+    }
+}
+
+#[allow(clippy::expect_used, reason = "the client is taken only in drop")]
+impl std::ops::DerefMut for OwnedClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("taken only in drop")
+    }
+}
+
+impl Drop for OwnedClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            std::thread::spawn(move || drop(client));
+        }
+    }
+}
+
 /// A connection with its prepared statements.
 pub(crate) struct Conn {
-    client: Client,
+    client: OwnedClient,
     statements: HashMap<&'static str, Statement>,
     /// A transaction was begun and not yet ended: the pool must not
     /// hand this connection out again as it is.
@@ -183,7 +221,7 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         Ok(Conn {
-            client: self.config.connect(self.tls.clone())?,
+            client: OwnedClient::new(self.config.connect(self.tls.clone())?),
             statements: HashMap::new(),
             in_transaction: false,
         })
@@ -204,7 +242,7 @@ struct Inner {
     url: PgUrl,
     pool: r2d2::Pool<Manager>,
     /// The connection that listens for policy events, once asked to.
-    listener: Mutex<Option<Client>>,
+    listener: Mutex<Option<OwnedClient>>,
 }
 
 /// A PostgreSQL database, shared by threads and by hosts. Cheap to clone.
@@ -286,7 +324,7 @@ impl PgStore {
         let mut conn = self.connection()?;
         let failed = |e: refinery::Error| StoreError::Migration(e.to_string());
         conn.batch("SELECT pg_advisory_lock(7146053)")?;
-        let report = embedded::migrations::runner().run(&mut conn.client);
+        let report = embedded::migrations::runner().run(&mut *conn.client);
         let unlocked = conn.batch("SELECT pg_advisory_unlock(7146053)");
         report.map_err(failed)?;
         unlocked
@@ -403,7 +441,7 @@ impl PgStore {
             .listener
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if listener.as_ref().is_none_or(Client::is_closed) {
+        if listener.as_ref().is_none_or(|client| client.is_closed()) {
             *listener = self.listen().ok();
             if listener.is_none() {
                 drop(listener);
@@ -430,7 +468,7 @@ impl PgStore {
         heard
     }
 
-    fn listen(&self) -> Result<Client, StoreError> {
+    fn listen(&self) -> Result<OwnedClient, StoreError> {
         let manager = Manager {
             config: self.inner.url.config().clone(),
             tls: self.inner.url.connector()?,
