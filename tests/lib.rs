@@ -1,10 +1,34 @@
 //! Shared fixtures for the end-to-end tests: the policy components under
-//! test and the conformance corpus.
+//! test, the conformance corpus and the storage backends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use quota_host::{Limits, PolicyModule, Runtime};
+use quota_store::Location;
+
+/// The storage backends the suites run on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A fresh, empty database: a file in `dir`, or a new database on the
+    /// tests' own PostgreSQL (started on first use). Call it off any async
+    /// runtime: the PostgreSQL tools are waited for.
+    pub fn fresh(self, dir: &Path) -> Location {
+        match self {
+            Backend::Sqlite => Location::Sqlite(dir.join("quota.db")),
+            Backend::Postgres => {
+                let url = quota_throwaway_pg::shared().fresh_database();
+                #[allow(clippy::expect_used, reason = "a test helper fails the test")]
+                Location::parse(&url).expect("the cluster's URL parses")
+            }
+        }
+    }
+}
 
 /// The reference policy component (built by `quota-reference-policy`).
 pub const REFERENCE: &[u8] = quota_reference_policy::COMPONENT;

@@ -3,17 +3,16 @@
 use quota_engine::{EnforceError, Engine, FailMode, QuotaRequest};
 use quota_host::{Limits, Runtime};
 use quota_policy_core::Status;
-use quota_store::{DomainTx, SqliteStore, StoreError};
+use quota_store::{AnyStore, DomainTx, SqliteOptions, StoreError};
 
-use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use crate::{Backend, Clock, T0, count, engine, grace, plan_with_user, usage};
 use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
-#[test]
-fn a_mutation_that_fails_after_the_decision_records_nothing() {
+fn a_mutation_that_fails_after_the_decision_records_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 0, 3, true, "alice");
     let request = QuotaRequest::new("alice", "drafts.max", 2);
@@ -38,10 +37,9 @@ fn a_mutation_that_fails_after_the_decision_records_nothing() {
     assert_eq!(grace(store, "alice", "pro", "drafts.max"), 1);
 }
 
-#[test]
-fn an_unknown_user_is_an_error_and_changes_nothing() {
+fn an_unknown_user_is_an_error_and_changes_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let err = engine.create_draft("nobody", "x").unwrap_err();
     assert!(
         matches!(err, EnforceError::Store(StoreError::UnknownUser(ref u)) if u == "nobody"),
@@ -50,17 +48,20 @@ fn an_unknown_user_is_an_error_and_changes_nothing() {
     assert_eq!(count(engine.store(), "drafts"), 0);
 }
 
-#[test]
-fn a_request_below_one_unit_is_refused() {
+fn a_request_below_one_unit_is_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     plan_with_user(engine.store(), "pro", 5, 0, true, "bob");
     let request = QuotaRequest::new("bob", "drafts.max", 0);
     let err = engine.admit(&request).unwrap_err();
     assert_eq!(err.code(), "invalid_request");
 }
 
-fn hostile_engine(dir: &std::path::Path, fail_mode: FailMode) -> Engine<SqliteStore> {
+fn hostile_engine(
+    backend: Backend,
+    dir: &std::path::Path,
+    fail_mode: FailMode,
+) -> Engine<AnyStore> {
     // 200 ms: the endless loop is still stopped, and an ordinary call is
     // never cut off by a busy machine descheduling the thread.
     let runtime = Runtime::new(Limits {
@@ -69,16 +70,15 @@ fn hostile_engine(dir: &std::path::Path, fail_mode: FailMode) -> Engine<SqliteSt
     })
     .unwrap();
     let policy = runtime.load(quota_tests::HOSTILE).unwrap();
-    let store = SqliteStore::open(dir.join("quota.db")).unwrap();
+    let store = AnyStore::open(&backend.fresh(dir), SqliteOptions::default()).unwrap();
     Engine::new(store, policy)
         .with_clock(quota_engine::Clock::from_fn(|| T0))
         .with_fail_mode(fail_mode)
 }
 
-#[test]
-fn a_policy_that_fails_blocks_the_action_and_is_counted() {
+fn a_policy_that_fails_blocks_the_action_and_is_counted(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = hostile_engine(dir.path(), FailMode::Closed);
+    let engine = hostile_engine(backend, dir.path(), FailMode::Closed);
     let store = engine.store();
     let change = quota_store::PlanChange {
         limits: vec![
@@ -121,10 +121,9 @@ fn a_policy_that_fails_blocks_the_action_and_is_counted() {
     );
 }
 
-#[test]
-fn failing_open_admits_as_warn_only_and_says_so() {
+fn failing_open_admits_as_warn_only_and_says_so(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = hostile_engine(dir.path(), FailMode::Open);
+    let engine = hostile_engine(backend, dir.path(), FailMode::Open);
     let store = engine.store();
     store
         .set_plan("t", "pro", &quota_store::PlanChange::default(), T0)
@@ -143,3 +142,11 @@ fn failing_open_admits_as_warn_only_and_says_so() {
     assert_eq!(err.code(), "policy_unavailable");
     assert_eq!(count(store, "drafts"), 1);
 }
+
+crate::on_both_backends!(
+    a_mutation_that_fails_after_the_decision_records_nothing,
+    an_unknown_user_is_an_error_and_changes_nothing,
+    a_request_below_one_unit_is_refused,
+    a_policy_that_fails_blocks_the_action_and_is_counted,
+    failing_open_admits_as_warn_only_and_says_so,
+);

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 
 use quota_engine::EnforceError;
-use quota_store::SqliteStore;
+use quota_store::{AnyStore, SqliteStore, UserStore};
 
-use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use crate::{Backend, Clock, T0, count, engine, grace, plan_with_user, usage};
 use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
@@ -17,7 +17,7 @@ const LIMIT: i64 = 50;
 const GRACE: i64 = 5;
 
 /// Tries `attempts` creates; returns (admitted, blocked). Any other error fails the test.
-fn race(engine: &quota_engine::Engine<SqliteStore>, attempts: usize) -> (u64, u64) {
+fn race(engine: &quota_engine::Engine<AnyStore>, attempts: usize) -> (u64, u64) {
     let (mut admitted, mut blocked) = (0, 0);
     for n in 0..attempts {
         match engine.create_draft("racer", &format!("draft {n}")) {
@@ -29,16 +29,15 @@ fn race(engine: &quota_engine::Engine<SqliteStore>, attempts: usize) -> (u64, u6
     (admitted, blocked)
 }
 
-fn assert_exactly_limit_plus_grace(store: &SqliteStore) {
+fn assert_exactly_limit_plus_grace(store: &(impl quota_store::testing::CountRows + UserStore)) {
     assert_eq!(count(store, "drafts"), LIMIT + GRACE);
     assert_eq!(usage(store, "racer", "drafts.created"), LIMIT + GRACE);
     assert_eq!(grace(store, "racer", "pro", "drafts.max"), GRACE);
 }
 
-#[test]
-fn threads_racing_one_limit_admit_exactly_limit_plus_grace() {
+fn threads_racing_one_limit_admit_exactly_limit_plus_grace(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     plan_with_user(engine.store(), "pro", LIMIT, GRACE, true, "racer");
     let results: Vec<(u64, u64)> = thread::scope(|s| {
         let handles: Vec<_> = (0..8).map(|_| s.spawn(|| race(&engine, 50))).collect();
@@ -60,7 +59,7 @@ fn child_process_worker() {
         .unwrap()
         .parse()
         .unwrap();
-    let store = SqliteStore::open(&db).unwrap();
+    let store = AnyStore::Sqlite(SqliteStore::open(&db).unwrap());
     let engine = quota_engine::Engine::new(store, quota_tests::reference().clone())
         .with_clock(quota_engine::Clock::from_fn(|| T0));
     let (admitted, blocked) = race(&engine, attempts);
@@ -172,3 +171,5 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
     assert_eq!(usage(&store, "racer", "drafts.created"), 1);
     assert_eq!(count(&store, "drafts"), 1);
 }
+
+crate::on_both_backends!(threads_racing_one_limit_admit_exactly_limit_plus_grace,);

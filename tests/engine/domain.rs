@@ -4,12 +4,12 @@ use quota_engine::EnforceError;
 use quota_policy_core::Status;
 use quota_store::{InviteStatus, PlanChange, StoreError};
 
-use crate::{Clock, T0, count, engine, usage};
+use crate::{Backend, Clock, T0, count, engine, usage};
 use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
-fn setup(store: &quota_store::SqliteStore) {
+fn setup(store: &(impl PlanStore + UserStore)) {
     let plan = PlanChange {
         limits: vec![
             ("drafts.max".into(), 5),
@@ -25,10 +25,9 @@ fn setup(store: &quota_store::SqliteStore) {
     }
 }
 
-#[test]
-fn segments_use_the_acting_users_limit_and_need_access() {
+fn segments_use_the_acting_users_limit_and_need_access(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     setup(store);
     let draft = engine.create_draft("owner", "doc").unwrap().value;
@@ -59,10 +58,9 @@ fn segments_use_the_acting_users_limit_and_need_access() {
     assert_eq!(usage(store, "ann", "segments.appended"), 1);
 }
 
-#[test]
-fn accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending() {
+fn accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     setup(store);
     let draft = engine.create_draft("owner", "doc").unwrap().value;
@@ -93,10 +91,9 @@ fn accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending() {
     assert_eq!(count(store, "collaborators"), 1);
 }
 
-#[test]
-fn an_invite_is_accepted_once_and_only_by_its_invitee() {
+fn an_invite_is_accepted_once_and_only_by_its_invitee(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     setup(store);
     let draft = engine.create_draft("owner", "doc").unwrap().value;
@@ -124,3 +121,9 @@ fn an_invite_is_accepted_once_and_only_by_its_invitee() {
         Err(EnforceError::Store(StoreError::UnknownUser(_)))
     ));
 }
+
+crate::on_both_backends!(
+    segments_use_the_acting_users_limit_and_need_access,
+    accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending,
+    an_invite_is_accepted_once_and_only_by_its_invitee,
+);

@@ -4,14 +4,13 @@ use std::time::Duration;
 
 use quota_engine::lifecycle::{ChangeError, Lifecycle, Stage};
 
-use crate::{Clock, T0, engine};
+use crate::{Backend, Clock, T0, engine};
 
 /// Each call has a deadline, but a policy just under it on every call
 /// would hold an upload for minutes: the self-test has a budget in all.
-#[test]
-fn a_self_test_past_its_budget_refuses_the_upload() {
+fn a_self_test_past_its_budget_refuses_the_upload(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let lifecycle =
         Lifecycle::new(quota_tests::runtime().clone(), None).with_self_test_budget(Duration::ZERO);
     let err = lifecycle
@@ -34,3 +33,5 @@ fn a_self_test_past_its_budget_refuses_the_upload() {
         quota_tests::percent_grace().sha256()
     );
 }
+
+crate::on_both_backends!(a_self_test_past_its_budget_refuses_the_upload,);

@@ -1,6 +1,13 @@
-//! The enforcement engine on SQLite with the reference component: the
-//! report's walk, overrides, plan changes, atomicity, concurrency across
-//! threads and processes, and crash safety.
+//! The enforcement engine with the reference component: the report's
+//! walk, overrides, plan changes, atomicity, concurrency across threads
+//! and processes, and crash safety.
+//!
+//! A test that takes a [`Backend`] runs on SQLite and on PostgreSQL (the
+//! tests' own), as `sqlite::name` and `postgres::name`
+//! (`on_both_backends!` at the end of its module). The others are about
+//! SQLite itself (its group commit, several processes on one file, a
+//! process killed mid-write) or move the engine's clock, which PostgreSQL
+//! replaces with the database's.
 
 #![allow(
     clippy::unwrap_used,
@@ -24,7 +31,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use quota_engine::Engine;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
-use quota_store::{PlanChange, SqliteStore};
+use quota_store::{AnyStore, PlanChange, SqliteOptions, UserStore};
+pub use quota_tests::Backend;
 
 /// A fixed start time; tests move the clock explicitly.
 pub const T0: i64 = 1_700_000_000_000;
@@ -45,9 +53,10 @@ impl Clock {
     }
 }
 
-/// An engine over a fresh database in `dir` with the reference policy.
-pub fn engine(dir: &Path, clock: &Clock) -> Engine<SqliteStore> {
-    let store = SqliteStore::open(dir.join("quota.db")).unwrap();
+/// An engine over a fresh database on `backend` (a file in `dir` for
+/// SQLite) with the reference policy.
+pub fn engine(backend: Backend, dir: &Path, clock: &Clock) -> Engine<AnyStore> {
+    let store = AnyStore::open(&backend.fresh(dir), SqliteOptions::default()).unwrap();
     let clock = clock.clone();
     Engine::new(store, quota_tests::reference().clone())
         .with_clock(quota_engine::Clock::from_fn(move || clock.get()))
@@ -55,7 +64,7 @@ pub fn engine(dir: &Path, clock: &Clock) -> Engine<SqliteStore> {
 
 /// Creates `plan` with one `drafts.max` limit and the user on it.
 pub fn plan_with_user(
-    store: &SqliteStore,
+    store: &(impl PlanStore + UserStore),
     plan: &str,
     limit: i64,
     grace: i64,
@@ -73,12 +82,12 @@ pub fn plan_with_user(
 }
 
 /// Rows in `table`.
-pub fn count(store: &SqliteStore, table: &str) -> i64 {
+pub fn count(store: &impl quota_store::testing::CountRows, table: &str) -> i64 {
     quota_store::testing::count_rows(store, table).unwrap()
 }
 
 /// The user's usage counter value (0 when absent).
-pub fn usage(store: &SqliteStore, user: &str, key: &str) -> i64 {
+pub fn usage(store: &impl UserStore, user: &str, key: &str) -> i64 {
     store
         .usage(user)
         .unwrap()
@@ -88,7 +97,7 @@ pub fn usage(store: &SqliteStore, user: &str, key: &str) -> i64 {
 }
 
 /// Grace used by the user on a plan for a key (0 when absent).
-pub fn grace(store: &SqliteStore, user: &str, plan: &str, key: &str) -> i64 {
+pub fn grace(store: &impl UserStore, user: &str, plan: &str, key: &str) -> i64 {
     store
         .grace(user)
         .unwrap()
@@ -96,3 +105,27 @@ pub fn grace(store: &SqliteStore, user: &str, plan: &str, key: &str) -> i64 {
         .find(|(p, k, _)| p == plan && k == key)
         .map_or(0, |(_, _, used)| used)
 }
+
+/// `on_both_backends!(test, …)`: each `fn test(backend: Backend)` of the
+/// calling module as two tests, `sqlite::test` and `postgres::test`.
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::Backend::Sqlite);
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::Backend::Postgres);
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use quota_store::PlanChange;
 use serde_json::Value;
 
-use crate::{Clock, T0, engine, plan_with_user};
+use crate::{Backend, Clock, T0, engine, plan_with_user};
 use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
@@ -41,10 +41,9 @@ fn capture(level: tracing::Level, run: impl FnOnce()) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn every_decision_is_one_structured_event() {
+fn every_decision_is_one_structured_event(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     plan_with_user(engine.store(), "pro", 1, 0, true, "alice");
     let change = PlanChange {
         limits: vec![("exports.max".into(), 5)],
@@ -90,11 +89,10 @@ fn every_decision_is_one_structured_event() {
 /// Any key a user sends to a check without an explicit usage counter would
 /// log a warning holding the key on every request; it is written at most
 /// once per 10 s of the engine's clock, counting those held back.
-#[test]
-fn the_fallback_warning_is_rate_limited() {
+fn the_fallback_warning_is_rate_limited(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::at(T0);
-    let engine = engine(dir.path(), &clock);
+    let engine = engine(backend, dir.path(), &clock);
     plan_with_user(engine.store(), "pro", 1, 0, true, "alice");
     let warnings = capture(tracing::Level::WARN, || {
         for n in 0..50 {
@@ -116,3 +114,8 @@ fn the_fallback_warning_is_rate_limited() {
     assert_eq!(warnings[1]["entitlement_key"], "late");
     assert_eq!(warnings[1]["suppressed"], 50);
 }
+
+crate::on_both_backends!(
+    every_decision_is_one_structured_event,
+    the_fallback_warning_is_rate_limited,
+);

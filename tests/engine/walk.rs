@@ -3,15 +3,14 @@
 use quota_engine::EnforceError;
 use quota_policy_core::{LimitSource, Status};
 
-use crate::{Clock, T0, count, engine, grace, plan_with_user, usage};
+use crate::{Backend, Clock, T0, count, engine, grace, plan_with_user, usage};
 use quota_domain::Domain;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 
-#[test]
-fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
+fn three_allowed_two_on_grace_then_blocked_with_nothing_created(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 3, 2, true, "alice");
     let mut statuses = Vec::new();
@@ -54,10 +53,9 @@ fn three_allowed_two_on_grace_then_blocked_with_nothing_created() {
     );
 }
 
-#[test]
-fn enforcement_off_allows_warns_and_counts() {
+fn enforcement_off_allows_warns_and_counts(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "free", 1, 0, false, "bob");
     let first = engine.create_draft("bob", "one").unwrap();
@@ -70,10 +68,9 @@ fn enforcement_off_allows_warns_and_counts() {
     assert_eq!(engine.metrics().snapshot().count(Status::WarnOnly), 1);
 }
 
-#[test]
-fn enforcement_switched_off_applies_to_the_next_decision() {
+fn enforcement_switched_off_applies_to_the_next_decision(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 0, 0, true, "carol");
     assert!(matches!(
@@ -96,11 +93,13 @@ fn enforcement_switched_off_applies_to_the_next_decision() {
     );
 }
 
+/// On SQLite: the test moves the engine's clock (on PostgreSQL the
+/// database's clock decides, see the next test).
 #[test]
 fn an_override_wins_until_it_expires_and_is_gone_once_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::at(T0);
-    let engine = engine(dir.path(), &clock);
+    let engine = engine(Backend::Sqlite, dir.path(), &clock);
     let store = engine.store();
     plan_with_user(store, "pro", 1, 0, true, "dave");
     engine.create_draft("dave", "1").unwrap();
@@ -159,10 +158,59 @@ fn an_override_wins_until_it_expires_and_is_gone_once_cleared() {
     assert_eq!(actions.iter().filter(|a| *a == "override.clear").count(), 1);
 }
 
+/// On PostgreSQL every host decides with the database's clock, so an
+/// override expires at the same instant on all of them: here the engine's
+/// own clock says 2023, the override expired an hour ago by the
+/// database's, and the decision says expired.
 #[test]
-fn a_plan_change_resets_grace() {
+fn on_postgres_the_database_clock_decides() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(Backend::Postgres, dir.path(), &Clock::at(T0));
+    let store = engine.store();
+    plan_with_user(store, "pro", 1, 0, true, "dave");
+    let wall = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    store
+        .set_override(
+            "support",
+            "dave",
+            "drafts.max",
+            3,
+            Some(wall - 3_600_000),
+            T0,
+        )
+        .unwrap();
+    let d = engine.create_draft("dave", "1").unwrap().outcome.decision;
+    assert_eq!(
+        (d.limit, d.limit_source, d.override_expired),
+        (1, LimitSource::Plan, true)
+    );
+    // An override that expires in an hour by that clock applies.
+    store
+        .set_override(
+            "support",
+            "dave",
+            "drafts.max",
+            3,
+            Some(wall + 3_600_000),
+            T0,
+        )
+        .unwrap();
+    let d = engine.create_draft("dave", "2").unwrap().outcome.decision;
+    assert_eq!(
+        (d.limit, d.limit_source, d.override_applied),
+        (3, LimitSource::Override, true)
+    );
+}
+
+fn a_plan_change_resets_grace(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 1, 1, true, "erin");
     plan_with_user(store, "team", 1, 1, true, "frank");
@@ -201,10 +249,9 @@ fn a_plan_change_resets_grace() {
     );
 }
 
-#[test]
-fn check_is_soft_and_changes_nothing() {
+fn check_is_soft_and_changes_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     let store = engine.store();
     plan_with_user(store, "pro", 1, 5, true, "gina");
     let request = quota_engine::QuotaRequest::new("gina", "drafts.max", 1);
@@ -235,12 +282,20 @@ fn check_is_soft_and_changes_nothing() {
     );
 }
 
-#[test]
-fn every_decision_names_the_policy_version() {
+fn every_decision_names_the_policy_version(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine(dir.path(), &Clock::at(T0));
+    let engine = engine(backend, dir.path(), &Clock::at(T0));
     plan_with_user(engine.store(), "pro", 5, 0, true, "hank");
     let outcome = engine.create_draft("hank", "1").unwrap().outcome;
     assert_eq!(outcome.policy_sha256, quota_tests::reference().sha256());
     assert_eq!(outcome.usage_key.usage_key, "drafts.created");
 }
+
+crate::on_both_backends!(
+    three_allowed_two_on_grace_then_blocked_with_nothing_created,
+    enforcement_off_allows_warns_and_counts,
+    enforcement_switched_off_applies_to_the_next_decision,
+    a_plan_change_resets_grace,
+    check_is_soft_and_changes_nothing,
+    every_decision_names_the_policy_version,
+);

@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,29 +9,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_store::{AnyStore, Location, SqliteOptions};
+pub use quota_tests::Backend;
 use serde_json::Value;
 use tower::ServiceExt;
-
-/// The storage backends the service's tests run on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    /// A fresh, empty database: a file in `dir`, or a new database on the
-    /// tests' own PostgreSQL (started on first use).
-    pub fn fresh(self, dir: &Path) -> Location {
-        match self {
-            Backend::Sqlite => Location::Sqlite(dir.join("quota.db")),
-            Backend::Postgres => blocking(|| {
-                let cluster = quota_throwaway_pg::shared();
-                Location::parse(&cluster.fresh_database()).unwrap()
-            }),
-        }
-    }
-}
 
 /// The store at `location`, opened (and migrated) off the async runtime.
 pub fn open_store(location: &Location) -> quota_server::Store {
