@@ -15,18 +15,20 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// A fresh, empty database: a file in `dir`, or a new database on the
-    /// tests' own PostgreSQL (started on first use). Call it off any async
-    /// runtime: the PostgreSQL tools are waited for.
-    pub fn fresh(self, dir: &Path) -> Location {
+    /// A fresh, empty database as `--db` takes it: a file in `dir`, or
+    /// the URL of a new database on the tests' own PostgreSQL (started on
+    /// first use; its tools are waited for).
+    pub fn database(self, dir: &Path) -> String {
         match self {
-            Backend::Sqlite => Location::Sqlite(dir.join("quota.db")),
-            Backend::Postgres => {
-                let url = quota_throwaway_pg::shared().fresh_database();
-                #[allow(clippy::expect_used, reason = "a test helper fails the test")]
-                Location::parse(&url).expect("the cluster's URL parses")
-            }
+            Backend::Sqlite => dir.join("quota.db").to_string_lossy().into_owned(),
+            Backend::Postgres => quota_throwaway_pg::shared().fresh_database(),
         }
+    }
+
+    /// The same as a [`Location`].
+    pub fn fresh(self, dir: &Path) -> Location {
+        #[allow(clippy::expect_used, reason = "a test helper fails the test")]
+        Location::parse(&self.database(dir)).expect("a file name or the cluster's URL")
     }
 }
 
@@ -38,6 +40,30 @@ pub const PERCENT_GRACE: &[u8] = quota_example_policies::PERCENT_GRACE;
 
 /// The hostile test policy component (see `tests/guests/hostile`).
 pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hostile-policy.wasm"));
+
+/// `on_both_backends!(test, …)`: each `fn test(backend: Backend)` of the
+/// calling module as two tests, `sqlite::test` and `postgres::test`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::Backend::Sqlite);
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test($crate::Backend::Postgres);
+                }
+            )+
+        }
+    };
+}
 
 /// A runtime with default limits, shared by the tests of one binary.
 pub fn runtime() -> &'static Runtime {

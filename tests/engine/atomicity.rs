@@ -143,7 +143,7 @@ fn failing_open_admits_as_warn_only_and_says_so(backend: Backend) {
     assert_eq!(count(store, "drafts"), 1);
 }
 
-crate::on_both_backends!(
+quota_tests::on_both_backends!(
     a_mutation_that_fails_after_the_decision_records_nothing,
     an_unknown_user_is_an_error_and_changes_nothing,
     a_request_below_one_unit_is_refused,

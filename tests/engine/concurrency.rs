@@ -172,4 +172,4 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
     assert_eq!(count(&store, "drafts"), 1);
 }
 
-crate::on_both_backends!(threads_racing_one_limit_admit_exactly_limit_plus_grace,);
+quota_tests::on_both_backends!(threads_racing_one_limit_admit_exactly_limit_plus_grace);

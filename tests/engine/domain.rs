@@ -122,7 +122,7 @@ fn an_invite_is_accepted_once_and_only_by_its_invitee(backend: Backend) {
     ));
 }
 
-crate::on_both_backends!(
+quota_tests::on_both_backends!(
     segments_use_the_acting_users_limit_and_need_access,
     accepting_uses_the_inviters_limit_and_a_blocked_accept_stays_pending,
     an_invite_is_accepted_once_and_only_by_its_invitee,

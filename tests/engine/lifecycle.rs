@@ -34,4 +34,4 @@ fn a_self_test_past_its_budget_refuses_the_upload(backend: Backend) {
     );
 }
 
-crate::on_both_backends!(a_self_test_past_its_budget_refuses_the_upload,);
+quota_tests::on_both_backends!(a_self_test_past_its_budget_refuses_the_upload);

@@ -105,27 +105,3 @@ pub fn grace(store: &impl UserStore, user: &str, plan: &str, key: &str) -> i64 {
         .find(|(p, k, _)| p == plan && k == key)
         .map_or(0, |(_, _, used)| used)
 }
-
-/// `on_both_backends!(test, …)`: each `fn test(backend: Backend)` of the
-/// calling module as two tests, `sqlite::test` and `postgres::test`.
-macro_rules! on_both_backends {
-    ($($test:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test($crate::Backend::Sqlite);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $test() {
-                    super::$test($crate::Backend::Postgres);
-                }
-            )+
-        }
-    };
-}
-pub(crate) use on_both_backends;

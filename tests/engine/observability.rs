@@ -115,7 +115,7 @@ fn the_fallback_warning_is_rate_limited(backend: Backend) {
     assert_eq!(warnings[1]["suppressed"], 50);
 }
 
-crate::on_both_backends!(
+quota_tests::on_both_backends!(
     every_decision_is_one_structured_event,
     the_fallback_warning_is_rate_limited,
 );

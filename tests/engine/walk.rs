@@ -291,7 +291,7 @@ fn every_decision_names_the_policy_version(backend: Backend) {
     assert_eq!(outcome.usage_key.usage_key, "drafts.created");
 }
 
-crate::on_both_backends!(
+quota_tests::on_both_backends!(
     three_allowed_two_on_grace_then_blocked_with_nothing_created,
     enforcement_off_allows_warns_and_counts,
     enforcement_switched_off_applies_to_the_next_decision,

@@ -1,5 +1,6 @@
 //! The `quota` binary over a database: admin commands and the domain, with
-//! their exit codes (0 done, 2 error, 3 quota exceeded).
+//! their exit codes (0 done, 2 error, 3 quota exceeded). Each test that
+//! takes a backend runs on a SQLite file and on a PostgreSQL database.
 
 #![allow(
     clippy::unwrap_used,
@@ -8,14 +9,15 @@
     reason = "test helpers fail loudly"
 )]
 
-use std::path::Path;
 use std::process::{Command, Output};
+
+use quota_tests::Backend;
 
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 use serde_json::Value;
 
-fn quota(db: &Path, args: &[&str]) -> Output {
+fn quota(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quota"))
         .arg("--db")
         .arg(db)
@@ -25,7 +27,7 @@ fn quota(db: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(db: &Path, args: &[&str]) -> Value {
+fn ok(db: &str, args: &[&str]) -> Value {
     let out = quota(db, args);
     assert_eq!(
         out.status.code(),
@@ -36,7 +38,7 @@ fn ok(db: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn fails(db: &Path, args: &[&str], code: i32) -> String {
+fn fails(db: &str, args: &[&str], code: i32) -> String {
     let out = quota(db, args);
     assert_eq!(
         out.status.code(),
@@ -47,10 +49,9 @@ fn fails(db: &Path, args: &[&str], code: i32) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn the_report_walk_over_the_cli() {
+fn the_report_walk_over_the_cli(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
     let plan = ok(
         &db,
         &[
@@ -114,10 +115,9 @@ fn the_report_walk_over_the_cli() {
     assert_eq!(check["outcome"]["decision"]["status"], "block");
 }
 
-#[test]
-fn overrides_with_expiry_and_the_audit_log() {
+fn overrides_with_expiry_and_the_audit_log(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
     ok(
         &db,
         &[
@@ -200,10 +200,9 @@ fn overrides_with_expiry_and_the_audit_log() {
     assert_eq!(audit["entries"][1]["actor"], "support");
 }
 
-#[test]
-fn bad_values_exit_2_and_write_nothing() {
+fn bad_values_exit_2_and_write_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
     ok(&db, &["plan", "set", "free", "--limit", "drafts.max=1"]);
     ok(&db, &["user", "create", "carl", "--plan", "free"]);
     let before = ok(&db, &["audit", "--limit", "100"]);
@@ -248,10 +247,9 @@ fn bad_values_exit_2_and_write_nothing() {
     );
 }
 
-#[test]
-fn invites_over_the_cli_use_the_inviters_limit() {
+fn invites_over_the_cli_use_the_inviters_limit(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
     ok(
         &db,
         &[
@@ -341,10 +339,9 @@ fn a_database_is_required_for_db_commands() {
 }
 
 /// The command line applies the same key and id rules as HTTP.
-#[test]
-fn keys_and_ids_follow_one_rule_on_the_command_line() {
+fn keys_and_ids_follow_one_rule_on_the_command_line(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
     ok(&db, &["plan", "set", "pro", "--limit", "drafts.max=3"]);
     ok(&db, &["user", "create", "alice", "--plan", "pro"]);
     let long = format!("--key={}", "k".repeat(129));
@@ -378,3 +375,25 @@ fn keys_and_ids_follow_one_rule_on_the_command_line() {
         "{audit}"
     );
 }
+
+/// The decision log is per host: replay reads a host's own file, never
+/// the shared database.
+#[test]
+fn replay_refuses_a_database_url() {
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let candidate = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(candidate.path(), quota_tests::PERCENT_GRACE).unwrap();
+    let candidate = candidate.path().to_str().unwrap();
+    let args = ["policy", "replay", "--candidate", candidate, "--db", &url];
+    let stderr = fails(&url, &args, 2);
+    assert!(stderr.contains("the decision log is per host"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+quota_tests::on_both_backends!(
+    the_report_walk_over_the_cli,
+    overrides_with_expiry_and_the_audit_log,
+    bad_values_exit_2_and_write_nothing,
+    invites_over_the_cli_use_the_inviters_limit,
+    keys_and_ids_follow_one_rule_on_the_command_line,
+);

@@ -1,5 +1,7 @@
 //! `quota serve` as a black box: the real binary on port 0 with a fresh
-//! database, driven over loopback HTTP, stopped with SIGTERM.
+//! database, driven over loopback HTTP, stopped with SIGTERM. The tests
+//! that take a backend run on a SQLite file and on PostgreSQL; the
+//! connection tests are about HTTP alone.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,13 +17,14 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use quota_tests::Backend;
 use serde_json::{Value, json};
 use support::*;
 
-#[test]
-fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
+fn the_grace_walk_against_the_real_binary_then_a_clean_stop(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("quota.db"));
+    let db = backend.database(dir.path());
+    let server = start_on(&db, dir.path());
     let addr = server.addr.clone();
     assert_eq!(http(&addr, "GET", "/healthz", "", None).0, 200);
     let plan = json!({"limits": {"drafts.max": 3}, "enforcement_enabled": true, "grace_count": 2});
@@ -55,7 +58,7 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
     assert_eq!(status, 401);
     terminate(server);
     // The state survived the stop.
-    let server = start(&dir.path().join("quota.db"));
+    let server = start_on(&db, dir.path());
     let (status, user) = http(&server.addr, "GET", "/admin/users/alice", ADMIN, None);
     assert_eq!(
         (status, user["usage"]["drafts.created"].as_i64()),
@@ -64,10 +67,9 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop() {
     terminate(server);
 }
 
-#[test]
-fn warn_only_override_plan_change_and_invites_against_the_real_binary() {
+fn warn_only_override_plan_change_and_invites_against_the_real_binary(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("quota.db"));
+    let server = start_on(&backend.database(dir.path()), dir.path());
     let addr = server.addr.clone();
     let put = |path: &str, body: Value| {
         let (status, reply) = http(&addr, "PUT", path, ADMIN, Some(&body));
@@ -213,19 +215,24 @@ fn active_sha256(addr: &str) -> String {
     health["policy_sha256"].as_str().unwrap().to_owned()
 }
 
-#[test]
-fn policy_activate_replay_restart_and_rollback_over_the_cli() {
+fn policy_activate_replay_restart_and_rollback_over_the_cli(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("quota.db");
+    let db = backend.database(dir.path());
+    // The decision log: beside a SQLite file, or the host's own file in
+    // its state folder.
+    let log_db = match backend {
+        Backend::Sqlite => db.clone(),
+        Backend::Postgres => dir.path().join("decisions.db").to_str().unwrap().to_owned(),
+    };
     let candidate = dir.path().join("percent-grace.wasm");
     std::fs::write(&candidate, quota_tests::PERCENT_GRACE).unwrap();
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"\0asm but not really").unwrap();
-    let (db_arg, candidate_arg) = (db.to_str().unwrap(), candidate.to_str().unwrap());
+    let candidate_arg = candidate.to_str().unwrap();
     let reference = quota_host::sha256_hex(quota_tests::REFERENCE);
     let percent = quota_host::sha256_hex(quota_tests::PERCENT_GRACE);
 
-    let server = start(&db);
+    let server = start_on(&db, dir.path());
     let url = format!("http://{}", server.addr);
     assert_eq!(active_sha256(&server.addr), reference);
     let plan = json!({"limits": {"drafts.max": 10}, "enforcement_enabled": true, "grace_count": 5});
@@ -251,7 +258,7 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli() {
         "--candidate",
         candidate_arg,
         "--db",
-        db_arg,
+        &log_db,
     ]);
     assert_eq!(code, 0, "{replay}");
     assert_eq!(replay["replayed"], 13);
@@ -287,12 +294,12 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli() {
     // The database commands decide with the active policy too: percent
     // grace blocks where the reference would still admit on grace.
     let (code, _) = quota_cli(&[
-        "--db", db_arg, "draft", "create", "--user", "alice", "--title", "cli",
+        "--db", &db, "draft", "create", "--user", "alice", "--title", "cli",
     ]);
     assert_eq!(code, 3);
 
     // A restart keeps the active policy; rollback restores the reference.
-    let server = start(&db);
+    let server = start_on(&db, dir.path());
     let url = format!("http://{}", server.addr);
     assert_eq!(active_sha256(&server.addr), percent);
     let (code, status) = quota_cli(&["policy", "status", "--server", &url]);
@@ -566,3 +573,9 @@ fn settles(mut holds: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+quota_tests::on_both_backends!(
+    the_grace_walk_against_the_real_binary_then_a_clean_stop,
+    warn_only_override_plan_change_and_invites_against_the_real_binary,
+    policy_activate_replay_restart_and_rollback_over_the_cli,
+);

@@ -51,6 +51,18 @@ pub fn start_command(mut command: Command) -> Server {
     Server { child, addr }
 }
 
+/// The service over `db` (a file or a URL) keeping its own files in
+/// `dir` (for a file in `dir`, the same as the default).
+pub fn start_on(db: &str, dir: &std::path::Path) -> Server {
+    let args = [
+        "--db".as_ref(),
+        db.as_ref(),
+        "--state-dir".as_ref(),
+        dir.as_os_str(),
+    ];
+    start_command(serve(&args, Some(ADMIN)))
+}
+
 pub fn start(db: &std::path::Path) -> Server {
     start_with(db, &[])
 }
