@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use quota_engine::log::Retention;
+use quota_host::Limits;
 use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::TokenSource;
 use quota_server::{Service, ServiceConfig, StartPolicy};
@@ -65,6 +66,12 @@ pub struct ServeArgs {
     /// request in flight is closed to make room.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Memory a policy instance may use, over all its memories, in MiB. A
+    /// component that needs more is refused on this host: at upload, or
+    /// when this host follows the fleet's policy (it then keeps its last
+    /// good one and says so in /healthz).
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    policy_memory: u32,
 }
 
 impl ServeArgs {
@@ -93,6 +100,10 @@ impl ServeArgs {
                 idle_timeout: self.idle_timeout,
                 body_read_timeout: self.body_read_timeout,
                 max_connections: usize::try_from(self.max_connections)?,
+            },
+            policy_limits: Limits {
+                memory_bytes: usize::try_from(self.policy_memory)? << 20,
+                ..Limits::default()
             },
         })
     }

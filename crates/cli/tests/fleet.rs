@@ -22,13 +22,19 @@ use support::*;
 
 /// A host on the database `url` with a state folder of its own in `dir`.
 fn host(url: &str, dir: &Path, name: &str) -> Server {
+    host_with(url, dir, name, &[])
+}
+
+/// The same with further `options`.
+fn host_with(url: &str, dir: &Path, name: &str, options: &[&str]) -> Server {
     let state = dir.join(name);
-    let args = [
+    let mut args = vec![
         "--db".as_ref(),
         url.as_ref(),
         "--state-dir".as_ref(),
         state.as_os_str(),
     ];
+    args.extend(options.iter().map(std::ffi::OsStr::new));
     start_command(serve(&args, Some(ADMIN)))
 }
 
@@ -190,7 +196,7 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let url = quota_throwaway_pg::shared().fresh_database();
     let a = host(&url, dir.path(), "a");
-    let b = host(&url, dir.path(), "b");
+    let b = host_with(&url, dir.path(), "b", &["--policy-memory", "8"]);
     let reference = health(&a.addr)["policy_sha256"]
         .as_str()
         .unwrap()
@@ -211,38 +217,59 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     assert_eq!(status, 200, "{body}");
     converges(&a.addr, &reference, Duration::from_secs(1));
 
-    // A recorded component that does not load (written to the shared
-    // database by something other than a host's checks): every host
-    // refuses it, keeps deciding with its last good policy, and says so.
-    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
-    use quota_store::PolicyStore as _;
-    store
-        .record_policy_event(
-            "intruder",
-            quota_store::PolicyAction::Activate,
-            Some("00ff"),
-            Some(b"not a component"),
-            "",
-            0,
-        )
-        .unwrap();
+    // A component that A accepts and B, which gives a policy 8 MiB where A
+    // gives 16, refuses: A decides with it, B keeps its last good policy
+    // and says why, and both show the fleet out of step.
+    let big =
+        quota_tests::beside_policy(quota_tests::REFERENCE, &quota_tests::memory_filler(120), 1);
+    let (status, body) = upload(&a.addr, &big);
+    assert_eq!(status, 200, "{body}");
+    let big_sha = body["activated"]["sha256"].as_str().unwrap().to_owned();
     let started = Instant::now();
     loop {
         let fleet = health(&b.addr)["fleet"].clone();
-        if fleet["refused"]["sha256"] == "00ff" {
+        if fleet["refused"]["sha256"] == big_sha.as_str() {
+            assert_eq!(fleet["recorded_sha256"], big_sha.as_str(), "{fleet}");
             assert_eq!(fleet["in_sync"], false, "{fleet}");
-            assert!(
-                fleet["refused"]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("compile"),
-                "{fleet}"
-            );
+            let reason = fleet["refused"]["reason"].as_str().unwrap();
+            assert!(reason.contains("memory"), "{fleet}");
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "B never refused: {fleet}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(health(&a.addr)["policy_sha256"], big_sha.as_str());
+    assert_eq!(health(&a.addr)["fleet"]["in_sync"], true);
+    let (status, state) = http(&b.addr, "GET", "/admin/policy", ADMIN, None);
+    assert_eq!(status, 200);
+    assert_eq!(state["active"]["sha256"], reference.as_str(), "{state}");
+    assert_eq!(state["fleet"]["refused"]["sha256"], big_sha.as_str());
+    // B still decides, with its last good policy.
+    put_plan(
+        &b.addr,
+        "pro",
+        &json!({"limits": {"drafts.max": 10}, "enforcement_enabled": true}),
+    );
+    let token = user(&b.addr, "carol", "pro");
+    let (status, body) = create(&b.addr, &token);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["outcome"]["policy_sha256"],
+        reference.as_str(),
+        "{body}"
+    );
+    // A rollback through A brings the fleet back into step.
+    let (status, body) = http(&a.addr, "POST", "/admin/policy/rollback", ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    converges(&a.addr, &reference, Duration::from_secs(1));
+    let started = Instant::now();
+    while health(&b.addr)["fleet"]["in_sync"] != true {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B stays out of step"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

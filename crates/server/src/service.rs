@@ -53,6 +53,11 @@ pub struct ServiceConfig {
     pub demo: bool,
     /// Timeouts and the connection cap.
     pub limits: ConnectionLimits,
+    /// The sandbox of every policy call on this host (memory, deadline,
+    /// compile budget). A component past them is refused here, at upload
+    /// or, in a fleet, when this host follows it; the host then keeps its
+    /// last good policy.
+    pub policy_limits: Limits,
 }
 
 /// A policy component given at start.
@@ -193,7 +198,7 @@ impl Service {
         if config.demo {
             seed_demo(&store, clock.now_ms()).map_err(database(&config.db))?;
         }
-        let runtime = Runtime::new(Limits::default())?;
+        let runtime = Runtime::new(config.policy_limits)?;
         let lifecycle = Lifecycle::new(runtime, Some(state_dir.artifact_cache()?));
         let (reference, _) = lifecycle.load(quota_reference_policy::COMPONENT)?;
         let log_path = match &config.db {

@@ -30,6 +30,7 @@ fn config(dir: &std::path::Path) -> ServiceConfig {
             body_read_timeout: Duration::from_secs(5),
             max_connections: 64,
         },
+        policy_limits: quota_host::Limits::default(),
     }
 }
 
