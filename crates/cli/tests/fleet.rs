@@ -278,6 +278,109 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     terminate(b);
 }
 
+/// A policy swapped through one host while both take creates. No request
+/// fails, each decision names one of the two policies, from a second after
+/// the activation answered every decision on either host names the new
+/// one, and every admitted create is one row and one unit, no more.
+#[test]
+fn a_policy_swapped_mid_burst_reaches_both_hosts_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let a = host(&url, dir.path(), "a");
+    let b = host(&url, dir.path(), "b");
+    let reference = health(&a.addr)["policy_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let percent = quota_host::sha256_hex(quota_tests::PERCENT_GRACE);
+    put_plan(
+        &a.addr,
+        "big",
+        &json!({"limits": {"drafts.max": -1}, "enforcement_enabled": true}),
+    );
+    let users: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("s{i}"), user(&a.addr, &format!("s{i}"), "big")))
+        .collect();
+    let addrs = [a.addr.clone(), b.addr.clone()];
+    let start = Instant::now();
+    let done = AtomicBool::new(false);
+    // (sent, host, status, the policy that decided)
+    let (seen, activated) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let (addrs, users, done) = (&addrs, &users, &done);
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    for round in 0..4_000 {
+                        if done.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let (_, token) = &users[c];
+                        let host = (c + round) % addrs.len();
+                        let sent = start.elapsed();
+                        let (status, body) = create(&addrs[host], token);
+                        let sha = body["outcome"]["policy_sha256"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        seen.push((sent, host, status, sha));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, body) = upload(&a.addr, quota_tests::PERCENT_GRACE);
+        assert_eq!(status, 200, "{body}");
+        let activated = start.elapsed();
+        std::thread::sleep(Duration::from_millis(1_500));
+        done.store(true, Ordering::SeqCst);
+        let seen: Vec<_> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        (seen, activated)
+    });
+    let mut late = [0, 0];
+    for (sent, host, status, sha) in &seen {
+        assert_eq!(*status, 201, "{sha}");
+        assert!(*sha == reference || *sha == percent, "{sha}");
+        if *sent > activated + Duration::from_secs(1) {
+            assert_eq!(*sha, percent, "host {host} at {sent:?}");
+            late[*host] += 1;
+        }
+    }
+    assert!(
+        seen.iter().any(|(_, _, _, sha)| *sha == reference),
+        "the swap came before the burst"
+    );
+    assert!(
+        late[0] > 0 && late[1] > 0,
+        "no requests after the swap: {late:?}"
+    );
+    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
+    for (id, _) in &users {
+        let rows = store.count_rows_where("drafts", "owner_id", id).unwrap();
+        let (_, body) = http(&b.addr, "GET", &format!("/admin/users/{id}"), ADMIN, None);
+        assert_eq!(
+            body["usage"]["drafts.created"].as_i64().unwrap_or(0),
+            rows,
+            "{body}"
+        );
+    }
+    let total: i64 = users
+        .iter()
+        .map(|(id, _)| store.count_rows_where("drafts", "owner_id", id).unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        seen.len() as i64,
+        "every 201 is one row, and no more"
+    );
+    terminate(a);
+    terminate(b);
+}
+
 /// Per user: usage equals their drafts, and grace used is exactly what
 /// the drafts past the limit consumed (limit 3, grace 2).
 fn every_counter_equals_its_rows(addr: &str, url: &str, users: &[(String, String)]) {
