@@ -241,6 +241,7 @@ type Pooled = r2d2::PooledConnection<Manager>;
 struct Inner {
     url: PgUrl,
     pool: r2d2::Pool<Manager>,
+    last_connect_error: LastConnectError,
     /// The connection that listens for policy events, once asked to.
     listener: Mutex<Option<OwnedClient>>,
 }
@@ -260,8 +261,47 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// A driver error, by what it means to the caller.
+/// `error` with its causes: the driver's own text is only the kind ("db
+/// error", "error connecting to server"), the reason is in the causes.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+/// The pool's last failure to connect, causes included, so that a request
+/// that finds no connection can say why; logged when it changes (r2d2's
+/// own handler logs the bare kind at every attempt).
+#[derive(Debug, Default, Clone)]
+struct LastConnectError(Arc<Mutex<Option<String>>>);
+
+impl LastConnectError {
+    fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl r2d2::HandleError<postgres::Error> for LastConnectError {
+    fn handle_error(&self, error: postgres::Error) {
+        let text = with_causes(&error);
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.as_deref() != Some(text.as_str()) {
+            tracing::warn!(error = %text, "cannot connect to the database");
+        }
+        *last = Some(text);
+    }
+}
+
 pub(crate) fn pg_error(e: postgres::Error) -> StoreError {
-    let message = e.to_string();
+    let message = with_causes(&e);
     let Some(code) = e.code() else {
         // No answer from the server: the connection failed.
         return StoreError::Unavailable(format!("the database connection failed: {message}"));
@@ -297,17 +337,20 @@ impl PgStore {
             config: url.config().clone(),
             tls: url.connector()?,
         };
+        let last_connect_error = LastConnectError::default();
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections)
             .min_idle(Some(0))
             .connection_timeout(options.connect_timeout)
             .test_on_check_out(false)
+            .error_handler(Box::new(last_connect_error.clone()))
             .build(manager)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to {url}: {e}")))?;
         let store = PgStore {
             inner: Arc::new(Inner {
                 url: url.clone(),
                 pool,
+                last_connect_error,
                 listener: Mutex::new(None),
             }),
         };
@@ -333,7 +376,8 @@ impl PgStore {
     /// A connection from the pool.
     fn connection(&self) -> Result<Pooled, StoreError> {
         self.inner.pool.get().map_err(|e| {
-            StoreError::Unavailable(format!("no connection to {}: {e}", self.inner.url))
+            let why = self.inner.last_connect_error.get().unwrap_or(e.to_string());
+            StoreError::Unavailable(format!("no connection to {}: {why}", self.inner.url))
         })
     }
 

@@ -87,3 +87,27 @@ backend_suite!(postgres, || {
         .unwrap();
     ((), quota_store::PgStore::open(&url).unwrap())
 });
+
+/// A PostgreSQL that cannot be reached is named with its reason (the
+/// driver's own text is only "db error" or "error connecting to server").
+#[test]
+fn postgres_says_why_it_cannot_connect() {
+    let cluster = quota_throwaway_pg::shared();
+    let url = cluster.fresh_database();
+    let missing = format!("{}-missing", url);
+    let options = quota_store::PgOptions {
+        connect_timeout: std::time::Duration::from_millis(500),
+        ..quota_store::PgOptions::default()
+    };
+    let Err(error) = quota_store::PgStore::open_with(&missing.parse().unwrap(), options) else {
+        panic!("opened a database that does not exist");
+    };
+    let text = error.to_string();
+    assert!(text.contains("does not exist"), "{text}");
+    let closed = "postgres://quota@127.0.0.1:1/quota".parse().unwrap();
+    let Err(error) = quota_store::PgStore::open_with(&closed, options) else {
+        panic!("opened a database nobody serves");
+    };
+    let text = error.to_string();
+    assert!(text.contains("refused"), "{text}");
+}
