@@ -73,6 +73,20 @@ bench-http: build
 bench-swap: build
 	scripts/bench-swap.sh $(QUOTA) 10 32
 
+# PostgreSQL beside SQLite over HTTP (one host, two hosts), many users and one
+# hot user, and pgbench running the same transaction: 5 rounds of 8 s per load,
+# 32 connections, 1,000 users, about 10 minutes (BENCHMARKS.md). A throwaway
+# cluster, removed after.
+.PHONY: bench-pg bench-pg-growth
+bench-pg: bin pg-tools
+	scripts/bench-pg.sh $(QUOTA) 8 32 5 1000
+
+# A guarded create on empty databases beside ones with 1,000,000 users and
+# 10,000,000 drafts, both backends, 5 rounds: about 8 minutes (BENCHMARKS.md).
+# Needs about 10 GB of free disk while it runs; everything is removed after.
+bench-pg-growth: bin pg-tools
+	scripts/bench-pg-growth.sh $(QUOTA) 8 5 1000000 10 "1 32"
+
 # Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
 fuzz-api: build
 	scripts/fuzz-api.sh $(QUOTA) 200
