@@ -17,6 +17,17 @@ pub struct Server {
     pub addr: String,
 }
 
+impl Drop for Server {
+    /// A test that fails before it stops its server still stops it: a
+    /// server left running would outlive the test run.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// `quota serve` on a free loopback port with `args`, the admin token
 /// `token` in `QUOTA_ADMIN_TOKEN` (or none), and nothing else from the
 /// environment.
