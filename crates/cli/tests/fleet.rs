@@ -22,20 +22,7 @@ use support::*;
 
 /// A host on the database `url` with a state folder of its own in `dir`.
 fn host(url: &str, dir: &Path, name: &str) -> Server {
-    host_with(url, dir, name, &[])
-}
-
-/// The same with further `options`.
-fn host_with(url: &str, dir: &Path, name: &str, options: &[&str]) -> Server {
-    let state = dir.join(name);
-    let mut args = vec![
-        "--db".as_ref(),
-        url.as_ref(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-    ];
-    args.extend(options.iter().map(std::ffi::OsStr::new));
-    start_command(serve(&args, Some(ADMIN)))
+    start_on(url, &dir.join(name), &[])
 }
 
 fn put_plan(addr: &str, id: &str, plan: &Value) {
@@ -152,17 +139,13 @@ fn health(addr: &str) -> Value {
 }
 
 /// Waits until `addr` decides with `sha256`; how long it took.
-fn converges(addr: &str, sha256: &str, within: Duration) -> Duration {
-    let started = Instant::now();
-    while health(addr)["policy_sha256"] != sha256 {
-        assert!(
-            started.elapsed() < within,
-            "{addr} still decides with {} after {within:?}",
+fn converges(addr: &str, sha256: &str, limit: Duration) -> Duration {
+    within(limit, || health(addr)["policy_sha256"] == sha256).unwrap_or_else(|| {
+        panic!(
+            "{addr} still decides with {} after {limit:?}",
             health(addr)["policy_sha256"]
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    started.elapsed()
+        )
+    })
 }
 
 /// `POST /admin/policy` with a component.
@@ -196,7 +179,7 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let url = quota_throwaway_pg::shared().fresh_database();
     let a = host(&url, dir.path(), "a");
-    let b = host_with(&url, dir.path(), "b", &["--policy-memory", "8"]);
+    let b = start_on(&url, &dir.path().join("b"), &["--policy-memory", "8"]);
     let reference = health(&a.addr)["policy_sha256"]
         .as_str()
         .unwrap()
@@ -225,22 +208,17 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     let (status, body) = upload(&a.addr, &big);
     assert_eq!(status, 200, "{body}");
     let big_sha = body["activated"]["sha256"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let fleet = health(&b.addr)["fleet"].clone();
-        if fleet["refused"]["sha256"] == big_sha.as_str() {
-            assert_eq!(fleet["recorded_sha256"], big_sha.as_str(), "{fleet}");
-            assert_eq!(fleet["in_sync"], false, "{fleet}");
-            let reason = fleet["refused"]["reason"].as_str().unwrap();
-            assert!(reason.contains("memory"), "{fleet}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B never refused: {fleet}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let refused = || health(&b.addr)["fleet"]["refused"]["sha256"] == big_sha.as_str();
+    assert!(
+        within(Duration::from_secs(2), refused).is_some(),
+        "B never refused: {}",
+        health(&b.addr)["fleet"]
+    );
+    let fleet = health(&b.addr)["fleet"].clone();
+    assert_eq!(fleet["recorded_sha256"], big_sha.as_str(), "{fleet}");
+    assert_eq!(fleet["in_sync"], false, "{fleet}");
+    let reason = fleet["refused"]["reason"].as_str().unwrap();
+    assert!(reason.contains("memory"), "{fleet}");
     assert_eq!(health(&a.addr)["policy_sha256"], big_sha.as_str());
     assert_eq!(health(&a.addr)["fleet"]["in_sync"], true);
     let (status, state) = http(&b.addr, "GET", "/admin/policy", ADMIN, None);
@@ -265,14 +243,11 @@ fn a_policy_activated_on_one_host_decides_on_the_others_within_a_second() {
     let (status, body) = http(&a.addr, "POST", "/admin/policy/rollback", ADMIN, None);
     assert_eq!(status, 200, "{body}");
     converges(&a.addr, &reference, Duration::from_secs(1));
-    let started = Instant::now();
-    while health(&b.addr)["fleet"]["in_sync"] != true {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B stays out of step"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let in_step = || health(&b.addr)["fleet"]["in_sync"] == true;
+    assert!(
+        within(Duration::from_secs(2), in_step).is_some(),
+        "B stays out of step"
+    );
     assert_eq!(health(&b.addr)["policy_sha256"], reference.as_str());
     terminate(a);
     terminate(b);
@@ -514,18 +489,12 @@ fn a_database_restarted_mid_burst_gives_503_never_500_and_the_hosts_recover() {
     );
     // Both hosts answer again without a restart of their own.
     for addr in &addrs {
-        let started = Instant::now();
-        loop {
-            let status = http(addr, "GET", "/admin/users/u0", ADMIN, None).0;
-            if status == 200 {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{addr} did not recover: {status}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let answers = || http(addr, "GET", "/admin/users/u0", ADMIN, None).0;
+        assert!(
+            within(Duration::from_secs(10), || answers() == 200).is_some(),
+            "{addr} did not recover: {}",
+            answers()
+        );
     }
     every_counter_equals_its_rows(&a.addr, &url, &users);
     terminate(a);

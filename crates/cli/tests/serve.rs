@@ -24,7 +24,7 @@ use support::*;
 fn the_grace_walk_against_the_real_binary_then_a_clean_stop(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = backend.database(dir.path());
-    let server = start_on(&db, dir.path());
+    let server = start_on(&db, dir.path(), &[]);
     let addr = server.addr.clone();
     assert_eq!(http(&addr, "GET", "/healthz", "", None).0, 200);
     let plan = json!({"limits": {"drafts.max": 3}, "enforcement_enabled": true, "grace_count": 2});
@@ -58,7 +58,7 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop(backend: Backend) {
     assert_eq!(status, 401);
     terminate(server);
     // The state survived the stop.
-    let server = start_on(&db, dir.path());
+    let server = start_on(&db, dir.path(), &[]);
     let (status, user) = http(&server.addr, "GET", "/admin/users/alice", ADMIN, None);
     assert_eq!(
         (status, user["usage"]["drafts.created"].as_i64()),
@@ -69,7 +69,7 @@ fn the_grace_walk_against_the_real_binary_then_a_clean_stop(backend: Backend) {
 
 fn warn_only_override_plan_change_and_invites_against_the_real_binary(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_on(&backend.database(dir.path()), dir.path());
+    let server = start_on(&backend.database(dir.path()), dir.path(), &[]);
     let addr = server.addr.clone();
     let put = |path: &str, body: Value| {
         let (status, reply) = http(&addr, "PUT", path, ADMIN, Some(&body));
@@ -232,7 +232,7 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli(backend: Backend) {
     let reference = quota_host::sha256_hex(quota_tests::REFERENCE);
     let percent = quota_host::sha256_hex(quota_tests::PERCENT_GRACE);
 
-    let server = start_on(&db, dir.path());
+    let server = start_on(&db, dir.path(), &[]);
     let url = format!("http://{}", server.addr);
     assert_eq!(active_sha256(&server.addr), reference);
     let plan = json!({"limits": {"drafts.max": 10}, "enforcement_enabled": true, "grace_count": 5});
@@ -299,7 +299,7 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli(backend: Backend) {
     assert_eq!(code, 3);
 
     // A restart keeps the active policy; rollback restores the reference.
-    let server = start_on(&db, dir.path());
+    let server = start_on(&db, dir.path(), &[]);
     let url = format!("http://{}", server.addr);
     assert_eq!(active_sha256(&server.addr), percent);
     let (code, status) = quota_cli(&["policy", "status", "--server", &url]);
@@ -553,25 +553,26 @@ fn at_the_connection_cap_stalled_connections_make_room() {
     }
     // Each connection's task counts itself closed once its socket is, on
     // its own schedule: the figures settle within a bounded wait.
-    settles(|| metric(&server.addr, "quota_http_connections_open ") <= 16);
+    let open = || metric(&server.addr, "quota_http_connections_open ");
+    assert!(
+        within(Duration::from_secs(10), || open() <= 16).is_some(),
+        "{} open",
+        open()
+    );
     // The oldest stalled connections were the ones closed.
     closed_after(&mut flood[0], Instant::now());
-    settles(|| {
+    let evicted = || {
         metric(
             &server.addr,
             "quota_http_connections_closed_total{reason=\"evicted\"}",
-        ) >= 184
-    });
+        )
+    };
+    assert!(
+        within(Duration::from_secs(10), || evicted() >= 184).is_some(),
+        "{} evicted",
+        evicted()
+    );
     terminate(server);
-}
-
-/// Waits (at most 10 s) until `holds` does; fails if it never does.
-fn settles(mut holds: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !holds() {
-        assert!(Instant::now() < deadline, "did not settle in 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 quota_tests::on_both_backends!(

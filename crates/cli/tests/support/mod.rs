@@ -63,15 +63,30 @@ pub fn start_command(mut command: Command) -> Server {
 }
 
 /// The service over `db` (a file or a URL) keeping its own files in
-/// `dir` (for a file in `dir`, the same as the default).
-pub fn start_on(db: &str, dir: &std::path::Path) -> Server {
-    let args = [
+/// `dir` (for a file in `dir`, the same as the default), with further
+/// `options`.
+pub fn start_on(db: &str, dir: &std::path::Path, options: &[&str]) -> Server {
+    let mut args = vec![
         "--db".as_ref(),
         db.as_ref(),
         "--state-dir".as_ref(),
         dir.as_os_str(),
     ];
+    args.extend(options.iter().map(std::ffi::OsStr::new));
     start_command(serve(&args, Some(ADMIN)))
+}
+
+/// Asks `holds` every 10 ms until it is true, for at most `limit`; how
+/// long that took, or `None` when it never held.
+pub fn within(limit: Duration, mut holds: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while !holds() {
+        if started.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(started.elapsed())
 }
 
 pub fn start(db: &std::path::Path) -> Server {

@@ -376,7 +376,11 @@ impl PgStore {
     /// A connection from the pool.
     fn connection(&self) -> Result<Pooled, StoreError> {
         self.inner.pool.get().map_err(|e| {
-            let why = self.inner.last_connect_error.get().unwrap_or(e.to_string());
+            let why = self
+                .inner
+                .last_connect_error
+                .get()
+                .unwrap_or_else(|| e.to_string());
             StoreError::Unavailable(format!("no connection to {}: {why}", self.inner.url))
         })
     }
