@@ -3,7 +3,7 @@
 use quota_engine::{EnforceError, Engine, FailMode, QuotaRequest};
 use quota_host::{Limits, Runtime};
 use quota_policy_core::Status;
-use quota_store::{AnyStore, DomainTx, SqliteOptions, StoreError};
+use quota_store::{AnyStore, DomainTx, StoreError};
 
 use crate::{Backend, Clock, T0, count, engine, grace, plan_with_user, usage};
 use quota_domain::Domain;
@@ -70,7 +70,7 @@ fn hostile_engine(
     })
     .unwrap();
     let policy = runtime.load(quota_tests::HOSTILE).unwrap();
-    let store = AnyStore::open(&backend.fresh(dir), SqliteOptions::default()).unwrap();
+    let store = AnyStore::open(&backend.fresh(dir)).unwrap();
     Engine::new(store, policy)
         .with_clock(quota_engine::Clock::from_fn(|| T0))
         .with_fail_mode(fail_mode)

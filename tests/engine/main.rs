@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use quota_engine::Engine;
 #[allow(unused_imports)]
 use quota_store::prelude::*;
-use quota_store::{AnyStore, PlanChange, SqliteOptions, UserStore};
+use quota_store::{AnyStore, PlanChange, UserStore};
 pub use quota_tests::Backend;
 
 /// A fixed start time; tests move the clock explicitly.
@@ -56,7 +56,7 @@ impl Clock {
 /// An engine over a fresh database on `backend` (a file in `dir` for
 /// SQLite) with the reference policy.
 pub fn engine(backend: Backend, dir: &Path, clock: &Clock) -> Engine<AnyStore> {
-    let store = AnyStore::open(&backend.fresh(dir), SqliteOptions::default()).unwrap();
+    let store = AnyStore::open(&backend.fresh(dir)).unwrap();
     let clock = clock.clone();
     Engine::new(store, quota_tests::reference().clone())
         .with_clock(quota_engine::Clock::from_fn(move || clock.get()))

@@ -13,6 +13,7 @@ use quota_host::Limits;
 use quota_server::connections::ConnectionLimits;
 use quota_server::state_dir::TokenSource;
 use quota_server::{Service, ServiceConfig, StartPolicy};
+use quota_store::PgOptions;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -72,6 +73,11 @@ pub struct ServeArgs {
     /// good one and says so in /healthz).
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     policy_memory: u32,
+    /// Connections to PostgreSQL this host keeps open at most (its pool;
+    /// unused with SQLite). A request waits up to 3 s for one, then gets
+    /// 503 `store_unavailable`.
+    #[arg(long, value_name = "N", default_value_t = PgOptions::default().max_connections, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_pool: u32,
 }
 
 impl ServeArgs {
@@ -104,6 +110,10 @@ impl ServeArgs {
             policy_limits: Limits {
                 memory_bytes: usize::try_from(self.policy_memory)? << 20,
                 ..Limits::default()
+            },
+            postgres: PgOptions {
+                max_connections: self.db_pool,
+                ..PgOptions::default()
             },
         })
     }

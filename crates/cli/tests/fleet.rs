@@ -611,3 +611,32 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
 }
+
+#[test]
+fn a_host_keeps_its_connections_within_db_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let a = start_on(&url, &dir.path().join("a"), &["--db-pool", "2"]);
+    let users = users(&a.addr, 4);
+    let store = quota_store::PgStore::open(&url.parse().unwrap()).unwrap();
+    let done = AtomicBool::new(false);
+    let (codes, most) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut most = 0;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_millis(1_500) {
+                most = most.max(quota_store::testing::other_sessions(&store).unwrap());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done.store(true, Ordering::SeqCst);
+            most
+        });
+        let codes = burst(std::slice::from_ref(&a.addr), &users, &done);
+        (codes, sampler.join().unwrap())
+    });
+    assert!(codes.len() >= 16, "the burst ran: {} creates", codes.len());
+    assert!(codes.iter().all(|&c| c == 201 || c == 403), "{codes:?}");
+    // The pool's two, and the connection that listens for policy news.
+    assert!(most <= 3, "{most} sessions at once with --db-pool 2");
+    every_counter_equals_its_rows(&a.addr, &url, &users);
+}

@@ -16,7 +16,7 @@ use quota_engine::{Clock, Engine};
 use quota_host::{Limits, LoadError, Runtime};
 use quota_store::prelude::*;
 use quota_store::{
-    AnyStore, Location, PlanChange, SqliteOptions, SqliteStore, StoreError, Synchronous,
+    AnyStore, Location, PgOptions, PlanChange, SqliteOptions, SqliteStore, StoreError, Synchronous,
 };
 use tokio::net::TcpListener;
 
@@ -58,6 +58,8 @@ pub struct ServiceConfig {
     /// or, in a fleet, when this host follows it; the host then keeps its
     /// last good policy.
     pub policy_limits: Limits,
+    /// The connection pool on PostgreSQL (unused with SQLite).
+    pub postgres: PgOptions,
 }
 
 /// A policy component given at start.
@@ -192,8 +194,8 @@ impl Service {
             let location = location.to_string();
             move |source| ServiceError::Database { location, source }
         };
-        let store =
-            AnyStore::open(&config.db, SqliteOptions::default()).map_err(database(&config.db))?;
+        let store = AnyStore::open_with(&config.db, SqliteOptions::default(), config.postgres)
+            .map_err(database(&config.db))?;
         let clock = Clock::system();
         if config.demo {
             seed_demo(&store, clock.now_ms()).map_err(database(&config.db))?;

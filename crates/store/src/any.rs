@@ -75,14 +75,22 @@ pub enum AnyTx {
 }
 
 impl AnyStore {
+    /// Opens (and migrates) the database at `location` with default
+    /// options.
+    pub fn open(location: &Location) -> Result<AnyStore, StoreError> {
+        Self::open_with(location, SqliteOptions::default(), PgOptions::default())
+    }
+
     /// Opens (and migrates) the database at `location`, SQLite with
-    /// `sqlite` options.
-    pub fn open(location: &Location, sqlite: SqliteOptions) -> Result<AnyStore, StoreError> {
+    /// `sqlite` options and PostgreSQL with `postgres` ones.
+    pub fn open_with(
+        location: &Location,
+        sqlite: SqliteOptions,
+        postgres: PgOptions,
+    ) -> Result<AnyStore, StoreError> {
         Ok(match location {
             Location::Sqlite(path) => AnyStore::Sqlite(SqliteStore::open_with(path, sqlite)?),
-            Location::Postgres(url) => {
-                AnyStore::Postgres(PgStore::open_with(url, PgOptions::default())?)
-            }
+            Location::Postgres(url) => AnyStore::Postgres(PgStore::open_with(url, postgres)?),
         })
     }
 

@@ -79,6 +79,20 @@ pub fn count_rows(store: &impl CountRows, table: &str) -> Result<i64, StoreError
     store.count_rows(table)
 }
 
+/// How many other sessions are connected to the store's PostgreSQL
+/// database (the connections of every host on it; this one not counted).
+pub fn other_sessions(store: &PgStore) -> Result<i64, StoreError> {
+    store.with_client(|client| {
+        Ok(client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )?
+            .get(0))
+    })
+}
+
 /// SQLite's own consistency check: `ok` when the file is sound.
 pub fn integrity_check(store: &SqliteStore) -> Result<String, StoreError> {
     store.read(|conn| Ok(conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?))

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use quota_engine::Engine;
 use quota_host::{Limits, Runtime};
 use quota_store::prelude::*;
-use quota_store::{AnyStore, Location, SqliteOptions};
+use quota_store::{AnyStore, Location};
 
 pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};
 pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
@@ -41,8 +41,7 @@ impl DbArgs {
             .as_deref()
             .context("this command needs a database: pass `--db FILE|URL` or set QUOTA_DB")?;
         let location = Location::parse(db)?;
-        AnyStore::open(&location, SqliteOptions::default())
-            .with_context(|| format!("cannot open the database `{location}`"))
+        AnyStore::open(&location).with_context(|| format!("cannot open the database `{location}`"))
     }
 
     fn engine(&self) -> anyhow::Result<Engine<AnyStore>> {

@@ -31,6 +31,7 @@ fn config(dir: &std::path::Path) -> ServiceConfig {
             max_connections: 64,
         },
         policy_limits: quota_host::Limits::default(),
+        postgres: quota_store::PgOptions::default(),
     }
 }
 

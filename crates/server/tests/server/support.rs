@@ -8,14 +8,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use quota_store::{AnyStore, Location, SqliteOptions};
+use quota_store::{AnyStore, Location};
 pub use quota_tests::Backend;
 use serde_json::Value;
 use tower::ServiceExt;
 
 /// The store at `location`, opened (and migrated) off the async runtime.
 pub fn open_store(location: &Location) -> quota_server::Store {
-    blocking(|| AnyStore::open(location, SqliteOptions::default()).unwrap())
+    blocking(|| AnyStore::open(location).unwrap())
 }
 
 /// Runs `f` on a thread of its own and waits for it. The service calls
