@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain pg-tools build bin policy lint test conformance bench bench-http bench-swap fuzz-api run clean
+.PHONY: all toolchain pg-tools build bin policy edge edge-test lint test conformance bench bench-http bench-swap fuzz-api run clean
 
 all: build
 
@@ -34,6 +34,21 @@ policy: toolchain
 	$(CARGO) build --release --locked -p quota-reference-policy
 	@echo "reference policy component: target/guest/reference-policy.wasm"
 
+# The JavaScript package (edge/): its npm packages from the lockfile, and the
+# reference policy transpiled with jco into edge/dist/reference
+# (edge/README.md).
+edge: policy
+	cd edge && npm ci --no-audit --no-fund --loglevel=error
+	node edge/build.mjs
+
+# The package's types, and its Node tests: the conformance corpus, the
+# differential runs against `quota policy eval` (which they run from
+# target/release, as the hostile test policy from the Rust tests' build),
+# and the Worker example in workerd (Miniflare).
+edge-test: edge
+	cd edge && npx tsc -p .
+	cd edge && node --test test/*.test.mjs
+
 lint: toolchain
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
@@ -59,6 +74,7 @@ PERCENT_GRACE_CASES := examples/percent-grace/cases.json
 test: lint pg-tools
 	$(CARGO) test --release --locked --workspace
 	scripts/check-bin-reuse.sh
+	$(MAKE) edge-test
 	$(CARGO) bench --locked --workspace --no-run
 	scripts/fuzz-api.sh $(QUOTA)
 	$(QUOTA) policy test $(CASES)

@@ -187,7 +187,20 @@ fn print_ratios(since: SystemTime) {
     }
 }
 
+/// Writes the input set as JSON Lines to the file this names, for the
+/// JavaScript package's benchmark (`scripts/bench-edge.sh`), and exits.
+const DUMP_INPUTS: &str = "QUOTA_BENCH_DUMP_INPUTS";
+
 fn main() {
+    if let Ok(path) = std::env::var(DUMP_INPUTS) {
+        let inputs = quota_benches::inputs::decision_inputs().unwrap();
+        let lines: Vec<String> = inputs
+            .iter()
+            .map(|input| quota_policy_core::json::input_to_value(input).to_string())
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        return;
+    }
     let since = SystemTime::now();
     benches();
     Criterion::default().configure_from_args().final_summary();

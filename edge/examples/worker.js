@@ -1,0 +1,28 @@
+// A Cloudflare Worker that decides quotas at the edge. Package the policy
+// next to it first (`node edge/build.mjs --out src/policy`, from the
+// repository), then `wrangler deploy`. wrangler imports `*.wasm` as compiled
+// modules, which Workers need: they cannot compile wasm at run time.
+//
+//   POST /decide   a decision input (JSON)  ->  200 the decision,
+//                  400 invalid_json / invalid_input, 503 policy_unavailable
+import { load } from './policy/workers.js';
+
+// One instance per isolate, made at the first request.
+let policy;
+
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname !== '/decide' || request.method !== 'POST') {
+      return json(404, '{"error":{"code":"not_found","message":"POST a decision input to /decide"}}');
+    }
+    policy ??= load();
+    const output = (await policy).evaluateJson(await request.text());
+    if (output.startsWith('{"error":{"code":"policy_unavailable"')) return json(503, output);
+    return json(output.startsWith('{"error"') ? 400 : 200, output);
+  },
+};
+
+function json(status, body) {
+  return new Response(body, { status, headers: { 'content-type': 'application/json' } });
+}
