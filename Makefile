@@ -103,6 +103,12 @@ bench-pg: bin pg-tools
 bench-pg-growth: bin pg-tools
 	scripts/bench-pg-growth.sh $(QUOTA) 8 5 1000000 10 "1 32"
 
+# The policy in Node beside native Rust and wasmtime, on the decision
+# benchmark's inputs (BENCHMARKS.md, "The policy in Node").
+.PHONY: bench-edge
+bench-edge: edge
+	scripts/bench-edge.sh 5
+
 # Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
 fuzz-api: build
 	scripts/fuzz-api.sh $(QUOTA) 200

@@ -38,8 +38,17 @@ export async function buildPackage(bytes, outDir) {
   if (imports.length > 0) {
     throw new Error(`a policy component imports nothing; this one imports ${imports.join(', ')}`);
   }
-  const js = new TextDecoder().decode(files['component.js']);
+  let js = new TextDecoder().decode(files['component.js']);
   if (/['"]node:/.test(js)) throw new Error("jco's output imports a Node built-in; edge runtimes have none");
+  // jco's debug log looks up JCO_DEBUG in the environment on every call
+  // into the component; in Node each lookup is a getenv, a tenth of a
+  // decision's time. Read it once, when the module loads.
+  const debugCheck = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
+  if (js.includes(debugCheck)) {
+    js = js.replaceAll(debugCheck, 'if (!JCO_DEBUG) { return; }');
+    js = js.replace(/^("use components";\n)?/, '$1const JCO_DEBUG = globalThis?.process?.env?.JCO_DEBUG;\n');
+    files['component.js'] = new TextEncoder().encode(js);
+  }
   await rm(outDir, { recursive: true, force: true });
   const cores = [];
   for (const [path, content] of Object.entries(files)) {

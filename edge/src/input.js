@@ -27,58 +27,46 @@ const INPUT_FIELDS = [
 const OVERRIDE_FIELDS = ['value', 'expires_at_ms'];
 const PLAN_FIELDS = ['limit', 'enforcement_enabled', 'grace_count', 'rollout_percent'];
 
+/** Whether `v` is an object of the input: a Map (from the JSON reader) or a plain object. */
+function isObject(v) {
+  return v instanceof Map || (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof JsonInt) && !(v instanceof JsonFloat));
+}
+
 /** What a value is, in the words of the Rust reader's messages. */
 function kind(v) {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'boolean') return 'a boolean';
   if (typeof v === 'string') return 'a string';
+  if (typeof v === 'bigint' || v instanceof JsonInt) return 'an integer';
+  if (typeof v === 'number') return Number.isInteger(v) && !Object.is(v, -0) ? 'an integer' : 'a fractional number';
   if (v instanceof JsonFloat) return 'a fractional number';
-  if (v instanceof JsonInt) return 'an integer';
   if (Array.isArray(v)) return 'an array';
   return 'an object';
 }
 
 /**
- * A JavaScript value in the reader's shapes: a plain object becomes a Map
- * (its own keys in order), a bigint or an integral number a JsonInt, any
- * other number a JsonFloat. A number beyond ±(2^53 - 1) is refused: it may
- * already have been rounded, so such a value must come as a bigint.
+ * The fields of one object of the input. It reads the JSON reader's shapes
+ * (Map, JsonInt, JsonFloat) and plain JavaScript values alike: a bigint or
+ * an integral number is an integer, any other number a fraction. A number
+ * beyond ±(2^53 - 1) is refused: it may already have been rounded, so such
+ * a value must come as a bigint.
  */
-export function fromJs(v, name = 'the decision input') {
-  if (typeof v === 'bigint') return new JsonInt(v);
-  if (typeof v === 'number') {
-    if (Object.is(v, -0)) return new JsonFloat(v, '-0.0');
-    if (!Number.isInteger(v)) return new JsonFloat(v, String(v));
-    if (!Number.isSafeInteger(v)) {
-      throw new InvalidInput(`\`${name}\` is not a safe integer: pass it as a bigint`);
-    }
-    return new JsonInt(BigInt(v));
-  }
-  if (v instanceof JsonInt || v instanceof JsonFloat || v instanceof Map) return v;
-  if (Array.isArray(v)) return v.map((x, i) => fromJs(x, `${name}[${i}]`));
-  if (v !== null && typeof v === 'object') {
-    const prefix = name === 'the decision input' ? '' : `${name}.`;
-    return new Map(Object.entries(v).map(([k, x]) => [k, fromJs(x, `${prefix}${k}`)]));
-  }
-  return v === undefined ? null : v;
-}
-
 class Fields {
   constructor(prefix, value, known) {
-    if (!(value instanceof Map)) {
+    if (!isObject(value)) {
       const what = prefix === '' ? 'the decision input' : `\`${prefix.slice(0, -1)}\``;
       throw new InvalidInput(`${what} must be a JSON object, got ${kind(value)}`);
     }
-    for (const key of value.keys()) {
+    for (const key of value instanceof Map ? value.keys() : Object.keys(value)) {
       if (!known.includes(key)) throw new InvalidInput(`unknown field \`${prefix}${key}\``);
     }
     this.prefix = prefix;
-    this.map = value;
+    this.value = value;
   }
 
   /** The field, undefined when missing or null. */
   get(field) {
-    const v = this.map.get(field);
+    const v = this.value instanceof Map ? this.value.get(field) : this.value[field];
     return v === null ? undefined : v;
   }
 
@@ -107,10 +95,15 @@ class Fields {
 
   asInt(field, v) {
     const name = `\`${this.prefix}${field}\``;
-    if (v instanceof JsonInt) {
-      if (v.value > I64_MAX) throw new InvalidInput(`${name} is larger than the 64-bit integer maximum`);
-      if (v.value < I64_MIN) throw new InvalidInput(`${name} is smaller than the 64-bit integer minimum`);
-      return v.value;
+    if (typeof v === 'number' && Number.isInteger(v)) {
+      if (!Number.isSafeInteger(v)) throw new InvalidInput(`${name} is not a safe integer: pass it as a bigint`);
+      return BigInt(v);
+    }
+    const n = typeof v === 'bigint' ? v : v instanceof JsonInt ? v.value : undefined;
+    if (n !== undefined) {
+      if (n > I64_MAX) throw new InvalidInput(`${name} is larger than the 64-bit integer maximum`);
+      if (n < I64_MIN) throw new InvalidInput(`${name} is smaller than the 64-bit integer minimum`);
+      return n;
     }
     // `-0` is a JSON integer, but serde_json reads it as the float -0.0.
     if (v instanceof JsonFloat && Object.is(v.value, -0)) return 0n;
@@ -128,7 +121,7 @@ class Fields {
 
 /**
  * The component's input (jco's camelCase record, bigints) from a value in
- * the reader's shapes. Throws `InvalidInput`.
+ * the JSON reader's shapes or a plain object. Throws `InvalidInput`.
  */
 export function inputFromValue(value) {
   const f = new Fields('', value, INPUT_FIELDS);

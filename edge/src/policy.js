@@ -6,7 +6,7 @@
 // No Node built-ins: this module runs on every edge runtime.
 
 import { errorValue, parseJson, splitInputs, writeJson } from './json.js';
-import { InvalidInput, fromJs, inputFromValue } from './input.js';
+import { InvalidInput, inputFromValue } from './input.js';
 
 const UNLIMITED = -1n;
 const MAX_REASON_BYTES = 1024;
@@ -57,8 +57,13 @@ function broken(input, d) {
     return 'an override applied or expired that the input does not have';
   }
   if (d.overrideApplied && d.overrideExpired) return 'an override both applied and expired';
-  if (UTF8.encode(d.reason).length > MAX_REASON_BYTES) return 'reason longer than 1024 bytes';
+  if (tooLong(d.reason)) return 'reason longer than 1024 bytes';
   return null;
+}
+
+/** Whether `text` is over 1 KiB in UTF-8 (a UTF-16 unit is at most 3 bytes). */
+function tooLong(text) {
+  return text.length * 3 > MAX_REASON_BYTES && UTF8.encode(text).length > MAX_REASON_BYTES;
 }
 
 /** i64 saturating: the sums the contract defines saturate at the bounds. */
@@ -161,7 +166,7 @@ export class Policy {
       d = this.#call((engine) => engine.decide(input));
     } catch (e) {
       if (e instanceof Unavailable) return errorValue('policy_unavailable', e.message);
-      if (UTF8.encode(String(e.message)).length > MAX_REASON_BYTES) {
+      if (tooLong(String(e.message))) {
         return unavailable('error message longer than 1024 bytes');
       }
       return errorValue(snake(e.code), e.message);
@@ -210,14 +215,7 @@ export class Policy {
    * (snake_case; integers as safe-integer numbers or as bigints).
    */
   evaluate(input) {
-    let value;
-    try {
-      value = fromJs(input);
-    } catch (e) {
-      if (e instanceof InvalidInput) return errorValue('invalid_input', e.message);
-      throw e;
-    }
-    return toJs(this.#evaluateValue(value));
+    return toJs(this.#evaluateValue(input));
   }
 
   /** Decides one input given as JSON text; the output line's JSON text. */
@@ -228,7 +226,7 @@ export class Policy {
     } catch (e) {
       return writeJson(errorValue('invalid_json', e.message));
     }
-    return writeJson(this.#evaluateValue(value));
+    return writeOutput(this.#evaluateValue(value));
   }
 
   /**
@@ -239,7 +237,7 @@ export class Policy {
     let out = '';
     for (const item of splitInputs(bytes)) {
       const output = item.error !== undefined ? errorValue('invalid_json', item.error) : this.#evaluateValue(item.value);
-      out += `${writeJson(output)}\n`;
+      out += `${writeOutput(output)}\n`;
     }
     return out;
   }
@@ -247,6 +245,19 @@ export class Policy {
 
 function unavailable(why) {
   return errorValue('policy_unavailable', `the policy returned an impossible decision: ${why}`);
+}
+
+/** An output's JSON text: a decision's fields in order, or the error. */
+function writeOutput(o) {
+  if (o.error) return writeJson(o);
+  return (
+    `{"status":"${o.status}","limit":${o.limit},"limit_source":"${o.limit_source}",` +
+    `"override_applied":${o.override_applied},"override_expired":${o.override_expired},` +
+    `"usage":${o.usage},"requested":${o.requested},"projected_usage":${o.projected_usage},` +
+    `"overage":${o.overage},"enforced":${o.enforced},"grace_to_consume":${o.grace_to_consume},` +
+    `"grace_remaining":${o.grace_remaining},"usage_key":${JSON.stringify(o.usage_key)},` +
+    `"usage_key_fallback":${o.usage_key_fallback},"reason":${JSON.stringify(o.reason)}}`
+  );
 }
 
 /** The output with its bigints as numbers where exact. */

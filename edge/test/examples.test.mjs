@@ -88,3 +88,11 @@ test('the Deno handler example decides with the Web APIs only', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the README shows the examples as they are tested', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  for (const example of ['worker.js', 'deno.js']) {
+    const code = readFileSync(join(edge, 'examples', example), 'utf8');
+    assert.ok(readme.includes(`\`\`\`js\n${code}\`\`\``), `README.md shows edge/examples/${example} as it is`);
+  }
+});
