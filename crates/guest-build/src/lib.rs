@@ -125,10 +125,16 @@ fn build_component(root: &Path, package: &str, lib_name: &str) -> Result<Vec<u8>
         .join(format!("{lib_name}.wasm"));
     let module = std::fs::read(&core_path)
         .map_err(|e| format!("cannot read {}: {e}", core_path.display()))?;
+    encode(&module).map_err(|e| format!("cannot encode the guest `{package}` as a component: {e}"))
+}
+
+/// Encodes a guest's core module (built for [`GUEST_TARGET`] with
+/// `wit-bindgen`, which embeds the world it implements) as a component.
+pub fn encode(module: &[u8]) -> Result<Vec<u8>, String> {
     wit_component::ComponentEncoder::default()
-        .module(&module)
+        .module(module)
         .and_then(|encoder| encoder.validate(true).encode())
-        .map_err(|e| format!("cannot encode the guest `{package}` as a component: {e:#}"))
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Writes `bytes` to `path`.

@@ -2,8 +2,12 @@
 //! activate, roll back and shadow them on a running service; replay
 //! logged decisions with a candidate.
 
+mod build;
+mod compare;
+mod diff;
 mod eval;
 mod inspect;
+mod new;
 mod remote;
 mod replay;
 mod test;
@@ -17,6 +21,12 @@ use quota_host::{Limits, PolicyModule, Runtime};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
+    /// Create a policy project in DIR: the contract, the reference's rules in plain Rust, cases, pinned dependencies.
+    New(new::NewArgs),
+    /// Build a policy project into DIR/target/policy.wasm: wasm32-unknown-unknown, a component with zero imports.
+    Build(build::BuildArgs),
+    /// Compare policy A with B (default: the built-in reference) over the conformance corpus and generated inputs; report the differences by status transition.
+    Diff(diff::DiffArgs),
     /// Evaluate decision inputs: one JSON object, or JSON Lines, in; one JSON line out per input.
     Eval(eval::EvalArgs),
     /// Run case files against a policy; prints failing cases and `N passed, M failed`.
@@ -66,12 +76,18 @@ pub fn component_bytes(path: Option<&Path>) -> anyhow::Result<Vec<u8>> {
 /// The component at `path` (or the built-in reference policy), loaded as a
 /// policy with the default sandbox limits.
 pub fn load_policy(path: Option<&Path>) -> anyhow::Result<PolicyModule> {
-    let runtime = Runtime::new(Limits::default())?;
     let bytes = component_bytes(path)?;
-    runtime.load(&bytes).with_context(|| match path {
+    load_bytes(&bytes).with_context(|| match path {
         Some(path) => format!("cannot load `{}` as a policy", path.display()),
         None => "cannot load the built-in reference policy".to_owned(),
     })
+}
+
+/// `bytes` loaded as a policy with the default sandbox limits: the checks
+/// the service runs at upload.
+pub fn load_bytes(bytes: &[u8]) -> anyhow::Result<PolicyModule> {
+    let runtime = Runtime::new(Limits::default())?;
+    Ok(runtime.load(bytes)?)
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -80,6 +96,9 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        PolicyCommand::New(args) => new::run(&args),
+        PolicyCommand::Build(args) => build::run(&args),
+        PolicyCommand::Diff(args) => diff::run(&args),
         PolicyCommand::Eval(args) => eval::run(args),
         PolicyCommand::Test(args) => test::run(args),
         PolicyCommand::Inspect(args) => inspect::run(args),

@@ -1,7 +1,6 @@
 //! `quota policy replay`: re-decide logged decisions with a candidate policy
 //! and report what would change.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,7 +9,9 @@ use clap::Args;
 use quota_policy_core::json::{Evaluated, input_from_value};
 use quota_store::prelude::*;
 use quota_store::{DecisionFilter, SqliteStore};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use super::compare::Comparison;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -89,27 +90,12 @@ fn recorded(args: &ReplayArgs) -> anyhow::Result<Vec<(Value, Value)>> {
     Ok(pairs)
 }
 
-fn status(output: &Value) -> String {
-    match output.get("status").and_then(Value::as_str) {
-        Some(status) => status.to_owned(),
-        None => "error".to_owned(),
-    }
-}
-
-fn without_reason(mut output: Value) -> Value {
-    if let Some(map) = output.as_object_mut() {
-        map.remove("reason");
-    }
-    output
-}
-
 pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let candidate = super::load_policy(Some(&args.candidate))?;
     let mut evaluator = candidate.evaluator()?;
     let pairs = recorded(args)?;
-    let mut changed = 0usize;
     let mut unreadable = 0usize;
-    let mut transitions: BTreeMap<(String, String), (usize, Vec<Value>)> = BTreeMap::new();
+    let mut comparison = Comparison::new(args.examples);
     for (input, old) in &pairs {
         let new = match input_from_value(input) {
             Ok(input) => evaluator.evaluate(&input),
@@ -119,29 +105,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
         .to_value();
-        if without_reason(old.clone()) == without_reason(new.clone()) {
-            continue;
-        }
-        changed += 1;
-        let slot = transitions
-            .entry((status(old), status(&new)))
-            .or_insert_with(|| (0, Vec::new()));
-        slot.0 += 1;
-        if slot.1.len() < args.examples {
-            slot.1
-                .push(json!({ "input": input, "recorded": old, "candidate": new }));
-        }
+        comparison.add(input, old, &new, ["recorded", "candidate"]);
     }
-    let report = json!({
-        "candidate_sha256": candidate.sha256(),
-        "replayed": pairs.len(),
-        "unchanged": pairs.len() - changed,
-        "changed": changed,
-        "unreadable_inputs": unreadable,
-        "transitions": transitions.into_iter().map(|((from, to), (count, examples))| json!({
-            "from": from, "to": to, "count": count, "examples": examples,
-        })).collect::<Vec<_>>(),
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let mut head = serde_json::Map::new();
+    head.insert("candidate_sha256".into(), candidate.sha256().into());
+    head.insert("replayed".into(), pairs.len().into());
+    head.insert("unreadable_inputs".into(), unreadable.into());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&comparison.report(head))?
+    );
     Ok(ExitCode::SUCCESS)
 }
