@@ -99,19 +99,36 @@ fn lib_name(manifest: &Path) -> anyhow::Result<String> {
         })
 }
 
-/// The import a core module's encoding failed on, from wit-component's
-/// message, said plainly.
-fn explain(error: &str) -> String {
-    let wasi = error.contains("wasi");
-    let mut text = format!("the module cannot be encoded as a policy component: {error}");
-    text.push_str(
-        "\na policy imports nothing: the names above are what the code asks its host for. ",
-    );
-    if wasi {
-        text.push_str("WASI comes from building for a wasi target or from a dependency that uses the OS (files, clock, randomness, environment).");
-    } else {
-        text.push_str("An `extern \"C\"` block or a dependency that expects a JavaScript or C host adds such imports.");
+/// What the core module imports, as `module::name`.
+fn core_imports(module: &[u8]) -> anyhow::Result<Vec<String>> {
+    let mut imports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::ImportSection(section) = payload? {
+            for import in section.into_imports() {
+                let import = import?;
+                imports.push(format!("{}::{}", import.module, import.name));
+            }
+        }
     }
+    Ok(imports)
+}
+
+/// Why a module that imports `imports` is no policy, said plainly.
+fn explain(imports: &[String]) -> String {
+    let wasi = imports.iter().any(|i| i.starts_with("wasi"));
+    let mut text = format!(
+        "the module imports {}; a policy imports nothing: these are what the code asks its host for. ",
+        imports
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    text.push_str(if wasi {
+        "WASI comes from building for a wasi target or from a dependency that uses the OS (files, clock, randomness, environment)."
+    } else {
+        "An `extern \"C\"` block, or a dependency that expects a JavaScript or C environment, adds such imports."
+    });
     text
 }
 
@@ -149,7 +166,13 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .join(format!("{lib}.wasm"));
     let module =
         std::fs::read(&core).with_context(|| format!("cannot read `{}`", core.display()))?;
-    let component = quota_guest_build::encode(&module).map_err(|e| anyhow::anyhow!(explain(&e)))?;
+    let imports = core_imports(&module)
+        .with_context(|| format!("`{}` is not a wasm module", core.display()))?;
+    if !imports.is_empty() {
+        bail!(explain(&imports));
+    }
+    let component = quota_guest_build::encode(&module)
+        .map_err(|e| anyhow::anyhow!("the module cannot be encoded as a policy component: {e}"))?;
     let out = target_dir.join("policy.wasm");
     super::load_bytes(&component).with_context(|| {
         format!(
