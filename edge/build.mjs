@@ -16,7 +16,8 @@
 // Defaults: the reference policy (target/guest/reference-policy.wasm, built
 // by `make policy`) into edge/dist/reference.
 
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -25,6 +26,22 @@ import { transpileBytes } from '@bytecodealliance/jco-transpile';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SOURCES = ['policy.js', 'input.js', 'json.js'];
+// Written into every package folder: only a folder that holds it (or an
+// empty or missing one) is replaced, so a mistyped --out cannot wipe a project.
+const MARKER = '.quota-policy-package';
+
+async function replaceable(dir) {
+  let entries;
+  try {
+    entries = await readdir(dir);
+  } catch (e) {
+    if (e.code === 'ENOENT') return;
+    throw e;
+  }
+  if (entries.length > 0 && !entries.includes(MARKER)) {
+    throw new Error(`${dir} is not empty and holds no package made by this script: give a new or empty folder`);
+  }
+}
 
 /** Writes the package of the component `bytes` into `outDir` (replaced). */
 export async function buildPackage(bytes, outDir) {
@@ -49,6 +66,7 @@ export async function buildPackage(bytes, outDir) {
     js = js.replace(/^("use components";\n)?/, '$1const JCO_DEBUG = globalThis?.process?.env?.JCO_DEBUG;\n');
     files['component.js'] = new TextEncoder().encode(js);
   }
+  await replaceable(outDir);
   await rm(outDir, { recursive: true, force: true });
   const cores = [];
   for (const [path, content] of Object.entries(files)) {
@@ -56,6 +74,7 @@ export async function buildPackage(bytes, outDir) {
     await writeFile(join(outDir, path), content);
     if (path.endsWith('.core.wasm')) cores.push(path);
   }
+  await writeFile(join(outDir, MARKER), 'made by edge/build.mjs; the folder is replaced by the next build\n');
   for (const file of SOURCES) await copyFile(join(here, 'src', file), join(outDir, file));
   for (const file of ['index.d.ts', 'workers.d.ts']) await copyFile(join(here, 'src', 'index.d.ts'), join(outDir, file));
   const inline = cores.map((path) => `  ${JSON.stringify(path)}: ${JSON.stringify(Buffer.from(files[path]).toString('base64'))},`);
@@ -104,7 +123,9 @@ export function load() {
   return { cores };
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// Run as a command (not imported): compared as real paths, so that a
+// checkout reached through a symbolic link still builds.
+if (process.argv[1] && realpathSync(fileURLToPath(import.meta.url)) === realpathSync(process.argv[1])) {
   const { values } = parseArgs({
     options: {
       component: { type: 'string', default: join(here, '..', 'target', 'guest', 'reference-policy.wasm') },

@@ -8,13 +8,21 @@
 import { load } from './policy/index.js';
 
 const policy = load();
+// The body as serde_json reads it: UTF-8, a BOM kept (and refused).
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export async function handler(request) {
   const url = new URL(request.url);
   if (url.pathname !== '/decide' || request.method !== 'POST') {
     return json(404, '{"error":{"code":"not_found","message":"POST a decision input to /decide"}}');
   }
-  const output = (await policy).evaluateJson(await request.text());
+  let text;
+  try {
+    text = UTF8.decode(await request.arrayBuffer());
+  } catch {
+    return json(400, '{"error":{"code":"invalid_json","message":"the body is not UTF-8 text"}}');
+  }
+  const output = (await policy).evaluateJson(text);
   if (output.startsWith('{"error":{"code":"policy_unavailable"')) return json(503, output);
   return json(output.startsWith('{"error"') ? 400 : 200, output);
 }

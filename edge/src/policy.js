@@ -89,8 +89,8 @@ export class Policy {
   static async create(instantiate, getCoreModule) {
     const policy = new Policy(instantiate);
     // The first instance compiles (or is given) each core module; they are
-    // kept, so that an instance that traps is replaced at once, in the
-    // same call, without compiling again.
+    // kept, so that an instance that traps is replaced at the next call
+    // without compiling again.
     const root = await instantiate(async (path) => {
       const module = await getCoreModule(path);
       policy.#modules.set(path, module);

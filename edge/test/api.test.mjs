@@ -69,3 +69,22 @@ test('what an edge runtime loads imports no Node built-in', () => {
     assert.doesNotMatch(text, /['"]node:|require\(|\bprocess\.(?!env)|\bBuffer\b/, file);
   }
 });
+
+test('build.mjs replaces only a folder it made: a mistyped --out cannot wipe a project', async () => {
+  const { buildPackage } = await import('../build.mjs');
+  const { mkdtempSync, writeFileSync, existsSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'quota-edge-out-'));
+  try {
+    const component = readFileSync(join(edge, '..', 'target', 'guest', 'reference-policy.wasm'));
+    writeFileSync(join(dir, 'worker.js'), '// the user\'s own code\n');
+    await assert.rejects(buildPackage(component, dir), /is not empty and holds no package made by this script/);
+    assert.ok(existsSync(join(dir, 'worker.js')));
+    const out = join(dir, 'policy');
+    await buildPackage(component, out);
+    await buildPackage(component, out);
+    assert.ok(existsSync(join(out, 'workers.js')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -27,8 +27,9 @@ struct Cli {
 enum Command {
     /// Run the HTTP service (user and admin API, /metrics, /healthz, /openapi.json).
     Serve(serve::ServeArgs),
-    /// Policy tooling: evaluate, test, inspect and replay policy components (no
-    /// database needed), and change a running service's policy.
+    /// Policy tooling: write, build, compare, evaluate, test, inspect and replay
+    /// policy components (no database needed), and change a running service's
+    /// policy.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// Move a state between databases: `quota store copy --from FILE.db --to postgres://…`.

@@ -86,7 +86,11 @@ fn a_policy_project_from_new_to_a_running_service() {
     assert_eq!(inspect["imports"], serde_json::json!([]));
     assert_eq!(inspect["is_policy"], true);
     let same = json(&quota(&["policy", "diff", wasm_arg, "--inputs", "3000"]));
-    assert_eq!(same["compared"], 131 + 3000);
+    assert!(same["corpus_inputs"].as_u64().unwrap() >= 100, "{same:#}");
+    assert_eq!(
+        same["compared"],
+        same["corpus_inputs"].as_u64().unwrap() + 3000
+    );
     assert_eq!(same["changed"], 0, "{same:#}");
 
     // One line of the limit rule: every finite plan limit one higher.
@@ -184,7 +188,7 @@ fn a_policy_that_prints_and_panics_builds_one_that_imports_does_not() {
         "fn input_from_wit(",
         "#[allow(unsafe_code)]\n#[link(wasm_import_module = \"host\")]\nunsafe extern \"C\" {\n    fn host_log(at: i64);\n}\n\nfn input_from_wit(",
     );
-    std::fs::remove_file(&wasm).unwrap();
+    assert!(wasm.exists());
     let refused = quota(&["policy", "build", project_arg]);
     assert_eq!(refused.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -4,9 +4,10 @@
 //! cargo builds the project's library for `wasm32-unknown-unknown` (a
 //! `wasm32-wasip2` build would import WASI as soon as the code can panic or
 //! format), `wit-component` encodes the core module as a component, and the
-//! result must load as a policy here, with the checks the service runs at
-//! upload (it compiles, imports nothing, exports the contract), before it is
-//! written to `DIR/target/policy.wasm`.
+//! result must pass the checks the service runs at upload (it compiles,
+//! imports nothing, exports the contract, and passes the self-test) before
+//! it is written to `DIR/target/policy.wasm`. The previous build's file is
+//! removed first: after a failed build there is none to upload by mistake.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -143,6 +144,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let lib = lib_name(&manifest)?;
     ensure_target();
     let target_dir = args.dir.join("target");
+    let out = target_dir.join("policy.wasm");
+    match std::fs::remove_file(&out) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove `{}`", out.display())),
+    }
     let status = cargo()
         .args([
             "build",

@@ -147,6 +147,16 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn write_project(dir: &Path, name: &str) -> anyhow::Result<()> {
+    let created = !dir.exists();
+    let written = write_files(dir, name);
+    if written.is_err() && created {
+        // Leave no half-written project that a retry would call not empty.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    written
+}
+
+fn write_files(dir: &Path, name: &str) -> anyhow::Result<()> {
     if dir.exists() {
         let empty = dir
             .read_dir()
