@@ -87,12 +87,28 @@ pub fn guest_target_dir(root: &Path) -> PathBuf {
         .join("guest")
 }
 
+/// `cargo` (`CARGO` when run by cargo) without the caller's flags and
+/// target settings, which are meant for the host target and would break a
+/// guest's build.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+    ] {
+        cargo.env_remove(var);
+    }
+    cargo
+}
+
 /// Compiles `package` (a cdylib named `lib_name`) as a guest and returns the
 /// encoded component's bytes.
 fn build_component(root: &Path, package: &str, lib_name: &str) -> Result<Vec<u8>, String> {
     let target_dir = guest_target_dir(root);
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = cargo()
         .current_dir(root)
         .args([
             "build",
@@ -106,11 +122,6 @@ fn build_component(root: &Path, package: &str, lib_name: &str) -> Result<Vec<u8>
         .args(["--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
         .status()
         .map_err(|e| format!("cannot run cargo for the guest `{package}`: {e}"))?;
     if !status.success() {

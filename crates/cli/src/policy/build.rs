@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use quota_guest_build::GUEST_TARGET;
+use quota_guest_build::{GUEST_TARGET, cargo};
 use serde_json::Value;
 
 #[derive(Debug, Args)]
@@ -22,22 +22,6 @@ pub struct BuildArgs {
     /// The project's folder (with its Cargo.toml); default: the current one.
     #[arg(default_value = ".")]
     dir: PathBuf,
-}
-
-/// `cargo` as the caller would run it (`CARGO` when run by cargo).
-fn cargo() -> Command {
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    // Flags meant for the host target would break the guest's build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-    ] {
-        cargo.env_remove(var);
-    }
-    cargo
 }
 
 /// Adds the guest target with rustup when rustup is there and lacks it.

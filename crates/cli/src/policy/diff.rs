@@ -29,21 +29,13 @@ pub struct DiffArgs {
     examples: usize,
 }
 
-/// The conformance corpus, built in: every case's input.
-const CORPUS: [&str; 8] = [
-    include_str!("../../../../tests/conformance/enforcement-rollout.json"),
-    include_str!("../../../../tests/conformance/grace.json"),
-    include_str!("../../../../tests/conformance/invalid-input.json"),
-    include_str!("../../../../tests/conformance/limit-resolution.json"),
-    include_str!("../../../../tests/conformance/overrides.json"),
-    include_str!("../../../../tests/conformance/saturation.json"),
-    include_str!("../../../../tests/conformance/usage-keys.json"),
-    include_str!("../../../../examples/cases.json"),
-];
+/// The sample cases beside the conformance corpus (the engine's, built in).
+const EXAMPLES: &str = include_str!("../../../../examples/cases.json");
 
 fn corpus() -> anyhow::Result<Vec<Value>> {
     let mut inputs = Vec::new();
-    for text in CORPUS {
+    let texts = quota_engine::selftest::CORPUS.iter().map(|(_, text)| *text);
+    for text in texts.chain([EXAMPLES]) {
         let file = CaseFile::parse(text).map_err(anyhow::Error::msg)?;
         inputs.extend(file.cases.into_iter().map(|c| c.input));
     }
@@ -150,9 +142,9 @@ mod tests {
             })
             .count();
         assert_eq!(
-            on_disk + 1,
-            CORPUS.len(),
-            "list every tests/conformance file in CORPUS"
+            on_disk,
+            quota_engine::selftest::CORPUS.len(),
+            "list every tests/conformance file in the engine's CORPUS"
         );
         assert!(corpus().unwrap().len() >= 100);
     }
