@@ -105,9 +105,15 @@ bench-pg-growth: bin pg-tools
 
 # The policy in Node beside native Rust and wasmtime, on the decision
 # benchmark's inputs (BENCHMARKS.md, "The policy in Node").
-.PHONY: bench-edge
+.PHONY: bench-edge bench-lease
 bench-edge: edge
 	scripts/bench-edge.sh 5
+
+# Decisions from a lease in Node beside direct consumes over loopback, one
+# `quota serve` on SQLite, and the round trips per 1,000 units
+# (BENCHMARKS.md, "Decisions at the edge").
+bench-lease: edge bin
+	node edge/bench-lease.mjs 5
 
 # Schemathesis (from PyPI, in target/fuzz-venv) against the OpenAPI document: no 5xx.
 fuzz-api: build

@@ -10,6 +10,7 @@
 //   index.d.ts, workers.d.ts   the API's TypeScript types
 //   component.js, *.core.wasm  jco's output (instantiation: async)
 //   policy.js, input.js, json.js   the API (no Node built-ins)
+//   client.js, client.d.ts     the edge client: local decisions from leases
 //
 //   node edge/build.mjs [--component FILE] [--out DIR]
 //
@@ -25,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { transpileBytes } from '@bytecodealliance/jco-transpile';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const SOURCES = ['policy.js', 'input.js', 'json.js'];
+const SOURCES = ['policy.js', 'input.js', 'json.js', 'client.js', 'client.d.ts'];
 // Written into every package folder: only a folder that holds it (or an
 // empty or missing one) is replaced, so a mistyped --out cannot wipe a project.
 const MARKER = '.quota-policy-package';

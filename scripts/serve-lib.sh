@@ -5,6 +5,7 @@
 # database in $work (a temporary folder, removed with the server on exit); sets
 # $base to the server's URL.
 # create_user ID PLAN: prints the new user's API token.
+# create_node ID MAX_OUTSTANDING: prints the new node credential's token.
 # post_lua TOKEN: writes $work/post.lua (wrk: create drafts as that user).
 
 start_server() {
@@ -24,11 +25,20 @@ start_server() {
 }
 
 create_user() {
+    admin_post /admin/users "{\"id\": \"$1\", \"plan_id\": \"$2\"}"
+}
+
+# create_node ID MAX_OUTSTANDING: prints the new node credential's token.
+create_node() {
+    admin_post /admin/nodes "{\"id\": \"$1\", \"max_outstanding\": $2}"
+}
+
+# admin_post PATH JSON: POSTs JSON as the admin; prints the answer's token.
+admin_post() {
     python3 - "$base" "$admin" "$1" "$2" <<'PY'
 import json, sys, urllib.request
-base, admin, user, plan = sys.argv[1:5]
-req = urllib.request.Request(base + "/admin/users", method="POST",
-    data=json.dumps({"id": user, "plan_id": plan}).encode(),
+base, admin, path, body = sys.argv[1:5]
+req = urllib.request.Request(base + path, method="POST", data=body.encode(),
     headers={"Authorization": "Bearer " + admin, "Content-Type": "application/json"})
 print(json.load(urllib.request.urlopen(req))["token"])
 PY

@@ -95,6 +95,13 @@ export class Policy {
   ): Promise<Policy>;
   /** Decides one input given as an object. */
   evaluate(input: DecisionInput): Output;
+  /**
+   * Reads `input` once for deciding it many times with other `usage`,
+   * `grace_used` and `requested` (a lease's local decisions): the function
+   * gives what `evaluate` would; an `ErrorOutput` when the input itself is
+   * refused.
+   */
+  prepare(input: DecisionInput): ((usage: Int, graceUsed: Int, requested: Int) => Output) | ErrorOutput;
   /** Decides one input given as JSON text; returns the output's JSON text. */
   evaluateJson(text: string): string;
   /**

@@ -218,6 +218,32 @@ export class Policy {
     return toJs(this.#evaluateValue(input));
   }
 
+  /**
+   * Reads `input` (as `evaluate` would) once, for deciding it many times
+   * with other `usage`, `grace_used` and `requested`: the local decisions
+   * of a lease. Returns a function `(usage, graceUsed, requested)` giving
+   * what `evaluate` gives for the input with those three replaced, or an
+   * `{ error }` output when `evaluate` would refuse the input itself.
+   */
+  prepare(input) {
+    let record;
+    try {
+      record = inputFromValue(input);
+    } catch (e) {
+      if (e instanceof InvalidInput) return errorValue('invalid_input', e.message);
+      throw e;
+    }
+    return (usage, graceUsed, requested) =>
+      toJs(
+        this.#evaluateInput({
+          ...record,
+          usage: BigInt(usage),
+          graceUsed: BigInt(graceUsed),
+          requested: BigInt(requested),
+        }),
+      );
+  }
+
   /** Decides one input given as JSON text; the output line's JSON text. */
   evaluateJson(text) {
     let value;

@@ -2,6 +2,7 @@
 // TypeScript author would. It fails to compile if the types drift.
 import { load, type Decision, type DecisionInput, type Output } from 'quota-policy';
 import { load as loadForWorkers } from 'quota-policy/workers';
+import { EdgeClient, ServiceError, type EdgeDecision } from 'quota-policy/client';
 
 const input: DecisionInput = {
   user_id: 'alice',
@@ -26,3 +27,15 @@ export async function decide(): Promise<string> {
 }
 
 export const forWorkers: () => Promise<unknown> = loadForWorkers;
+
+export async function atTheEdge(token: string): Promise<string> {
+  const client = new EdgeClient({ url: 'http://127.0.0.1:8080', token, policy: await load(), leaseUnits: 50 });
+  try {
+    const d: EdgeDecision = await client.decide('alice', 'api.max', 2);
+    return `${d.admitted} ${d.status} ${d.via} ${client.calls.grant}`;
+  } catch (e) {
+    return e instanceof ServiceError ? `${e.status} ${e.code}` : 'unreachable';
+  } finally {
+    await client.close();
+  }
+}

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// 503 `store_unavailable`.
     #[arg(long, value_name = "N", default_value_t = PgOptions::default().max_connections, value_parser = clap::value_parser!(u32).range(1..=1000))]
     db_pool: u32,
+    /// The longest lease this host grants to a node deciding at the edge,
+    /// in ms (1000 to 300000): the bound on how stale a node's view of a
+    /// plan or override change can be, and on what a dead node can hold.
+    #[arg(long, value_name = "MS", default_value_t = quota_server::DEFAULT_LEASE_MAX_MS, value_parser = clap::value_parser!(i64).range(1000..=300_000))]
+    lease_max_ms: i64,
 }
 
 impl ServeArgs {
@@ -115,6 +120,7 @@ impl ServeArgs {
                 max_connections: self.db_pool,
                 ..PgOptions::default()
             },
+            lease_max_ms: self.lease_max_ms,
         })
     }
 }

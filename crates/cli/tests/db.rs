@@ -390,7 +390,75 @@ fn replay_refuses_a_database_url() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+fn a_metered_key_is_consumed_and_blocked_over_the_cli(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = backend.database(dir.path());
+    let limits = ["--limit", "api.max=5", "--enforce", "on", "--grace", "1"];
+    ok(
+        &db,
+        &[&["plan", "set", "metered"][..], &limits[..]].concat(),
+    );
+    ok(&db, &["user", "create", "alice", "--plan", "metered"]);
+    let consume = |n: &str| {
+        quota(
+            &db,
+            &[
+                "consume",
+                "--user",
+                "alice",
+                "--key",
+                "api.max",
+                "--requested",
+                n,
+            ],
+        )
+    };
+    let out = consume("4");
+    assert_eq!(out.status.code(), Some(0));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            body["requested"].as_i64(),
+            body["outcome"]["decision"]["status"].as_str()
+        ),
+        (Some(4), Some("allow"))
+    );
+    let out = consume("2");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["outcome"]["decision"]["status"], "allow_grace");
+    let out = consume("1");
+    assert_eq!(out.status.code(), Some(3));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["code"], "quota_exceeded");
+    // A key a domain action counts, and bad values: exit 2, nothing written.
+    let stderr = fails(
+        &db,
+        &["consume", "--user", "alice", "--key", "drafts.max"],
+        2,
+    );
+    assert!(stderr.contains("counted by its own action"), "{stderr}");
+    fails(
+        &db,
+        &[
+            "consume",
+            "--user",
+            "alice",
+            "--key",
+            "api.max",
+            "--requested",
+            "0",
+        ],
+        2,
+    );
+    fails(&db, &["consume", "--user", "nobody", "--key", "api.max"], 2);
+    let user = ok(&db, &["user", "show", "alice"]);
+    assert_eq!(user["usage"]["api.used"], 6);
+    assert_eq!(user["grace_used"][0]["used"], 1);
+    assert_eq!(user["leases"], serde_json::json!([]));
+}
+
 quota_tests::on_both_backends!(
+    a_metered_key_is_consumed_and_blocked_over_the_cli,
     the_report_walk_over_the_cli,
     overrides_with_expiry_and_the_audit_log,
     bad_values_exit_2_and_write_nothing,

@@ -36,6 +36,9 @@ pub const DRAFTS: &str = "drafts.max";
 pub const SEGMENTS: &str = "segments.max";
 /// `collaborators.max`: accepting an invite uses the inviter's.
 pub const COLLABORATORS: &str = "collaborators.max";
+/// The keys the actions above count: their usage must match their rows,
+/// so nothing else may consume them.
+pub const OWNED_KEYS: [&str; 3] = [DRAFTS, SEGMENTS, COLLABORATORS];
 
 /// A guarded action done: its row and the decision that admitted it.
 #[derive(Debug, Clone, PartialEq, Eq)]

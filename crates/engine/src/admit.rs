@@ -202,6 +202,33 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
     /// committed.
     pub fn admit(mut self, request: &QuotaRequest) -> Result<Admitted<'a, S>, EnforceError> {
         let decided = self.engine.decide(self.tx(), request, Mode::Enforce)?;
+        self.admitted(request, decided)
+    }
+
+    /// Decides the most units, up to `request.requested`, that the policy
+    /// admits, in this transaction (for a lease: the units it may hold).
+    /// Admitted: the decision names the units in `decision.requested`.
+    /// Blocked even for one unit: the transaction stays open, for what
+    /// else the caller does in it (commit it before answering). The policy is
+    /// asked for the largest amount first and then by binary search; a
+    /// failing policy fails closed here whatever the engine's fail mode.
+    pub fn admit_most(mut self, request: &QuotaRequest) -> Result<Most<'a, S>, EnforceError> {
+        let decided = self.engine.decide_most(self.tx(), request)?;
+        if decided.outcome.decision.status == Status::Block {
+            let outcome = decided.outcome.clone();
+            self.engine.report(decided);
+            return Ok(Most::Blocked(self, Box::new(outcome)));
+        }
+        let mut request = request.clone();
+        request.requested = decided.input.requested;
+        Ok(Most::Admitted(self.admitted(&request, decided)?))
+    }
+
+    fn admitted(
+        mut self,
+        request: &QuotaRequest,
+        decided: Decided,
+    ) -> Result<Admitted<'a, S>, EnforceError> {
         if decided.outcome.decision.status == Status::Block {
             let rolled = roll_back(self.take(), self.retry);
             let outcome = decided.outcome.clone();
@@ -227,6 +254,19 @@ impl<S: QuotaStore> Drop for Pending<'_, S> {
             let _ = roll_back(tx, self.retry);
         }
     }
+}
+
+/// What [`Pending::admit_most`] decided.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and matched at once: a box would only add an allocation"
+)]
+pub enum Most<'a, S: QuotaStore> {
+    /// Some units admitted: the decision names them.
+    Admitted(Admitted<'a, S>),
+    /// Not even one unit: the transaction, still open, and the decision.
+    Blocked(Pending<'a, S>, Box<Outcome>),
 }
 
 /// An admitted request: the open write transaction it was decided in and
@@ -263,6 +303,28 @@ impl<S: QuotaStore> Admitted<'_, S> {
             Some(tx) => tx,
             None => unreachable!("an admitted request holds its transaction until it ends"),
         }
+    }
+
+    /// What the policy was asked: the state as read (reserved units
+    /// included in `usage`) and the units requested.
+    pub fn input(&self) -> &quota_policy_core::DecisionInput {
+        match &self.decided {
+            Some(decided) => &decided.input,
+            None => unreachable!("an admitted request keeps its decision until it ends"),
+        }
+    }
+
+    /// Commits without recording usage or grace: the caller holds the
+    /// admitted units as a reservation (a lease) written in this
+    /// transaction, which counts as used until it is settled. Returns the
+    /// decision once it is durable.
+    pub fn commit_reserved(mut self) -> Result<Outcome, EnforceError> {
+        let outcome = self.outcome().clone();
+        match self.tx.take() {
+            Some(tx) => tx.commit()?,
+            None => unreachable!("an admitted request holds its transaction until it ends"),
+        }
+        Ok(outcome)
     }
 
     /// Records the usage (`requested` on the usage counter) and the grace

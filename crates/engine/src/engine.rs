@@ -49,6 +49,15 @@ const FALLBACK_WARNING_EVERY_MS: i64 = 10_000;
 /// unavailable before the commit.
 pub const ATTEMPTS: u32 = 3;
 
+/// How many units a decision is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Units {
+    /// Exactly those requested.
+    Exactly,
+    /// The most, up to those requested, that the policy admits (a lease).
+    Most,
+}
+
 /// A decision made in a transaction, not reported yet.
 #[derive(Debug)]
 pub(crate) struct Decided {
@@ -163,6 +172,26 @@ impl<S: QuotaStore> Engine<S> {
         request: &QuotaRequest,
         mode: Mode,
     ) -> Result<Decided, EnforceError> {
+        self.decide_units(tx, request, mode, Units::Exactly)
+    }
+
+    /// Like [`Engine::decide`] for the most units up to
+    /// `request.requested` that the policy admits (see [`Units::Most`]).
+    pub(crate) fn decide_most(
+        &self,
+        tx: &mut S::Tx,
+        request: &QuotaRequest,
+    ) -> Result<Decided, EnforceError> {
+        self.decide_units(tx, request, Mode::Enforce, Units::Most)
+    }
+
+    fn decide_units(
+        &self,
+        tx: &mut S::Tx,
+        request: &QuotaRequest,
+        mode: Mode,
+        units: Units,
+    ) -> Result<Decided, EnforceError> {
         if request.requested < 1 {
             return Err(EnforceError::InvalidRequest(format!(
                 "`requested` must be at least 1, got {}",
@@ -177,7 +206,7 @@ impl<S: QuotaStore> Engine<S> {
         let mut evaluator = loaded
             .take()
             .map_err(|e| self.policy_failed(&loaded, PolicyFailure::Call(e)))?;
-        let result = self.decide_with(&loaded, &mut evaluator, tx, request);
+        let result = self.decide_with(&loaded, &mut evaluator, tx, request, units);
         loaded.give_back(evaluator);
         let (outcome, input) = result?;
         Ok(Decided {
@@ -232,6 +261,7 @@ impl<S: QuotaStore> Engine<S> {
         evaluator: &mut Evaluator,
         tx: &mut S::Tx,
         request: &QuotaRequest,
+        units: Units,
     ) -> Result<(Outcome, DecisionInput), EnforceError> {
         let usage_key = evaluator
             .usage_key(&request.entitlement_key)
@@ -256,34 +286,23 @@ impl<S: QuotaStore> Engine<S> {
                 &usage_key.usage_key,
             )
             .map_err(EnforceError::Store)?;
-        let input = DecisionInput {
+        let mut input = DecisionInput {
             user_id: request.user_id.clone(),
             plan_id: state.plan_id.clone(),
             entitlement_key: request.entitlement_key.clone(),
             requested: request.requested,
             // A store shared by a fleet has one clock for all its hosts.
             now_ms: state.now_ms.unwrap_or_else(|| self.now_ms()),
-            usage: state.usage,
+            // Units held by open leases count as used until settled.
+            usage: state.usage.saturating_add(state.reserved),
             r#override: state.r#override,
             plan: Some(state.plan),
             default_limit: state.default_limit,
-            grace_used: state.grace_used,
+            grace_used: state.grace_used.saturating_add(state.reserved_grace),
         };
-        let (decision, failed_open) = match evaluator.decide(&input) {
-            Ok(Ok(decision)) => (decision, false),
-            Ok(Err(policy_error)) => {
-                return Err(self.policy_failed(loaded, PolicyFailure::Rejected(policy_error)));
-            }
-            Err(call_error) => match self.fail_mode {
-                FailMode::Closed => {
-                    return Err(self.policy_failed(loaded, PolicyFailure::Call(call_error)));
-                }
-                FailMode::Open => {
-                    self.metrics.record_policy_error();
-                    tracing::error!(error = %call_error, "policy unavailable; admitting because the engine fails open");
-                    (fail_open_decision(&input, &call_error.to_string()), true)
-                }
-            },
+        let (decision, failed_open) = match units {
+            Units::Most => (self.most_admitted(loaded, evaluator, &mut input)?, false),
+            Units::Exactly => self.decide_exactly(loaded, evaluator, &input)?,
         };
         let outcome = Outcome {
             user_id: request.user_id.clone(),
@@ -293,8 +312,87 @@ impl<S: QuotaStore> Engine<S> {
             decision,
             policy_sha256: loaded.module.sha256().to_owned(),
             failed_open,
+            reserved: state.reserved,
         };
         Ok((outcome, input))
+    }
+
+    /// The policy's decision for `input`, and whether it is the engine's
+    /// own admission because the policy failed and the engine fails open.
+    fn decide_exactly(
+        &self,
+        loaded: &Loaded,
+        evaluator: &mut Evaluator,
+        input: &DecisionInput,
+    ) -> Result<(Decision, bool), EnforceError> {
+        match evaluator.decide(input) {
+            Ok(Ok(decision)) => Ok((decision, false)),
+            Ok(Err(policy_error)) => {
+                Err(self.policy_failed(loaded, PolicyFailure::Rejected(policy_error)))
+            }
+            Err(call_error) => match self.fail_mode {
+                FailMode::Closed => {
+                    Err(self.policy_failed(loaded, PolicyFailure::Call(call_error)))
+                }
+                FailMode::Open => {
+                    self.metrics.record_policy_error();
+                    tracing::error!(error = %call_error, "policy unavailable; admitting because the engine fails open");
+                    Ok((fail_open_decision(input, &call_error.to_string()), true))
+                }
+            },
+        }
+    }
+
+    /// The policy's decision for the most units, from 1 to
+    /// `input.requested`, that it admits; its decision for 1 unit when it
+    /// admits none. `input.requested` is left at the units decided. The
+    /// largest amount is tried first, then a binary search, which assumes
+    /// that a policy admitting k units admits fewer; every answer is the
+    /// policy's own decision for the units it names. Fails closed: a
+    /// failing policy never grants units, whatever the fail mode.
+    fn most_admitted(
+        &self,
+        loaded: &Loaded,
+        evaluator: &mut Evaluator,
+        input: &mut DecisionInput,
+    ) -> Result<Decision, EnforceError> {
+        let mut ask = |input: &mut DecisionInput, units: i64| {
+            input.requested = units;
+            match evaluator.decide(input) {
+                Ok(Ok(decision)) => Ok(decision),
+                Ok(Err(policy_error)) => {
+                    Err(self.policy_failed(loaded, PolicyFailure::Rejected(policy_error)))
+                }
+                Err(call_error) => Err(self.policy_failed(loaded, PolicyFailure::Call(call_error))),
+            }
+        };
+        let most = input.requested;
+        let first = ask(input, most)?;
+        if first.status != Status::Block || most == 1 {
+            return Ok(first);
+        }
+        // Admitted at `low` (0: none known), blocked at `high`.
+        let (mut low, mut high) = (0, most);
+        let (mut admitted, mut blocked) = (None, first);
+        while high - low > 1 {
+            let middle = low + (high - low) / 2;
+            let decision = ask(input, middle)?;
+            if decision.status == Status::Block {
+                high = middle;
+                blocked = decision;
+            } else {
+                low = middle;
+                admitted = Some(decision);
+            }
+        }
+        match admitted {
+            Some(decision) => {
+                input.requested = low;
+                Ok(decision)
+            }
+            // Nothing admitted: the search ended asking for 1 unit.
+            None => Ok(blocked),
+        }
     }
 
     pub(crate) fn policy_failed(&self, loaded: &Loaded, failure: PolicyFailure) -> EnforceError {

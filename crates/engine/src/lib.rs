@@ -43,7 +43,7 @@ pub mod selftest;
 mod shadow;
 mod throttle;
 
-pub use admit::{Admitted, Guard, Pending};
+pub use admit::{Admitted, Guard, Most, Pending};
 pub use clock::{Clock, system_now_ms};
 pub use engine::{ATTEMPTS, Engine};
 pub use error::{EnforceError, PolicyFailure, QuotaExceeded};

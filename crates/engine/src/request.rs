@@ -46,6 +46,9 @@ pub struct Outcome {
     /// True when the policy failed and the engine admitted the request
     /// because it is configured to fail open.
     pub failed_open: bool,
+    /// Units of the usage counter held by open leases: included in the
+    /// decision's `usage`, as they count as used until settled.
+    pub reserved: i64,
 }
 
 /// The answer of a soft check.

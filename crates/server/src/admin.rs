@@ -16,7 +16,7 @@ use crate::wire;
 use quota_store::prelude::*;
 
 /// The actor recorded in the audit log for admin-token changes.
-const ADMIN_ACTOR: &str = "admin";
+pub(crate) const ADMIN_ACTOR: &str = "admin";
 
 type JsonResponse<T> = Result<axum::Json<T>, ApiError>;
 
@@ -145,7 +145,7 @@ pub struct CreateUser {
     plan_id: String,
 }
 
-fn new_token() -> Result<String, ApiError> {
+pub(crate) fn new_token() -> Result<String, ApiError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;

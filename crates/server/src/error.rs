@@ -4,7 +4,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quota_engine::EnforceError;
-use quota_store::StoreError;
+use quota_store::{Conflict, StoreError};
 
 use crate::wire::ErrorBody;
 
@@ -53,6 +53,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The code of a conflict: lease conflicts have their own, so that a node
+/// knows what to do next; the rest are `conflict`.
+fn conflict_code(conflict: &Conflict) -> &'static str {
+    match conflict {
+        Conflict::LeaseSeq { .. } => "lease_seq",
+        Conflict::SettleMismatch { .. } => "settle_mismatch",
+        Conflict::Overspent { .. } => "lease_overspent",
+        Conflict::LeaseEnded { .. } => "lease_ended",
+        Conflict::OwnedKey(_) => "owned_key",
+        _ => "conflict",
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let message = e.to_string();
@@ -60,8 +73,13 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownPlan(_)
             | StoreError::UnknownUser(_)
             | StoreError::UnknownDraft(_)
-            | StoreError::UnknownInvite(_) => ApiError::not_found(message),
-            StoreError::UserExists(_) | StoreError::Conflict(_) => {
+            | StoreError::UnknownInvite(_)
+            | StoreError::UnknownNode(_)
+            | StoreError::UnknownLease(_) => ApiError::not_found(message),
+            StoreError::Conflict(conflict) => {
+                ApiError::new(StatusCode::CONFLICT, conflict_code(&conflict), message)
+            }
+            StoreError::UserExists(_) | StoreError::NodeExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", message)
             }
             StoreError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),

@@ -123,3 +123,62 @@ impl FromRequestParts<AppState> for User {
             .ok_or_else(|| ApiError::unauthorized("invalid user token"))
     }
 }
+
+/// The caller holds a node credential (`POST /admin/nodes`). Looked up in
+/// the store on every request, so a deleted node is refused at once by
+/// every host.
+#[derive(Debug, Clone)]
+pub struct Node(pub String);
+
+impl Node {
+    /// The owner of the node's idempotency keys: a user id cannot hold a
+    /// control character, so no user shares it.
+    pub(crate) fn idempotency_owner(&self) -> String {
+        format!("\u{1f}node\u{1f}{}", self.0)
+    }
+}
+
+async fn node_for(state: &AppState, digest: String) -> Result<Option<String>, ApiError> {
+    state
+        .blocking(move |engine| {
+            Ok(quota_store::LeaseStore::node_for_token(engine.store(), &digest)?.map(|n| n.id))
+        })
+        .await
+}
+
+impl FromRequestParts<AppState> for Node {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let digest = hex::encode(token_sha256(bearer(parts)?));
+        node_for(state, digest)
+            .await?
+            .map(Node)
+            .ok_or_else(|| ApiError::unauthorized("invalid node token"))
+    }
+}
+
+/// A user (their token) or a node (its credential), for the routes both
+/// may call.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A user acting for themself.
+    User(String),
+    /// A node acting on a user's behalf.
+    Node(Node),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let digest = hex::encode(token_sha256(bearer(parts)?));
+        if let Some(user) = state.user_for_token(digest.clone()).await? {
+            return Ok(Caller::User(user));
+        }
+        node_for(state, digest)
+            .await?
+            .map(|id| Caller::Node(Node(id)))
+            .ok_or_else(|| ApiError::unauthorized("invalid user or node token"))
+    }
+}

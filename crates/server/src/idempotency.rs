@@ -55,6 +55,13 @@ impl IntoResponse for Reply {
     }
 }
 
+impl Reply {
+    /// A reply kept as JSON text elsewhere (a lease's last settle).
+    pub(crate) fn kept(status: StatusCode, json: String) -> Self {
+        Reply { status, json }
+    }
+}
+
 /// `value` as JSON text.
 fn json_text(value: &impl Serialize) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(|e| ApiError::internal(e.to_string()))
@@ -139,6 +146,19 @@ impl Replies {
             Some(idem) => idem.replay(store.idempotent_response(&idem.user_id, &idem.key)?),
             None => Ok(None),
         }
+    }
+
+    /// The reply with `body` and another status than the usual one (it
+    /// is stored only if passed to [`Replies::store`]).
+    pub(crate) fn reply_with(
+        &self,
+        status: StatusCode,
+        body: &impl Serialize,
+    ) -> Result<Reply, ApiError> {
+        Ok(Reply {
+            status,
+            json: json_text(body)?,
+        })
     }
 
     /// The reply with `body`.

@@ -17,6 +17,8 @@ mod error;
 mod extract;
 mod follow;
 mod idempotency;
+mod metering;
+mod nodes;
 mod ops;
 mod policy;
 pub mod service;
@@ -25,6 +27,7 @@ mod user;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -68,7 +71,12 @@ struct Inner {
     known_tokens: Mutex<HashMap<String, String>>,
     lifecycle: Lifecycle,
     decision_log: Option<Arc<DecisionLog<Store>>>,
+    /// The longest lease this host grants, ms.
+    lease_max_ms: AtomicI64,
 }
+
+/// The longest lease a host grants unless told otherwise, ms.
+pub const DEFAULT_LEASE_MAX_MS: i64 = 30_000;
 
 /// Known tokens kept in memory before the cache starts over.
 const KNOWN_TOKENS_MAX: usize = 100_000;
@@ -113,8 +121,22 @@ impl AppState {
                 known_tokens: Mutex::default(),
                 lifecycle,
                 decision_log,
+                lease_max_ms: AtomicI64::new(DEFAULT_LEASE_MAX_MS),
             }),
         }
+    }
+
+    /// Grants leases of at most `ms` (1000 to
+    /// [`quota_metering::MAX_LEASE_MS`]; clamped).
+    pub fn with_lease_max_ms(self, ms: i64) -> Self {
+        let ms = ms.clamp(quota_metering::MIN_LEASE_MS, quota_metering::MAX_LEASE_MS);
+        self.inner.lease_max_ms.store(ms, Ordering::Relaxed);
+        self
+    }
+
+    /// The longest lease this host grants, ms.
+    pub fn lease_max_ms(&self) -> i64 {
+        self.inner.lease_max_ms.load(Ordering::Relaxed)
     }
 
     /// The policy lifecycle.
@@ -207,6 +229,8 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::routes())
         .merge(admin::routes())
+        .merge(metering::routes())
+        .merge(nodes::routes())
         .merge(policy::routes())
         .merge(ops::routes())
 }

@@ -27,6 +27,9 @@ use crate::state_dir::{StateDir, StateError, TokenSource};
 /// How often stored idempotent replies past their time are deleted.
 const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 
+/// How often expired leases are ended as fully spent.
+const EXPIRE_LEASES_EVERY: Duration = Duration::from_secs(1);
+
 /// Time the decision log has at shutdown to write what it holds.
 const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
 
@@ -60,6 +63,9 @@ pub struct ServiceConfig {
     pub policy_limits: Limits,
     /// The connection pool on PostgreSQL (unused with SQLite).
     pub postgres: PgOptions,
+    /// The longest lease this host grants, ms: how stale a node's view of
+    /// a plan or override change can be (docs/leases.md).
+    pub lease_max_ms: i64,
 }
 
 /// A policy component given at start.
@@ -232,7 +238,8 @@ impl Service {
                     source,
                 })?;
         }
-        let state = AppState::with_lifecycle(engine, token, lifecycle, Some(log));
+        let state = AppState::with_lifecycle(engine, token, lifecycle, Some(log))
+            .with_lease_max_ms(config.lease_max_ms);
         Ok(Service {
             state,
             state_dir,
@@ -265,6 +272,10 @@ impl Service {
             self.state.clone(),
             EXPIRE_EVERY,
         ));
+        let leases = tokio::spawn(crate::metering::expire_forever(
+            self.state.clone(),
+            EXPIRE_LEASES_EVERY,
+        ));
         let following = self
             .state
             .engine()
@@ -274,6 +285,7 @@ impl Service {
         let log = self.state.decision_log().cloned();
         crate::connections::serve(listener, self.state, self.limits, shutdown).await;
         expiry.abort();
+        leases.abort();
         drop(following);
         match log {
             Some(log) => tokio::task::spawn_blocking(move || log.flush(FLUSH_AT_STOP))

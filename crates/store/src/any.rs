@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, Draft, Invite, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse,
-    User,
+    AuditEntry, Draft, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange, QuotaState,
+    Segment, StoredResponse, User,
 };
 use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
 use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
 use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
-    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
-    PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore, LeaseTx,
+    OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
 };
 
 /// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
@@ -396,5 +396,68 @@ impl IdempotencyStore for AnyStore {
     }
     fn expire_idempotency_keys(&self, before_ms: i64) -> Result<usize, StoreError> {
         each!(self, s => s.expire_idempotency_keys(before_ms))
+    }
+}
+
+impl LeaseTx for AnyTx {
+    fn lock_node(&mut self, node_id: &str) -> Result<Node, StoreError> {
+        each_tx!(self, t => t.lock_node(node_id))
+    }
+    fn node_outstanding(
+        &mut self,
+        node_id: &str,
+        now_ms: i64,
+        except: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        each_tx!(self, t => t.node_outstanding(node_id, now_ms, except))
+    }
+    fn insert_lease(&mut self, lease: &NewLease) -> Result<Lease, StoreError> {
+        each_tx!(self, t => t.insert_lease(lease))
+    }
+    fn lease(&mut self, node_id: &str, lease_id: i64) -> Result<Lease, StoreError> {
+        each_tx!(self, t => t.lease(node_id, lease_id))
+    }
+    fn update_lease(&mut self, lease: &Lease) -> Result<(), StoreError> {
+        each_tx!(self, t => t.update_lease(lease))
+    }
+    fn store_now_ms(&mut self) -> Result<Option<i64>, StoreError> {
+        each_tx!(self, t => t.store_now_ms())
+    }
+}
+
+impl LeaseStore for AnyStore {
+    fn create_node(
+        &self,
+        actor: &str,
+        node_id: &str,
+        max_outstanding: i64,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<Node, StoreError> {
+        each!(self, s => s.create_node(actor, node_id, max_outstanding, token_sha256, now_ms))
+    }
+    fn delete_node(
+        &self,
+        actor: &str,
+        node_id: &str,
+        now_ms: i64,
+    ) -> Result<(Node, usize), StoreError> {
+        each!(self, s => s.delete_node(actor, node_id, now_ms))
+    }
+    fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        each!(self, s => s.nodes())
+    }
+    fn node_for_token(&self, token_sha256: &str) -> Result<Option<Node>, StoreError> {
+        each!(self, s => s.node_for_token(token_sha256))
+    }
+    fn open_leases(
+        &self,
+        user_id: Option<&str>,
+        node_id: Option<&str>,
+    ) -> Result<Vec<Lease>, StoreError> {
+        each!(self, s => s.open_leases(user_id, node_id))
+    }
+    fn expire_leases(&self, now_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.expire_leases(now_ms))
     }
 }

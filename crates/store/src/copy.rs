@@ -176,6 +176,39 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("detail", Text),
         ],
     ),
+    (
+        "nodes",
+        &[
+            ("id", Text),
+            ("token_sha256", Text),
+            ("max_outstanding", BigInt),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "leases",
+        &[
+            ("id", BigInt),
+            ("node_id", Text),
+            ("user_id", Text),
+            ("entitlement_key", Text),
+            ("usage_key", Text),
+            ("plan_id", Text),
+            ("reserved", BigInt),
+            ("reserved_grace", BigInt),
+            ("granted_total", BigInt),
+            ("spent_total", BigInt),
+            ("seq", BigInt),
+            ("last_spent", BigInt),
+            ("last_more", BigInt),
+            ("last_response", Text),
+            ("created_at_ms", BigInt),
+            ("expires_at_ms", BigInt),
+            ("revoked_at_ms", BigInt),
+            ("ended_at_ms", BigInt),
+            ("end_reason", Text),
+        ],
+    ),
 ];
 
 /// Tables whose ids PostgreSQL numbers itself: numbering goes on after
@@ -186,6 +219,7 @@ const NUMBERED: &[&str] = &[
     "segments",
     "invites",
     "policy_events",
+    "leases",
 ];
 
 /// The rows copied, by table.

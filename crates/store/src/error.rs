@@ -20,6 +20,15 @@ pub enum StoreError {
     /// No invite with this id.
     #[error("unknown invite {0}")]
     UnknownInvite(i64),
+    /// No node with this id.
+    #[error("unknown node `{0}`")]
+    UnknownNode(String),
+    /// A node with this id exists already.
+    #[error("node `{0}` already exists")]
+    NodeExists(String),
+    /// No lease with this id (held by the asking node).
+    #[error("unknown lease {0}")]
+    UnknownLease(i64),
     /// The acting user may not do this.
     #[error("forbidden: {0}")]
     Forbidden(Forbidden),
@@ -115,6 +124,49 @@ pub enum Conflict {
     /// with the same key got there first.
     #[error("idempotency key `{0}` is already used")]
     IdempotencyKey(String),
+    /// The key's usage is counted by a domain action and must match its
+    /// rows: it cannot be consumed or leased directly.
+    #[error(
+        "`{0}` is counted by its own action (drafts, segments or invites) and cannot be metered directly"
+    )]
+    OwnedKey(String),
+    /// Settles of a lease come in order: the next one is `expected`.
+    #[error("lease {lease} expects settle seq {expected}, got {got}")]
+    LeaseSeq {
+        /// The lease.
+        lease: i64,
+        /// The seq the next settle must carry.
+        expected: i64,
+        /// The seq sent.
+        got: i64,
+    },
+    /// A retried settle (same seq) must repeat the request it retries.
+    #[error("settle {seq} of lease {lease} was applied with other values")]
+    SettleMismatch {
+        /// The lease.
+        lease: i64,
+        /// The seq.
+        seq: i64,
+    },
+    /// A settle reported more units spent than the lease holds.
+    #[error("lease {lease} holds {reserved} units; {spent} cannot be spent from it")]
+    Overspent {
+        /// The lease.
+        lease: i64,
+        /// Units reported spent.
+        spent: i64,
+        /// Units the lease holds.
+        reserved: i64,
+    },
+    /// The lease has ended (settled, expired or its node deleted): its
+    /// units are counted already.
+    #[error("lease {lease} has ended ({reason})")]
+    LeaseEnded {
+        /// The lease.
+        lease: i64,
+        /// `settled`, `expired` or `node_deleted`.
+        reason: &'static str,
+    },
 }
 
 impl StoreError {

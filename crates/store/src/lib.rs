@@ -26,6 +26,7 @@ mod any;
 mod checks;
 mod copy;
 mod error;
+mod leases;
 mod model;
 mod policy;
 mod postgres;
@@ -38,8 +39,8 @@ pub use any::{AnyStore, AnyTx, Location};
 pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
 pub use model::{
-    AuditEntry, Draft, Invite, InviteStatus, OverrideRow, Plan, PlanChange, QuotaState, Segment,
-    StoredResponse, User,
+    AuditEntry, Draft, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease, Node,
+    OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse, User,
 };
 pub use policy::{
     DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState,
@@ -54,12 +55,12 @@ pub use sqlite::{
 /// Every storage trait, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::traits::{
-        AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
-        PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+        AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore,
+        LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
     };
 }
 
 pub use traits::{
-    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, OverrideStore,
-    PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore, LeaseTx,
+    OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
 };

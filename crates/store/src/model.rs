@@ -17,6 +17,10 @@ pub struct QuotaState {
     pub usage: i64,
     /// Grace used for (user, current plan, key).
     pub grace_used: i64,
+    /// Units of the usage counter held by open leases: used until settled.
+    pub reserved: i64,
+    /// Of those, the units held on grace of (current plan, key).
+    pub reserved_grace: i64,
     /// The time by the database's clock (Unix ms) when the backend is
     /// shared by a fleet (PostgreSQL): the one clock every host decides
     /// by. `None`: the engine's own clock.
@@ -173,4 +177,143 @@ pub struct StoredResponse {
     pub status_code: u16,
     /// The JSON body.
     pub response_json: String,
+}
+
+/// A node credential: a host that decides at the edge from leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The node id.
+    pub id: String,
+    /// The most units its open, unexpired leases may hold at once, across
+    /// users.
+    pub max_outstanding: i64,
+    /// When it was created, Unix ms.
+    pub created_at_ms: i64,
+}
+
+/// Why a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Its node settled it without asking for more.
+    Settled,
+    /// Its expiry passed before it was settled: it counted as fully spent.
+    Expired,
+    /// Its node was deleted: it counted as fully spent.
+    NodeDeleted,
+}
+
+impl LeaseEnd {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseEnd::Settled => "settled",
+            LeaseEnd::Expired => "expired",
+            LeaseEnd::NodeDeleted => "node_deleted",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        [LeaseEnd::Settled, LeaseEnd::Expired, LeaseEnd::NodeDeleted]
+            .into_iter()
+            .find(|end| end.as_str() == name)
+    }
+}
+
+/// The last settle applied to a lease, kept so that a retry of it counts
+/// once and gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSettle {
+    /// Units it reported spent.
+    pub spent: i64,
+    /// Units it asked for again.
+    pub more: i64,
+    /// Its answer, as sent.
+    pub response: String,
+}
+
+/// A lease: units of one user's entitlement reserved for one node. Its
+/// `reserved` units count as used until they are settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id.
+    pub id: i64,
+    /// The node holding it.
+    pub node_id: String,
+    /// The user whose units it holds.
+    pub user_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The usage counter its spent units go to.
+    pub usage_key: String,
+    /// The user's plan when it was (last) granted: its grace units are
+    /// that plan's.
+    pub plan_id: String,
+    /// Units held now, unspent as far as the store knows.
+    pub reserved: i64,
+    /// Of those, the units granted on grace (spent last).
+    pub reserved_grace: i64,
+    /// Units granted over the lease's life.
+    pub granted_total: i64,
+    /// Units settled as spent over the lease's life.
+    pub spent_total: i64,
+    /// The number of the last settle applied (0: none yet).
+    pub seq: i64,
+    /// The last settle applied, for its retries.
+    pub last_settle: Option<LastSettle>,
+    /// When it was first granted, Unix ms.
+    pub created_at_ms: i64,
+    /// When it expires, Unix ms by the store's clock.
+    pub expires_at_ms: i64,
+    /// When an admin change (plan, override, default) touched what it was
+    /// granted on; cleared when it is renewed.
+    pub revoked_at_ms: Option<i64>,
+    /// When and why it ended; `None` while it is open.
+    pub ended: Option<(i64, LeaseEnd)>,
+}
+
+/// A lease to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLease {
+    /// The node.
+    pub node_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The usage counter.
+    pub usage_key: String,
+    /// The user's plan at the grant.
+    pub plan_id: String,
+    /// Units granted.
+    pub reserved: i64,
+    /// Of those, units on grace.
+    pub reserved_grace: i64,
+    /// The time of the grant, Unix ms.
+    pub now_ms: i64,
+    /// When it expires, Unix ms.
+    pub expires_at_ms: i64,
+}
+
+impl Lease {
+    /// The lease `new` as recorded under `id`: nothing settled yet.
+    pub(crate) fn new(id: i64, new: &NewLease) -> Lease {
+        Lease {
+            id,
+            node_id: new.node_id.clone(),
+            user_id: new.user_id.clone(),
+            entitlement_key: new.entitlement_key.clone(),
+            usage_key: new.usage_key.clone(),
+            plan_id: new.plan_id.clone(),
+            reserved: new.reserved,
+            reserved_grace: new.reserved_grace,
+            granted_total: new.reserved,
+            spent_total: 0,
+            seq: 0,
+            last_settle: None,
+            created_at_ms: new.now_ms,
+            expires_at_ms: new.expires_at_ms,
+            revoked_at_ms: None,
+            ended: None,
+        }
+    }
 }

@@ -10,8 +10,8 @@
 
 use crate::error::StoreError;
 use crate::model::{
-    AuditEntry, Draft, Invite, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse,
-    User,
+    AuditEntry, Draft, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange, QuotaState,
+    Segment, StoredResponse, User,
 };
 use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
 
@@ -265,4 +265,76 @@ pub trait IdempotencyTx {
         response: &StoredResponse,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// Leases inside the guarded write transaction: what a grant and a settle
+/// read and write beside the decision (docs/leases.md).
+pub trait LeaseTx: QuotaTx {
+    /// The node, its row locked until the transaction ends, so that two
+    /// grants of one node cannot both fit under its `max_outstanding`.
+    fn lock_node(&mut self, node_id: &str) -> Result<Node, StoreError>;
+
+    /// Units the node's open leases unexpired at `now_ms` hold, leaving
+    /// out the lease `except` (one being renewed).
+    fn node_outstanding(
+        &mut self,
+        node_id: &str,
+        now_ms: i64,
+        except: Option<i64>,
+    ) -> Result<i64, StoreError>;
+
+    /// Records a new lease.
+    fn insert_lease(&mut self, lease: &NewLease) -> Result<Lease, StoreError>;
+
+    /// A lease held by `node_id`, with its user's row and its own locked
+    /// until the transaction ends ([`StoreError::UnknownLease`] for
+    /// another node's).
+    fn lease(&mut self, node_id: &str, lease_id: i64) -> Result<Lease, StoreError>;
+
+    /// Writes back what a settle changed: reserved units, totals, seq,
+    /// the last settle, expiry, plan and usage key, revocation and end.
+    fn update_lease(&mut self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// The store's clock, Unix ms, when the backend has one of its own
+    /// (PostgreSQL: the database's, shared by a fleet); `None`: the
+    /// engine's.
+    fn store_now_ms(&mut self) -> Result<Option<i64>, StoreError>;
+}
+
+/// Node credentials and leases outside the guarded transaction: admin
+/// changes, views, and ending expired leases.
+pub trait LeaseStore {
+    /// Creates a node with its token's sha256; audited.
+    fn create_node(
+        &self,
+        actor: &str,
+        node_id: &str,
+        max_outstanding: i64,
+        token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<Node, StoreError>;
+    /// Deletes a node (its token stops working) and ends its open leases
+    /// as fully spent, in one transaction; audited. Returns the node and
+    /// how many leases ended.
+    fn delete_node(
+        &self,
+        actor: &str,
+        node_id: &str,
+        now_ms: i64,
+    ) -> Result<(Node, usize), StoreError>;
+    /// Every node, by id.
+    fn nodes(&self) -> Result<Vec<Node>, StoreError>;
+    /// The node a token's sha256 (hex) belongs to.
+    fn node_for_token(&self, token_sha256: &str) -> Result<Option<Node>, StoreError>;
+    /// Open leases of one user, or of one node, or all, by id.
+    fn open_leases(
+        &self,
+        user_id: Option<&str>,
+        node_id: Option<&str>,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Ends every open lease whose expiry has passed as fully spent: its
+    /// reserved units become usage, its grace units grace. Judged at
+    /// `now_ms`, or by the database's clock where the backend has one.
+    /// Returns how many ended.
+    fn expire_leases(&self, now_ms: i64) -> Result<usize, StoreError>;
 }

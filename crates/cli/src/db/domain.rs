@@ -1,4 +1,5 @@
-//! `draft`, `segment`, `invite`, `check`: the domain, guarded by the engine.
+//! `draft`, `segment`, `invite`, `consume`, `check`: the domain and metered
+//! entitlements, guarded by the engine.
 //!
 //! Success prints `{"<thing>": {...}, "outcome": {...}}` and exits 0. A quota
 //! block prints the error body of docs/contract.md §4.3 on stdout and exits 3. Any other
@@ -104,14 +105,53 @@ fn report<T, W: Serialize + for<'a> From<&'a T>>(
             );
             print(&out)
         }
-        Err(EnforceError::QuotaExceeded(blocked)) => {
+        Err(other) => refused(other),
+    }
+}
+
+/// A guarded action that failed: a block's error body with exit 3, or the
+/// error.
+fn refused(error: EnforceError) -> anyhow::Result<ExitCode> {
+    match error {
+        EnforceError::QuotaExceeded(blocked) => {
             println!(
                 "{}",
                 serde_json::to_string(&wire::ErrorBody::quota_exceeded(&blocked))?
             );
             Ok(ExitCode::from(EXIT_QUOTA_EXCEEDED))
         }
-        Err(other) => Err(other.into()),
+        other => Err(other.into()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// The user whose units.
+    #[arg(long)]
+    user: String,
+    /// The metered entitlement key, e.g. `api.calls` (not one a domain
+    /// action counts: `drafts.max`, `segments.max`, `collaborators.max`).
+    #[arg(long)]
+    key: String,
+    /// Units to consume.
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
+    requested: i64,
+}
+
+/// Consumes units of a metered entitlement: decided with open leases'
+/// units counted as used, usage and grace recorded in one transaction.
+pub fn consume(db: &DbArgs, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let engine = db.engine()?;
+    let consumed = engine
+        .guarded(|g| quota_metering::consume(g, &args.user, &args.key, args.requested)?.commit());
+    match consumed {
+        Ok(outcome) => print(&wire::Consumed {
+            user_id: args.user,
+            entitlement_key: args.key,
+            requested: args.requested,
+            outcome: (&outcome).into(),
+        }),
+        Err(error) => refused(error),
     }
 }
 

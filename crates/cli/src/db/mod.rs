@@ -99,6 +99,8 @@ pub enum DbCommand {
     /// Invites to collaborate (accepting is guarded by the inviter's `collaborators.max`).
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// Consume units of a metered entitlement (API calls, exports, tokens): decided by the policy, usage and grace recorded; exit 3 when blocked.
+    Consume(domain::ConsumeArgs),
     /// Soft check: would `requested` more units stay within the limit? Changes nothing.
     Check(domain::CheckArgs),
 }
@@ -113,6 +115,7 @@ pub fn run(db: &DbArgs, command: DbCommand) -> anyhow::Result<ExitCode> {
         DbCommand::Draft(cmd) => domain::draft(db, cmd),
         DbCommand::Segment(cmd) => domain::segment(db, cmd),
         DbCommand::Invite(cmd) => domain::invite(db, cmd),
+        DbCommand::Consume(args) => domain::consume(db, args),
         DbCommand::Check(args) => domain::check(db, args),
     }
 }

@@ -94,6 +94,9 @@ pub struct UserDetails {
     pub usage: BTreeMap<String, i64>,
     /// Grace used, by plan and entitlement.
     pub grace_used: Vec<GraceUsed>,
+    /// Open leases of nodes holding the user's units: their `reserved`
+    /// units count as used until settled.
+    pub leases: Vec<super::Lease>,
 }
 
 /// Grace used for one (plan, entitlement).
@@ -110,7 +113,7 @@ pub struct GraceUsed {
 impl UserDetails {
     /// The user `user_id` as `store` has them now.
     pub fn read(
-        store: &impl quota_store::UserStore,
+        store: &(impl quota_store::UserStore + quota_store::LeaseStore),
         user_id: &str,
     ) -> Result<Self, quota_store::StoreError> {
         let user = store.user(user_id)?;
@@ -126,6 +129,11 @@ impl UserDetails {
                     entitlement_key,
                     used,
                 })
+                .collect(),
+            leases: store
+                .open_leases(Some(user_id), None)?
+                .iter()
+                .map(super::Lease::from)
                 .collect(),
         })
     }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod decision;
+mod lease;
 mod policy;
 
 use serde::Serialize;
@@ -16,6 +17,10 @@ pub use admin::{
     Defaults, GraceUsed, Override, Overrides, Plan, Plans, ShadowCounts, Stats, User, UserDetails,
 };
 pub use decision::{Decision, DecisionStatus, LimitSource, Outcome};
+pub use lease::{
+    Consumed, CreatedNode, DeletedNode, Lease, LeaseGrant, Node, NodeLeases, Nodes, Refused,
+    Settlement,
+};
 pub use policy::{
     Accepted, Activated, ActivePolicy, CacheResult, DecisionLog, DecisionLogEntry, FleetPolicy,
     PolicyEvent, PolicyState, RefusedPolicy, SelfTest, ShadowPolicy, ShadowVerdict, Shadowed,
@@ -260,6 +265,9 @@ pub struct Entitlement {
     pub grace_remaining: i64,
     /// Whether enforcement applies to you.
     pub enforced: bool,
+    /// Of `usage`, units held by open leases of nodes deciding at the
+    /// edge: used until settled.
+    pub reserved: i64,
 }
 
 impl From<&quota_engine::Checked> for Entitlement {
@@ -273,6 +281,7 @@ impl From<&quota_engine::Checked> for Entitlement {
             limit_source: d.limit_source.into(),
             grace_remaining: d.grace_remaining,
             enforced: d.enforced,
+            reserved: checked.outcome.reserved,
         }
     }
 }

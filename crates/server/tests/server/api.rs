@@ -4,40 +4,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use quota_engine::Engine;
-use quota_host::{Limits, Runtime};
-use quota_server::{AppState, app};
 #[allow(unused_imports)]
 use quota_store::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::{ADMIN, Backend, admin_token, blocking, call, on_both_backends, open_store};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    app: Router,
-    store: quota_server::Store,
-}
-
-fn fixture(backend: Backend) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&backend.fresh(dir.path()));
-    let runtime = Runtime::new(Limits::default()).unwrap();
-    let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
-    let state = AppState::new(Engine::new(store.clone(), policy), runtime, admin_token());
-    Fixture {
-        _dir: dir,
-        app: app(state),
-        store,
-    }
-}
-
-async fn admin(app: &Router, method: Method, uri: &str, body: Value) -> Value {
-    let (status, value) = call(app, method, uri, Some(ADMIN), Some(&body.to_string())).await;
-    assert!(status.is_success(), "{uri}: {status} {value}");
-    value
-}
+use crate::support::{ADMIN, Backend, Fixture, admin, blocking, call, fixture, on_both_backends};
 
 /// Plan `free` (drafts 3, grace 2, enforced) and users alice and bob; their tokens.
 async fn seeded(f: &Fixture) -> (String, String) {
@@ -251,6 +223,13 @@ const ADMIN_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/admin/overrides", None),
     ("GET", "/admin/audit", None),
     ("GET", "/admin/stats", None),
+    (
+        "POST",
+        "/admin/nodes",
+        Some(r#"{"id":"edge-9","max_outstanding":10}"#),
+    ),
+    ("GET", "/admin/nodes", None),
+    ("DELETE", "/admin/nodes/edge-9", None),
 ];
 
 async fn every_admin_route_needs_the_admin_token(backend: Backend) {

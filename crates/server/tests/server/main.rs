@@ -1,10 +1,11 @@
 //! The service's tests, in one binary with a module per area:
 //! - `api`: the routes as a function (`app(state)` driven with `oneshot`);
+//! - `leases`: metered consumes, node credentials and leases;
 //! - `policy`: the policy lifecycle over HTTP;
 //! - `service`: the composed service (`Service::open`) served on loopback;
 //! - `support`: what they share.
 //!
-//! Each test of `api` and `policy` runs on both backends, as
+//! Each test of `api`, `leases` and `policy` runs on both backends, as
 //! `sqlite::name` and `postgres::name` (`support::on_both_backends!`);
 //! PostgreSQL is the tests' own, started on first use.
 
@@ -16,6 +17,7 @@
 )]
 
 mod api;
+mod leases;
 mod policy;
 mod service;
 mod support;

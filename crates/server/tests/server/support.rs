@@ -8,6 +8,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use quota_engine::Engine;
+use quota_host::{Limits, Runtime};
+use quota_server::{AppState, app};
 use quota_store::{AnyStore, Location};
 pub use quota_tests::Backend;
 use serde_json::Value;
@@ -151,4 +154,32 @@ impl Connection {
         self.reader.read_exact(&mut body).unwrap();
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
+}
+
+/// A service over a fresh database of `backend` with the reference policy:
+/// its router and its store.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub app: Router,
+    pub store: quota_server::Store,
+}
+
+pub fn fixture(backend: Backend) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&backend.fresh(dir.path()));
+    let runtime = Runtime::new(Limits::default()).unwrap();
+    let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
+    let state = AppState::new(Engine::new(store.clone(), policy), runtime, admin_token());
+    Fixture {
+        _dir: dir,
+        app: app(state),
+        store,
+    }
+}
+
+/// An admin call that must succeed; its answer.
+pub async fn admin(app: &Router, method: Method, uri: &str, body: Value) -> Value {
+    let (status, value) = call(app, method, uri, Some(ADMIN), Some(&body.to_string())).await;
+    assert!(status.is_success(), "{uri}: {status} {value}");
+    value
 }

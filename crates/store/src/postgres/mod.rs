@@ -28,6 +28,7 @@ mod config;
 mod decisions;
 mod domain;
 mod idempotency;
+mod leases;
 mod overrides;
 mod plans;
 mod policy;
@@ -600,7 +601,7 @@ impl QuotaStore for PgStore {
 /// The user's row, locked until the transaction ends. `FOR NO KEY
 /// UPDATE`: rows that merely reference the user (drafts, invites of
 /// others) can still be inserted meanwhile.
-const LOCK_USER_SQL: &str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
+pub(crate) const LOCK_USER_SQL: &str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
 
 /// Everything the decision reads, and the database's clock: one clock for
 /// every host (`statement_timestamp()`: after any wait for the lock).
@@ -612,11 +613,54 @@ const QUOTA_STATE_SQL: &str = "
            COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = $3), 0),
            COALESCE((SELECT used FROM grace_usage
                      WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2), 0),
-           (floor(extract(epoch FROM statement_timestamp()) * 1000))::bigint
+           (floor(extract(epoch FROM statement_timestamp()) * 1000))::bigint,
+           COALESCE((SELECT SUM(reserved) FROM leases
+                     WHERE user_id = u.id AND usage_key = $3 AND ended_at_ms IS NULL), 0)::bigint,
+           COALESCE((SELECT SUM(reserved_grace) FROM leases
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2
+                       AND ended_at_ms IS NULL), 0)::bigint
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = $2
     WHERE u.id = $1";
+
+/// Adds `n` to a usage counter; returns the new value. The caller holds
+/// the user's row lock.
+pub(crate) fn add_usage(
+    conn: &mut Conn,
+    user_id: &str,
+    usage_key: &str,
+    n: i64,
+) -> Result<i64, StoreError> {
+    let row = conn.query_one(
+        "INSERT INTO usage_counters (user_id, usage_key, value) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, usage_key) DO UPDATE SET value = usage_counters.value + excluded.value
+         RETURNING value",
+        &[&user_id, &usage_key, &n],
+    )?;
+    Ok(row.get(0))
+}
+
+/// Adds `n` to the grace used for (user, plan, entitlement); returns the
+/// new value. The caller holds the user's row lock.
+pub(crate) fn add_grace(
+    conn: &mut Conn,
+    user_id: &str,
+    plan_id: &str,
+    entitlement_key: &str,
+    n: i64,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let row = conn.query_one(
+        "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id, plan_id, entitlement_key)
+         DO UPDATE SET used = grace_usage.used + excluded.used, updated_at_ms = excluded.updated_at_ms
+         RETURNING used",
+        &[&user_id, &plan_id, &entitlement_key, &n, &now_ms],
+    )?;
+    Ok(row.get(0))
+}
 
 impl QuotaTx for PgTx {
     fn quota_state(
@@ -649,20 +693,14 @@ impl QuotaTx for PgTx {
             default_limit: row.get(7),
             usage: row.get(8),
             grace_used: row.get(9),
+            reserved: row.get(11),
+            reserved_grace: row.get(12),
             now_ms: Some(row.get(10)),
         })
     }
 
     fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        let row = self.run(|conn| {
-            conn.query_one(
-                "INSERT INTO usage_counters (user_id, usage_key, value) VALUES ($1, $2, $3)
-                 ON CONFLICT (user_id, usage_key) DO UPDATE SET value = usage_counters.value + excluded.value
-                 RETURNING value",
-                &[&user_id, &usage_key, &n],
-            )
-        })?;
-        Ok(row.get(0))
+        self.run(|conn| add_usage(conn, user_id, usage_key, n))
     }
 
     fn add_grace(
@@ -673,17 +711,7 @@ impl QuotaTx for PgTx {
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let row = self.run(|conn| {
-            conn.query_one(
-                "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (user_id, plan_id, entitlement_key)
-                 DO UPDATE SET used = grace_usage.used + excluded.used, updated_at_ms = excluded.updated_at_ms
-                 RETURNING used",
-                &[&user_id, &plan_id, &entitlement_key, &n, &now_ms],
-            )
-        })?;
-        Ok(row.get(0))
+        self.run(|conn| add_grace(conn, user_id, plan_id, entitlement_key, n, now_ms))
     }
 
     fn commit(mut self) -> Result<(), StoreError> {

@@ -3,10 +3,12 @@
 use postgres::Row;
 
 use super::audit::audit;
+use super::leases::revoke;
 use super::users::user;
 use super::{Conn, PgStore};
 use crate::checks::{id, key, limit_value, non_empty};
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::OverrideRow;
 use crate::snapshot;
 use crate::traits::OverrideStore;
@@ -77,6 +79,7 @@ impl OverrideStore for PgStore {
                 Some(snapshot::override_row(&after, now_ms)),
                 now_ms,
             )?;
+            revoke(tx, Revoke::UserKey(user_id, key), now_ms)?;
             Ok(after)
         })
     }
@@ -109,6 +112,7 @@ impl OverrideStore for PgStore {
                     None,
                     now_ms,
                 )?;
+                revoke(tx, Revoke::UserKey(user_id, key), now_ms)?;
             }
             Ok(before)
         })

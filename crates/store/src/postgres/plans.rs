@@ -3,9 +3,11 @@
 use serde_json::json;
 
 use super::audit::audit;
+use super::leases::revoke;
 use super::{Conn, PgStore};
 use crate::checks::{id, key, limit_value};
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::{Plan, PlanChange};
 use crate::snapshot;
 use crate::traits::PlanStore;
@@ -79,6 +81,7 @@ impl PlanStore for PgStore {
             if before.as_ref() != Some(&after) {
                 let action = if before.is_none() { "plan.create" } else { "plan.update" };
                 audit(tx, actor, action, &format!("plan:{plan_id}"), before.as_ref().map(snapshot::plan), Some(snapshot::plan(&after)), now_ms)?;
+                revoke(tx, Revoke::Plan(plan_id), now_ms)?;
             }
             Ok(after)
         })
@@ -127,6 +130,7 @@ impl PlanStore for PgStore {
             )?;
             if before != Some(value) {
                 audit(tx, actor, "default.set", &format!("default:{key}"), Some(json!(before)), Some(json!(value)), now_ms)?;
+                revoke(tx, Revoke::Key(key), now_ms)?;
             }
             Ok(())
         })

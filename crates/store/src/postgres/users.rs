@@ -4,10 +4,12 @@
 use serde_json::json;
 
 use super::audit::audit;
+use super::leases::revoke;
 use super::plans::plan;
 use super::{Conn, PgStore};
 use crate::checks::id;
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::User;
 use crate::snapshot;
 use crate::traits::UserStore;
@@ -133,6 +135,7 @@ impl UserStore for PgStore {
                 Some(after_json),
                 now_ms,
             )?;
+            revoke(tx, Revoke::User(user_id), now_ms)?;
             Ok(after)
         })
     }

@@ -13,6 +13,7 @@ mod group;
 )]
 mod group_tests;
 mod idempotency;
+mod leases;
 mod overrides;
 mod plans;
 mod policy;
@@ -326,11 +327,54 @@ const QUOTA_STATE_SQL: &str = "
            (SELECT limit_value FROM entitlement_defaults WHERE entitlement_key = ?2),
            COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0),
            COALESCE((SELECT used FROM grace_usage
-                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0)
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0),
+           COALESCE((SELECT SUM(reserved) FROM leases
+                     WHERE user_id = u.id AND usage_key = ?3 AND ended_at_ms IS NULL), 0),
+           COALESCE((SELECT SUM(reserved_grace) FROM leases
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
+                       AND ended_at_ms IS NULL), 0)
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = ?2
     WHERE u.id = ?1";
+
+/// Adds `n` to a usage counter; returns the new value.
+pub(crate) fn add_usage(
+    conn: &Connection,
+    user_id: &str,
+    usage_key: &str,
+    n: i64,
+) -> Result<i64, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
+         RETURNING value",
+    )?;
+    Ok(stmt.query_row(params![user_id, usage_key, n], |row| row.get(0))?)
+}
+
+/// Adds `n` to the grace used for (user, plan, entitlement); returns the
+/// new value.
+pub(crate) fn add_grace(
+    conn: &Connection,
+    user_id: &str,
+    plan_id: &str,
+    entitlement_key: &str,
+    n: i64,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (user_id, plan_id, entitlement_key)
+         DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
+         RETURNING used",
+    )?;
+    Ok(stmt.query_row(
+        params![user_id, plan_id, entitlement_key, n, now_ms],
+        |row| row.get(0),
+    )?)
+}
 
 impl QuotaTx for SqliteTx {
     fn quota_state(
@@ -361,6 +405,8 @@ impl QuotaTx for SqliteTx {
                     default_limit: row.get(7)?,
                     usage: row.get(8)?,
                     grace_used: row.get(9)?,
+                    reserved: row.get(10)?,
+                    reserved_grace: row.get(11)?,
                     now_ms: None,
                 })
             })
@@ -369,12 +415,7 @@ impl QuotaTx for SqliteTx {
     }
 
     fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
-             RETURNING value",
-        )?;
-        Ok(stmt.query_row(params![user_id, usage_key, n], |row| row.get(0))?)
+        add_usage(self.conn(), user_id, usage_key, n)
     }
 
     fn add_grace(
@@ -385,17 +426,7 @@ impl QuotaTx for SqliteTx {
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let mut stmt = self.conn().prepare_cached(
-            "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (user_id, plan_id, entitlement_key)
-             DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
-             RETURNING used",
-        )?;
-        Ok(stmt.query_row(
-            params![user_id, plan_id, entitlement_key, n, now_ms],
-            |row| row.get(0),
-        )?)
+        add_grace(self.conn(), user_id, plan_id, entitlement_key, n, now_ms)
     }
 
     fn rollback(mut self) -> Result<(), StoreError> {

@@ -4,9 +4,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::audit::audit;
+use super::leases::revoke;
 use super::users::user;
 use crate::checks::{id, key, limit_value, non_empty};
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::OverrideRow;
 use crate::snapshot;
 use crate::traits::OverrideStore;
@@ -74,6 +76,7 @@ impl OverrideStore for SqliteStore {
                 Some(snapshot::override_row(&after, now_ms)),
                 now_ms,
             )?;
+            revoke(tx, Revoke::UserKey(user_id, key), now_ms)?;
             Ok(after)
         })
     }
@@ -106,6 +109,7 @@ impl OverrideStore for SqliteStore {
                     None,
                     now_ms,
                 )?;
+                revoke(tx, Revoke::UserKey(user_id, key), now_ms)?;
             }
             Ok(before)
         })

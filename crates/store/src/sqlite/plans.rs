@@ -5,8 +5,10 @@ use serde_json::json;
 
 use super::SqliteStore;
 use super::audit::audit;
+use super::leases::revoke;
 use crate::checks::{id, key, limit_value};
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::{Plan, PlanChange};
 use crate::snapshot;
 use crate::traits::PlanStore;
@@ -77,6 +79,7 @@ impl PlanStore for SqliteStore {
             if before.as_ref() != Some(&after) {
                 let action = if before.is_none() { "plan.create" } else { "plan.update" };
                 audit(tx, actor, action, &format!("plan:{plan_id}"), before.as_ref().map(snapshot::plan), Some(snapshot::plan(&after)), now_ms)?;
+                revoke(tx, Revoke::Plan(plan_id), now_ms)?;
             }
             Ok(after)
         })
@@ -120,6 +123,7 @@ impl PlanStore for SqliteStore {
             .execute(params![key, value, now_ms])?;
             if before != Some(value) {
                 audit(tx, actor, "default.set", &format!("default:{key}"), Some(json!(before)), Some(json!(value)), now_ms)?;
+                revoke(tx, Revoke::Key(key), now_ms)?;
             }
             Ok(())
         })

@@ -12,6 +12,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/05-policy-lifecycle.sql"
     )),
+    M::up(include_str!("../../migrations/sqlite/06-leases.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

@@ -52,8 +52,9 @@ fn opening_a_database_from_an_older_migration_set_upgrades_it() {
     }
     let store = SqliteStore::open(&path).unwrap();
     let (version, _) = schema(&store);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     assert_eq!(count(&store, "drafts"), 0);
+    assert_eq!(count(&store, "leases"), 0);
     assert_eq!(count(&store, "decision_log"), 0);
     assert_eq!(count(&store, "audit_log"), 0);
     let mut tx = store.begin_write().unwrap();

@@ -6,9 +6,11 @@ use serde_json::json;
 
 use super::SqliteStore;
 use super::audit::audit;
+use super::leases::revoke;
 use super::plans::plan;
 use crate::checks::id;
 use crate::error::StoreError;
+use crate::leases::Revoke;
 use crate::model::User;
 use crate::snapshot;
 use crate::traits::UserStore;
@@ -121,6 +123,7 @@ impl UserStore for SqliteStore {
                 Some(after_json),
                 now_ms,
             )?;
+            revoke(tx, Revoke::User(user_id), now_ms)?;
             Ok(after)
         })
     }
