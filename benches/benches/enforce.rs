@@ -24,12 +24,12 @@ use quota_store::{DomainTx, QuotaStore, QuotaTx, SqliteStore, Synchronous};
 fn bare(store: &SqliteStore, counter: bool, state: bool) {
     let mut tx = store.begin_write().unwrap();
     if state {
-        tx.quota_state("u1", "drafts.max", "drafts.created")
+        tx.quota_state("u1", "drafts.max", "drafts.created", 0)
             .unwrap();
     }
     tx.insert_draft("u1", "title", 0).unwrap();
     if counter {
-        tx.add_usage("u1", "drafts.created", 1).unwrap();
+        tx.add_usage("u1", "drafts.created", None, 1).unwrap();
     }
     tx.commit().unwrap();
 }

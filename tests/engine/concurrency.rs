@@ -142,7 +142,7 @@ fn a_block_read_from_a_group_that_failed_is_decided_again() {
 
     // A writer in the group uses up the limit, then dooms the group.
     let mut a = store.begin_write().unwrap();
-    a.add_usage("racer", "drafts.created", 1).unwrap();
+    a.add_usage("racer", "drafts.created", None, 1).unwrap();
     quota_store::testing::doom_group(&a).unwrap();
     thread::scope(|s| {
         let b = s.spawn(|| engine.create_draft("racer", "second writer"));

@@ -22,6 +22,8 @@ mod crash;
 mod domain;
 mod lifecycle;
 mod observability;
+mod periods;
+mod thresholds;
 mod walk;
 
 use std::path::Path;
@@ -102,6 +104,6 @@ pub fn grace(store: &impl UserStore, user: &str, plan: &str, key: &str) -> i64 {
         .grace(user)
         .unwrap()
         .into_iter()
-        .find(|(p, k, _)| p == plan && k == key)
-        .map_or(0, |(_, _, used)| used)
+        .find(|g| g.plan_id == plan && g.entitlement_key == key)
+        .map_or(0, |g| g.used)
 }

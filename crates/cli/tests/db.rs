@@ -211,6 +211,11 @@ fn bad_values_exit_2_and_write_nothing(backend: Backend) {
         &["plan", "set", "free", "--limit", "drafts.max"],
         &["plan", "set", "free", "--rollout", "101"],
         &["plan", "set", "free", "--grace", "-1"],
+        &["plan", "set", "free", "--period", "drafts.max=monthly"],
+        &["plan", "set", "free", "--period", "drafts.max"],
+        &["plan", "set", "free", "--threshold", "drafts.max=0"],
+        &["plan", "set", "free", "--threshold", "drafts.max=80,x"],
+        &["plan", "set", "free", "--threshold", "drafts.max=50,50"],
         &["default", "set", "drafts.max", "-5"],
         &["user", "create", "dora", "--plan", "nope"],
         &["user", "create", "carl", "--plan", "free"],
@@ -413,8 +418,29 @@ fn a_metered_key_is_consumed_and_blocked_over_the_cli(backend: Backend) {
             ],
         )
     };
+    // A monthly period: each answer names it.
+    let plan = ok(
+        &db,
+        &[
+            "plan",
+            "set",
+            "metered",
+            "--period",
+            "api.max=month",
+            "--threshold",
+            "api.max=100,80",
+        ],
+    );
+    assert_eq!(plan["periods"], serde_json::json!({"api.max": "month"}));
+    assert_eq!(
+        plan["thresholds"],
+        serde_json::json!({"api.max": [80, 100]})
+    );
     let out = consume("4");
     assert_eq!(out.status.code(), Some(0));
+    let period: Value =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["outcome"]["period"].clone();
+    assert_eq!(period["kind"], "month", "{period}");
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (
@@ -453,7 +479,12 @@ fn a_metered_key_is_consumed_and_blocked_over_the_cli(backend: Backend) {
     fails(&db, &["consume", "--user", "nobody", "--key", "api.max"], 2);
     let user = ok(&db, &["user", "show", "alice"]);
     assert_eq!(user["usage"]["api.used"], 6);
+    // The month's grace, named by its period.
     assert_eq!(user["grace_used"][0]["used"], 1);
+    assert_eq!(
+        user["grace_used"][0]["period_start_ms"], period["start_ms"],
+        "{user}"
+    );
     assert_eq!(user["leases"], serde_json::json!([]));
 }
 

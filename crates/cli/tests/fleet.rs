@@ -524,10 +524,17 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
         for _ in 0..=i {
             tx.insert_draft(user, "t", 3).unwrap();
         }
-        tx.add_usage(user, "drafts.created", i64::try_from(i).unwrap() + 1)
+        tx.add_usage(user, "drafts.created", None, i64::try_from(i).unwrap() + 1)
             .unwrap();
-        tx.add_grace(user, "pro", "drafts.max", i64::try_from(i).unwrap() / 2, 3)
-            .unwrap();
+        tx.add_grace(
+            user,
+            "pro",
+            "drafts.max",
+            None,
+            i64::try_from(i).unwrap() / 2,
+            3,
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
     sqlite
@@ -588,7 +595,7 @@ fn store_copy_moves_a_populated_sqlite_state_and_every_answer_stays() {
         for key in ["drafts.max", "segments.max", "invites.max", "other.max"] {
             let state = |store: &quota_store::AnyStore| {
                 let mut tx = store.begin_read().unwrap();
-                let mut state = tx.quota_state(user, key, "drafts.created").unwrap();
+                let mut state = tx.quota_state(user, key, "drafts.created", 0).unwrap();
                 state.now_ms = None;
                 state
             };

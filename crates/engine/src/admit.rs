@@ -49,7 +49,7 @@
 use std::cell::Cell;
 
 use quota_policy_core::Status;
-use quota_store::{QuotaStore, QuotaTx, StoreError};
+use quota_store::{Crossing, QuotaStore, QuotaTx, StoreError};
 
 use crate::engine::{ATTEMPTS, Decided, Engine};
 use crate::error::{EnforceError, QuotaExceeded};
@@ -216,7 +216,10 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
         let decided = self.engine.decide_most(self.tx(), request)?;
         if decided.outcome.decision.status == Status::Block {
             let outcome = decided.outcome.clone();
+            let now_ms = decided.input.now_ms;
             self.engine.report(decided);
+            let blocked = blocked(&outcome, now_ms);
+            self.tx().record_thresholds(&blocked)?;
             return Ok(Most::Blocked(self, Box::new(outcome)));
         }
         let mut request = request.clone();
@@ -230,10 +233,10 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
         decided: Decided,
     ) -> Result<Admitted<'a, S>, EnforceError> {
         if decided.outcome.decision.status == Status::Block {
-            let rolled = roll_back(self.take(), self.retry);
             let outcome = decided.outcome.clone();
+            let ended = self.end_blocked(&outcome, decided.input.now_ms);
             self.engine.report(decided);
-            rolled?;
+            ended?;
             return Err(EnforceError::QuotaExceeded(Box::new(QuotaExceeded {
                 outcome,
             })));
@@ -245,6 +248,54 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
             decided: Some(decided),
             retry: self.retry,
         })
+    }
+}
+
+impl<S: QuotaStore> Pending<'_, S> {
+    /// Ends the transaction of a blocked request: the `quota.blocked`
+    /// event, when the key has thresholds and this period has none yet, is
+    /// committed; otherwise nothing was written and it rolls back.
+    fn end_blocked(&mut self, outcome: &Outcome, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.take();
+        match tx.record_thresholds(&blocked(outcome, now_ms)) {
+            Ok(0) => roll_back(tx, self.retry),
+            Ok(_) => {
+                let committed = tx.commit();
+                if let (Err(e), Some(retry)) = (&committed, self.retry) {
+                    retry.set(Some(e.clone()));
+                }
+                committed
+            }
+            Err(e) => {
+                let _ = roll_back(tx, self.retry);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What a decision that admitted `outcome` did to its thresholds: settled
+/// usage from `before` to `after`.
+fn crossing(outcome: &Outcome, before: i64, after: i64, now_ms: i64) -> Crossing {
+    Crossing {
+        user_id: outcome.user_id.clone(),
+        plan_id: outcome.plan_id.clone(),
+        entitlement_key: outcome.entitlement_key.clone(),
+        period: outcome.period,
+        limit: outcome.decision.limit,
+        before,
+        after,
+        blocked: false,
+        at_ms: now_ms,
+    }
+}
+
+/// A blocked request, for its `quota.blocked` event.
+fn blocked(outcome: &Outcome, now_ms: i64) -> Crossing {
+    let settled = outcome.decision.usage - outcome.reserved;
+    Crossing {
+        blocked: true,
+        ..crossing(outcome, settled, settled, now_ms)
     }
 }
 
@@ -327,8 +378,9 @@ impl<S: QuotaStore> Admitted<'_, S> {
         Ok(outcome)
     }
 
-    /// Records the usage (`requested` on the usage counter) and the grace
-    /// the decision consumes, and commits with the mutation; returns the
+    /// Records the usage (`requested` on the usage counter, and on its
+    /// period's when the key has one) and the grace the decision consumes,
+    /// and commits with the mutation; returns the
     /// decision once it is durable.
     pub fn commit(mut self) -> Result<Outcome, EnforceError> {
         let outcome = self.outcome().clone();
@@ -338,17 +390,27 @@ impl<S: QuotaStore> Admitted<'_, S> {
             Some(decided) => decided.input.now_ms,
             None => unreachable!("an admitted request keeps its decision until it ends"),
         };
+        let period = outcome.period.map(|p| p.start_ms);
         let tx = self.tx();
-        tx.add_usage(
+        let after = tx.add_usage(
             &request.user_id,
             &outcome.usage_key.usage_key,
+            period,
             request.requested,
         )?;
+        // Thresholds are crossed by settled usage: reservations left out.
+        tx.record_thresholds(&crossing(
+            &outcome,
+            after - request.requested,
+            after,
+            now_ms,
+        ))?;
         if outcome.decision.grace_to_consume > 0 {
             tx.add_grace(
                 &request.user_id,
                 &outcome.plan_id,
                 &request.entitlement_key,
+                period,
                 outcome.decision.grace_to_consume,
                 now_ms,
             )?;

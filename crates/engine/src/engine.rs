@@ -284,6 +284,7 @@ impl<S: QuotaStore> Engine<S> {
                 &request.user_id,
                 &request.entitlement_key,
                 &usage_key.usage_key,
+                self.now_ms(),
             )
             .map_err(EnforceError::Store)?;
         let mut input = DecisionInput {
@@ -313,6 +314,7 @@ impl<S: QuotaStore> Engine<S> {
             policy_sha256: loaded.module.sha256().to_owned(),
             failed_open,
             reserved: state.reserved,
+            period: state.period,
         };
         Ok((outcome, input))
     }

@@ -1,6 +1,7 @@
 //! What the engine is asked and what it answers.
 
 use quota_policy_core::{Decision, UsageKeyInfo};
+use quota_store::Period;
 
 /// What to decide: `requested` units of `entitlement_key` for `user_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,10 @@ pub struct Outcome {
     /// Units of the usage counter held by open leases: included in the
     /// decision's `usage`, as they count as used until settled.
     pub reserved: i64,
+    /// The usage period the decision counted in, when the plan gives the
+    /// key one: `usage` and grace are that period's, and what the
+    /// decision consumes goes to it.
+    pub period: Option<Period>,
 }
 
 /// The answer of a soft check.

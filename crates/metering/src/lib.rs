@@ -15,7 +15,7 @@
 //! can store its answer in it before committing.
 
 use quota_engine::{Admitted, EnforceError, Guard, Most, Outcome, Pending, QuotaRequest};
-use quota_store::{Conflict, Lease, LeaseTx, NewLease, QuotaStore, QuotaTx, StoreError};
+use quota_store::{Conflict, Crossing, Lease, LeaseTx, NewLease, QuotaStore, QuotaTx, StoreError};
 
 /// The longest a lease lives without being renewed, in ms: the bound on
 /// how stale a node's view of a plan change or override can be.
@@ -178,7 +178,12 @@ fn new_lease(
         reserved: input.requested,
         reserved_grace: outcome.decision.grace_to_consume.clamp(0, input.requested),
         now_ms,
-        expires_at_ms: now_ms.saturating_add(ttl_ms),
+        // A lease never outlives the period it reserves in.
+        expires_at_ms: now_ms
+            .saturating_add(ttl_ms)
+            .min(outcome.period.map_or(i64::MAX, |p| p.end_ms)),
+        period: outcome.period,
+        limit: outcome.decision.limit,
     }
 }
 
@@ -338,6 +343,8 @@ pub fn settle<'g, S: QuotaStore<Tx: LeaseTx>>(
             lease.reserved_grace = renewed.reserved_grace;
             lease.granted_total += renewed.reserved;
             lease.expires_at_ms = renewed.expires_at_ms;
+            lease.period = renewed.period;
+            lease.limit = renewed.limit;
             lease.revoked_at_ms = None;
             admitted.tx().update_lease(&lease)?;
             Ok(Settled::Renewed(admitted, lease, settlement))
@@ -369,14 +376,18 @@ fn spend<S: QuotaStore<Tx: LeaseTx>>(
     let within_limit = lease.reserved - lease.reserved_grace;
     let grace_spent = (spent - within_limit).max(0);
     let tx = pending.tx();
+    // Into the period the units were reserved in.
+    let period = lease.period.map(|p| p.start_ms);
     if spent > 0 {
-        tx.add_usage(&lease.user_id, &lease.usage_key, spent)?;
+        let after = tx.add_usage(&lease.user_id, &lease.usage_key, period, spent)?;
+        tx.record_thresholds(&Crossing::settled(lease, after - spent, after, now_ms))?;
     }
     if grace_spent > 0 {
         tx.add_grace(
             &lease.user_id,
             &lease.plan_id,
             &lease.entitlement_key,
+            period,
             grace_spent,
             now_ms,
         )?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use quota_store::PlanChange;
+use quota_store::{PeriodKind, PlanChange};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +36,19 @@ pub struct PlanBody {
     grace_count: Option<i64>,
     /// Share of users (0-100) enforcement applies to.
     rollout_percent: Option<i64>,
+    /// Reset periods to set, by entitlement key: `none` (count for ever),
+    /// `day`, `week` (ISO, from Monday 00:00 UTC), `month` (calendar,
+    /// UTC) or `anniversary` (monthly from the user's plan start). A key
+    /// whose period changes starts a new period at once.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    periods: BTreeMap<String, String>,
+    /// Threshold percentages to set, by entitlement key, replacing the
+    /// key's list (`[]` removes it): usage reaching each one writes a
+    /// `threshold.reached` event, once per period, and a key with
+    /// thresholds also gets `quota.blocked` (docs/events.md).
+    #[serde(default)]
+    thresholds: BTreeMap<String, Vec<i64>>,
 }
 
 /// Create a plan, or change only the fields given (a new plan: enforcement off, grace 0, rollout 100).
@@ -48,6 +61,16 @@ async fn put_plan(
     Path(plan_id): Path<String>,
     Json(body): Json<PlanBody>,
 ) -> JsonResponse<wire::Plan> {
+    let periods = body
+        .periods
+        .iter()
+        .map(|(key, kind)| {
+            let kind = kind
+                .parse::<PeriodKind>()
+                .map_err(|e| ApiError::invalid(format!("periods.{key}: {e}")))?;
+            Ok((key.clone(), kind))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     state
         .blocking(move |engine| {
             let change = PlanChange {
@@ -56,6 +79,8 @@ async fn put_plan(
                 enforcement_enabled: body.enforcement_enabled,
                 grace_count: body.grace_count,
                 rollout_percent: body.rollout_percent,
+                periods,
+                thresholds: body.thresholds.into_iter().collect(),
             };
             let plan = engine
                 .store()
@@ -349,6 +374,38 @@ async fn audit(
         .await
 }
 
+/// Which threshold events to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Only this user's.
+    user: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+/// Threshold events (`threshold.reached`, `quota.blocked`), newest first.
+#[utoipa::path(get, path = "/admin/events", tag = "admin", params(EventParams), security(("bearer" = [])),
+    responses((status = 200, description = "Events", body = crate::wire::Events)))]
+async fn events(
+    State(state): State<AppState>,
+    _: Admin,
+    Query(params): Query<EventParams>,
+) -> JsonResponse<wire::Events> {
+    if let Some(user) = &params.user {
+        crate::extract::id("user", user)?;
+    }
+    let limit = params.limit.unwrap_or(50).min(1000);
+    state
+        .blocking(move |engine| {
+            let events = engine.store().events(params.user.as_deref(), limit)?;
+            Ok(axum::Json(wire::Events {
+                events: events.iter().map(wire::Event::from).collect(),
+            }))
+        })
+        .await
+}
+
 /// Decision counts by plan, entitlement and status, and policy errors.
 #[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("bearer" = [])), responses((status = 200, description = "Counts", body = crate::wire::Stats)))]
 async fn stats(State(state): State<AppState>, _: Admin) -> JsonResponse<wire::Stats> {
@@ -371,5 +428,6 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(put_override, delete_override))
         .routes(routes!(list_overrides))
         .routes(routes!(audit))
+        .routes(routes!(events))
         .routes(routes!(stats))
 }

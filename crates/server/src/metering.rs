@@ -138,7 +138,8 @@ fn holding(
         granted: lease.reserved,
         grace_granted: lease.reserved_grace,
         expires_at_ms: Some(lease.expires_at_ms),
-        ttl_ms,
+        // Shorter than asked when the lease ends with its usage period.
+        ttl_ms: ttl_ms.min(lease.expires_at_ms.saturating_sub(input.now_ms).max(0)),
         refused: None,
         revoked: settled.is_some_and(|s| s.revoked),
         ended: false,

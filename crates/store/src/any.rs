@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::StoreError;
+use crate::events::{Crossing, Event};
 use crate::model::{
-    AuditEntry, Draft, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange, QuotaState,
-    Segment, StoredResponse, User,
+    AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
+    QuotaState, Segment, StoredResponse, User,
 };
 use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
 use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
 use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
-    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore, LeaseTx,
-    OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
+    LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
 };
 
 /// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
@@ -159,12 +160,19 @@ impl QuotaTx for AnyTx {
         user_id: &str,
         entitlement_key: &str,
         usage_key: &str,
+        now_ms: i64,
     ) -> Result<QuotaState, StoreError> {
-        each_tx!(self, t => t.quota_state(user_id, entitlement_key, usage_key))
+        each_tx!(self, t => t.quota_state(user_id, entitlement_key, usage_key, now_ms))
     }
 
-    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        each_tx!(self, t => t.add_usage(user_id, usage_key, n))
+    fn add_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<i64, StoreError> {
+        each_tx!(self, t => t.add_usage(user_id, usage_key, period_start_ms, n))
     }
 
     fn add_grace(
@@ -172,10 +180,16 @@ impl QuotaTx for AnyTx {
         user_id: &str,
         plan_id: &str,
         entitlement_key: &str,
+        period_start_ms: Option<i64>,
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        each_tx!(self, t => t.add_grace(user_id, plan_id, entitlement_key, n, now_ms))
+        let key = entitlement_key;
+        each_tx!(self, t => t.add_grace(user_id, plan_id, key, period_start_ms, n, now_ms))
+    }
+
+    fn record_thresholds(&mut self, crossing: &Crossing) -> Result<usize, StoreError> {
+        each_tx!(self, t => t.record_thresholds(crossing))
     }
 
     fn commit(self) -> Result<(), StoreError> {
@@ -307,7 +321,7 @@ impl UserStore for AnyStore {
     fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
         each!(self, s => s.usage(user_id))
     }
-    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    fn grace(&self, user_id: &str) -> Result<Vec<GraceUsed>, StoreError> {
         each!(self, s => s.grace(user_id))
     }
     fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
@@ -338,6 +352,12 @@ impl OverrideStore for AnyStore {
     }
     fn overrides(&self, user_id: Option<&str>) -> Result<Vec<OverrideRow>, StoreError> {
         each!(self, s => s.overrides(user_id))
+    }
+}
+
+impl EventStore for AnyStore {
+    fn events(&self, user_id: Option<&str>, limit: usize) -> Result<Vec<Event>, StoreError> {
+        each!(self, s => s.events(user_id, limit))
     }
 }
 

@@ -3,6 +3,7 @@
 use quota_policy_core::names;
 
 use crate::error::StoreError;
+use crate::events::{MAX_PERCENT, MAX_THRESHOLDS};
 use crate::model::PlanChange;
 
 pub(crate) fn non_empty(field: &str, value: &str) -> Result<(), StoreError> {
@@ -37,6 +38,38 @@ pub(crate) fn limit_value(field: &str, value: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A key's threshold percentages: each from 1 to [`MAX_PERCENT`], no
+/// repeats, at most [`MAX_THRESHOLDS`].
+fn thresholds(name: &str, percents: &[i64]) -> Result<(), StoreError> {
+    let field = format!("thresholds.{name}");
+    if percents.len() > MAX_THRESHOLDS {
+        return Err(StoreError::invalid(
+            &field,
+            format!(
+                "`{field}` may hold at most {MAX_THRESHOLDS} thresholds, got {}",
+                percents.len()
+            ),
+        ));
+    }
+    for (i, pct) in percents.iter().enumerate() {
+        if !(1..=MAX_PERCENT).contains(pct) {
+            return Err(StoreError::invalid(
+                &field,
+                format!(
+                    "`{field}`: a threshold is a percentage from 1 to {MAX_PERCENT}, got {pct}"
+                ),
+            ));
+        }
+        if percents[..i].contains(pct) {
+            return Err(StoreError::invalid(
+                &field,
+                format!("`{field}` names {pct} twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl PlanChange {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         for (name, value) in &self.limits {
@@ -45,6 +78,13 @@ impl PlanChange {
         }
         for name in &self.remove_limits {
             key("entitlement_key", name)?;
+        }
+        for (name, _) in &self.periods {
+            key("entitlement_key", name)?;
+        }
+        for (name, percents) in &self.thresholds {
+            key("entitlement_key", name)?;
+            thresholds(name, percents)?;
         }
         if let Some(grace) = self.grace_count
             && grace < 0

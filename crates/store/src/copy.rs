@@ -57,6 +57,16 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("plan_id", Text),
             ("created_at_ms", BigInt),
             ("updated_at_ms", BigInt),
+            ("plan_started_at_ms", BigInt),
+        ],
+    ),
+    (
+        "plan_periods",
+        &[
+            ("plan_id", Text),
+            ("entitlement_key", Text),
+            ("period", Text),
+            ("since_ms", BigInt),
         ],
     ),
     (
@@ -70,6 +80,15 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     (
         "usage_counters",
         &[("user_id", Text), ("usage_key", Text), ("value", BigInt)],
+    ),
+    (
+        "period_usage",
+        &[
+            ("user_id", Text),
+            ("usage_key", Text),
+            ("period_start_ms", BigInt),
+            ("value", BigInt),
+        ],
     ),
     (
         "overrides",
@@ -89,6 +108,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("user_id", Text),
             ("plan_id", Text),
             ("entitlement_key", Text),
+            ("used", BigInt),
+            ("updated_at_ms", BigInt),
+        ],
+    ),
+    (
+        "period_grace",
+        &[
+            ("user_id", Text),
+            ("plan_id", Text),
+            ("entitlement_key", Text),
+            ("period_start_ms", BigInt),
             ("used", BigInt),
             ("updated_at_ms", BigInt),
         ],
@@ -207,6 +237,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("revoked_at_ms", BigInt),
             ("ended_at_ms", BigInt),
             ("end_reason", Text),
+            ("period_kind", Text),
+            ("period_start_ms", BigInt),
+            ("period_end_ms", BigInt),
+            ("decided_limit", BigInt),
         ],
     ),
 ];

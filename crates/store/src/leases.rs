@@ -4,6 +4,7 @@
 use crate::checks::id;
 use crate::error::StoreError;
 use crate::model::{LastSettle, Lease, LeaseEnd};
+use crate::period::Period;
 
 /// The columns of `leases`, in the order the backends read them (a
 /// macro, so that statements can be `concat!`ed into `&'static str`).
@@ -11,7 +12,8 @@ macro_rules! lease_columns {
     () => {
         "id, node_id, user_id, entitlement_key, usage_key, plan_id, reserved, reserved_grace, \
          granted_total, spent_total, seq, last_spent, last_more, last_response, created_at_ms, \
-         expires_at_ms, revoked_at_ms, ended_at_ms, end_reason"
+         expires_at_ms, revoked_at_ms, ended_at_ms, end_reason, period_kind, \
+         period_start_ms, period_end_ms, decided_limit"
     };
 }
 pub(crate) use lease_columns;
@@ -82,6 +84,21 @@ pub(crate) fn columns(lease: &Lease) -> Columns<'_> {
         last_more: last.map(|l| l.more),
         last_response: last.map(|l| l.response.as_str()),
     }
+}
+
+/// A lease's period from its three columns (all set, or none).
+pub(crate) fn period(
+    kind: Option<&str>,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+) -> Option<Period> {
+    let kind = kind?.parse().ok()?;
+    let (start_ms, end_ms) = start_ms.zip(end_ms)?;
+    Some(Period {
+        kind,
+        start_ms,
+        end_ms,
+    })
 }
 
 /// Marks an open lease ended as fully spent, holding nothing; returns

@@ -16,7 +16,7 @@
 //! store.set_plan("admin", "free", &PlanChange { limits: vec![("drafts.max".into(), 3)], ..PlanChange::default() }, 0)?;
 //! store.create_user("admin", "alice", "free", 0)?;
 //! let mut tx = store.begin_write()?;
-//! let state = tx.quota_state("alice", "drafts.max", "drafts.created")?;
+//! let state = tx.quota_state("alice", "drafts.max", "drafts.created", 0)?;
 //! assert_eq!(state.plan.limit, Some(3));
 //! assert_eq!(state.usage, 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -26,8 +26,10 @@ mod any;
 mod checks;
 mod copy;
 mod error;
+mod events;
 mod leases;
 mod model;
+pub mod period;
 mod policy;
 mod postgres;
 mod snapshot;
@@ -38,10 +40,12 @@ mod traits;
 pub use any::{AnyStore, AnyTx, Location};
 pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
+pub use events::{Crossing, Event, EventKind, MAX_PERCENT, MAX_THRESHOLDS};
 pub use model::{
-    AuditEntry, Draft, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease, Node,
-    OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse, User,
+    AuditEntry, Draft, GraceUsed, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease,
+    Node, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse, User,
 };
+pub use period::{Period, PeriodKind, PeriodSetting};
 pub use policy::{
     DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState,
 };
@@ -55,12 +59,12 @@ pub use sqlite::{
 /// Every storage trait, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::traits::{
-        AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore,
-        LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+        AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
+        LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
     };
 }
 
 pub use traits::{
-    AuditStore, DecisionLogStore, DomainTx, IdempotencyStore, IdempotencyTx, LeaseStore, LeaseTx,
-    OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
+    LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
 };

@@ -2,6 +2,8 @@
 
 use quota_policy_core::{Override, PlanInfo};
 
+use crate::period::{Period, PeriodKind};
+
 /// What the policy needs about one (user, entitlement).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaState {
@@ -13,9 +15,12 @@ pub struct QuotaState {
     pub r#override: Option<Override>,
     /// The global default for the key.
     pub default_limit: Option<i64>,
-    /// The usage counter's value.
+    /// The period the key counts now, when it has one: `usage`,
+    /// `grace_used` and the reservations are this period's.
+    pub period: Option<Period>,
+    /// The usage counter's value (this period's, when the key has one).
     pub usage: i64,
-    /// Grace used for (user, current plan, key).
+    /// Grace used for (user, current plan, key) (this period).
     pub grace_used: i64,
     /// Units of the usage counter held by open leases: used until settled.
     pub reserved: i64,
@@ -40,6 +45,26 @@ pub struct Plan {
     pub rollout_percent: i64,
     /// Limits by entitlement key, sorted by key.
     pub limits: Vec<(String, i64)>,
+    /// Reset periods by entitlement key, sorted by key: only keys that
+    /// have one (the others count for ever).
+    pub periods: Vec<(String, PeriodKind)>,
+    /// Threshold percentages by entitlement key, each list ascending:
+    /// only keys that have some (docs/events.md).
+    pub thresholds: Vec<(String, Vec<i64>)>,
+}
+
+/// Grace used for one (plan, entitlement), in one period when the key
+/// has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraceUsed {
+    /// The plan.
+    pub plan_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The start of the period it was used in; `None`: the key has none.
+    pub period_start_ms: Option<i64>,
+    /// Units used.
+    pub used: i64,
 }
 
 /// A user and their plan.
@@ -166,6 +191,13 @@ pub struct PlanChange {
     pub grace_count: Option<i64>,
     /// Share of users (0..=100) enforcement applies to.
     pub rollout_percent: Option<i64>,
+    /// Reset periods to set, by entitlement key; [`PeriodKind::None`]
+    /// removes a key's period. A key whose kind changes starts a new
+    /// period at the change.
+    pub periods: Vec<(String, PeriodKind)>,
+    /// Threshold percentages to set, by entitlement key, replacing the
+    /// key's list; an empty list removes them.
+    pub thresholds: Vec<(String, Vec<i64>)>,
 }
 
 /// A stored response to an idempotent request.
@@ -267,6 +299,13 @@ pub struct Lease {
     /// When an admin change (plan, override, default) touched what it was
     /// granted on; cleared when it is renewed.
     pub revoked_at_ms: Option<i64>,
+    /// The usage period it reserves in, when its key has one: spent
+    /// units go to that period's counter, and it expires by the period's
+    /// end.
+    pub period: Option<Period>,
+    /// The limit the decision that granted it (last) used: its settled
+    /// units cross thresholds against it.
+    pub limit: i64,
     /// When and why it ended; `None` while it is open.
     pub ended: Option<(i64, LeaseEnd)>,
 }
@@ -292,6 +331,10 @@ pub struct NewLease {
     pub now_ms: i64,
     /// When it expires, Unix ms.
     pub expires_at_ms: i64,
+    /// The usage period it reserves in, when its key has one.
+    pub period: Option<Period>,
+    /// The limit the granting decision used.
+    pub limit: i64,
 }
 
 impl Lease {
@@ -313,6 +356,8 @@ impl Lease {
             created_at_ms: new.now_ms,
             expires_at_ms: new.expires_at_ms,
             revoked_at_ms: None,
+            period: new.period,
+            limit: new.limit,
             ended: None,
         }
     }

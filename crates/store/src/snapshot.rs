@@ -13,13 +13,31 @@ pub(crate) fn plan(plan: &Plan) -> Value {
         .iter()
         .map(|(k, v)| (k.clone(), json!(v)))
         .collect();
-    json!({
+    let mut snapshot = json!({
         "id": plan.id,
         "enforcement_enabled": plan.enforcement_enabled,
         "grace_count": plan.grace_count,
         "rollout_percent": plan.rollout_percent,
         "limits": limits,
-    })
+    });
+    // Only plans with periods or thresholds carry those fields.
+    if !plan.periods.is_empty() {
+        let periods: serde_json::Map<String, Value> = plan
+            .periods
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v.as_str())))
+            .collect();
+        snapshot["periods"] = json!(periods);
+    }
+    if !plan.thresholds.is_empty() {
+        let thresholds: serde_json::Map<String, Value> = plan
+            .thresholds
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        snapshot["thresholds"] = json!(thresholds);
+    }
+    snapshot
 }
 
 /// A user and their plan.

@@ -9,9 +9,10 @@
 //! `docs/storage.md` for why, and for what each backend must guarantee.
 
 use crate::error::StoreError;
+use crate::events::{Crossing, Event};
 use crate::model::{
-    AuditEntry, Draft, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange, QuotaState,
-    Segment, StoredResponse, User,
+    AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
+    QuotaState, Segment, StoredResponse, User,
 };
 use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
 
@@ -35,27 +36,48 @@ pub trait QuotaStore: Send + Sync + 'static {
 pub trait QuotaTx {
     /// Everything the policy needs about (user, entitlement): the user's
     /// plan and its settings, the override, the default, the usage counter
-    /// `usage_key` and the grace used on the current plan.
+    /// `usage_key` and the grace used on the current plan. When the plan
+    /// gives the key a period, usage, grace and reservations are those of
+    /// the period counted at `now_ms` (the engine's clock; a backend with
+    /// a clock of its own judges by that, and says so in
+    /// [`QuotaState::now_ms`]).
     fn quota_state(
         &mut self,
         user_id: &str,
         entitlement_key: &str,
         usage_key: &str,
+        now_ms: i64,
     ) -> Result<QuotaState, StoreError>;
 
-    /// Adds `n` to the user's usage counter `usage_key`; returns the new value.
-    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError>;
+    /// Adds `n` to the user's usage counter `usage_key`, and to its
+    /// period's counter when `period_start_ms` names one ([`crate::Period`]);
+    /// returns the new value the decision reads (the period's, if any).
+    fn add_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<i64, StoreError>;
 
-    /// Adds `n` to the grace used for (user, plan, entitlement) at
+    /// Adds `n` to the grace used for (user, plan, entitlement), in the
+    /// period starting at `period_start_ms` when the key has one, at
     /// `now_ms` (the engine's clock); returns the new value.
     fn add_grace(
         &mut self,
         user_id: &str,
         plan_id: &str,
         entitlement_key: &str,
+        period_start_ms: Option<i64>,
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError>;
+
+    /// Writes the threshold events `crossing` gives (the plan's
+    /// thresholds for the key it crossed, or `quota.blocked`) to the
+    /// outbox, once per (user, key, period, threshold): a repeat is
+    /// skipped. Returns how many were new (docs/events.md).
+    fn record_thresholds(&mut self, crossing: &Crossing) -> Result<usize, StoreError>;
 
     /// Commits. Until then nothing the transaction did is visible.
     fn commit(self) -> Result<(), StoreError>;
@@ -166,8 +188,9 @@ pub trait UserStore {
     ) -> Result<User, StoreError>;
     /// The user's usage counters, by key.
     fn usage(&self, user_id: &str) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Grace used by the user on their plans: (plan, key, used).
-    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// Grace used by the user on their plans, by plan and key: for a key
+    /// with a usage period, that of its latest period with grace used.
+    fn grace(&self, user_id: &str) -> Result<Vec<GraceUsed>, StoreError>;
     /// The user a token's sha256 (hex) belongs to.
     fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError>;
 }
@@ -195,6 +218,12 @@ pub trait OverrideStore {
     ) -> Result<Option<OverrideRow>, StoreError>;
     /// Overrides, of one user or all, by user then key.
     fn overrides(&self, user_id: Option<&str>) -> Result<Vec<OverrideRow>, StoreError>;
+}
+
+/// The outbox of threshold events (docs/events.md).
+pub trait EventStore {
+    /// Events, of one user or all, newest first, at most `limit`.
+    fn events(&self, user_id: Option<&str>, limit: usize) -> Result<Vec<Event>, StoreError>;
 }
 
 /// The audit log of admin changes.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use quota_server::wire;
-use quota_store::PlanChange;
+use quota_store::{PeriodKind, PlanChange};
 use serde::Serialize;
 
 use super::{DbArgs, now_ms, print};
@@ -27,6 +27,29 @@ fn key_value(text: &str) -> Result<(String, i64), String> {
         .parse()
         .map_err(|_| format!("`{value}` is not an integer"))?;
     Ok((key.trim().to_owned(), value))
+}
+
+/// `KEY=PERIOD`, PERIOD one of none, day, week, month, anniversary.
+fn key_period(text: &str) -> Result<(String, PeriodKind), String> {
+    let (key, period) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=PERIOD, got `{text}`"))?;
+    let period = period.trim().parse().map_err(|e| format!("{e}"))?;
+    Ok((key.trim().to_owned(), period))
+}
+
+/// `KEY=P1,P2,...`, percentages; `KEY=` removes the key's thresholds.
+fn key_thresholds(text: &str) -> Result<(String, Vec<i64>), String> {
+    let (key, list) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=P1,P2,..., got `{text}`"))?;
+    let percents = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map_err(|_| format!("`{p}` is not a percentage")))
+        .collect::<Result<_, _>>()?;
+    Ok((key.trim().to_owned(), percents))
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +74,17 @@ pub enum PlanCommand {
         /// Share of the plan's users (0-100) enforcement applies to.
         #[arg(long, value_name = "PCT", allow_hyphen_values = true)]
         rollout: Option<i64>,
+        /// How often an entitlement's usage and grace start again from zero, e.g.
+        /// `exports.max=month`: none, day, week (from Monday 00:00 UTC), month (calendar,
+        /// UTC) or anniversary (monthly from the user's plan start). A new period kind
+        /// starts a new period at once. Repeatable.
+        #[arg(long = "period", value_name = "KEY=PERIOD", value_parser = key_period)]
+        periods: Vec<(String, PeriodKind)>,
+        /// Threshold percentages for an entitlement, e.g. `exports.max=80,100`: usage
+        /// reaching each writes a `threshold.reached` event once per period, and the key
+        /// also gets `quota.blocked`. `KEY=` removes them. Repeatable.
+        #[arg(long = "threshold", value_name = "KEY=P1,P2", value_parser = key_thresholds)]
+        thresholds: Vec<(String, Vec<i64>)>,
     },
     /// Show a plan.
     Show {
@@ -164,6 +198,8 @@ pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
             enforce,
             grace,
             rollout,
+            periods,
+            thresholds,
         } => {
             let change = PlanChange {
                 limits,
@@ -171,6 +207,8 @@ pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
                 enforcement_enabled: enforce.map(|e| matches!(e, OnOff::On)),
                 grace_count: grace,
                 rollout_percent: rollout,
+                periods,
+                thresholds,
             };
             print(&wire::Plan::from(&store.set_plan(
                 &db.actor,

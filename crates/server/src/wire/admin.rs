@@ -19,6 +19,11 @@ pub struct Plan {
     pub rollout_percent: i64,
     /// Limits by entitlement key (`-1` unlimited).
     pub limits: BTreeMap<String, i64>,
+    /// Reset periods by entitlement key (`day`, `week`, `month`,
+    /// `anniversary`); a key not named counts for ever.
+    pub periods: BTreeMap<String, String>,
+    /// Threshold percentages by entitlement key (docs/events.md).
+    pub thresholds: BTreeMap<String, Vec<i64>>,
 }
 
 impl From<&quota_store::Plan> for Plan {
@@ -29,6 +34,12 @@ impl From<&quota_store::Plan> for Plan {
             grace_count: p.grace_count,
             rollout_percent: p.rollout_percent,
             limits: p.limits.iter().cloned().collect(),
+            periods: p
+                .periods
+                .iter()
+                .map(|(key, kind)| (key.clone(), kind.as_str().to_owned()))
+                .collect(),
+            thresholds: p.thresholds.iter().cloned().collect(),
         }
     }
 }
@@ -106,6 +117,10 @@ pub struct GraceUsed {
     pub plan_id: String,
     /// The entitlement.
     pub entitlement_key: String,
+    /// The start of the usage period it was used in (Unix ms): the key's
+    /// latest period with grace used. Absent for a key without a period.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_start_ms: Option<i64>,
     /// Units used.
     pub used: i64,
 }
@@ -124,10 +139,11 @@ impl UserDetails {
             grace_used: store
                 .grace(user_id)?
                 .into_iter()
-                .map(|(plan_id, entitlement_key, used)| GraceUsed {
-                    plan_id,
-                    entitlement_key,
-                    used,
+                .map(|g| GraceUsed {
+                    plan_id: g.plan_id,
+                    entitlement_key: g.entitlement_key,
+                    period_start_ms: g.period_start_ms,
+                    used: g.used,
                 })
                 .collect(),
             leases: store
@@ -244,6 +260,52 @@ pub(crate) fn json_text(text: Option<&str>) -> serde_json::Value {
 pub struct AuditLog {
     /// The entries.
     pub entries: Vec<AuditEntry>,
+}
+
+/// Threshold events, newest first (docs/events.md).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Events {
+    /// The events.
+    pub events: Vec<Event>,
+}
+
+/// A threshold event: what a webhook receives, and where it belongs.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    /// Its id, the same in every delivery (`webhook-id`).
+    pub event_id: String,
+    /// `threshold.reached` or `quota.blocked`.
+    #[schema(value_type = String)]
+    pub r#type: &'static str,
+    /// The user.
+    pub user_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The start of its usage period (Unix ms); absent for a key without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_start_ms: Option<i64>,
+    /// The threshold percentage, or `blocked`.
+    pub threshold: String,
+    /// When, Unix ms.
+    pub created_at_ms: i64,
+    /// The body a webhook receives.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+impl From<&quota_store::Event> for Event {
+    fn from(e: &quota_store::Event) -> Self {
+        Event {
+            event_id: e.event_id.clone(),
+            r#type: e.kind.as_str(),
+            user_id: e.user_id.clone(),
+            entitlement_key: e.entitlement_key.clone(),
+            period_start_ms: e.period_start_ms,
+            threshold: e.threshold.clone(),
+            created_at_ms: e.created_at_ms,
+            payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
+        }
+    }
 }
 
 /// Decision counts since the service started.

@@ -130,6 +130,10 @@ pub struct Outcome {
     /// The policy failed and the service admitted the request because it
     /// is configured to fail open.
     pub failed_open: bool,
+    /// The usage period the decision counted in, when the plan gives the
+    /// key one. Absent: the key counts for ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<super::Period>,
 }
 
 impl From<&quota_engine::Outcome> for Outcome {
@@ -141,6 +145,7 @@ impl From<&quota_engine::Outcome> for Outcome {
             decision: Decision::new(&o.decision, &o.usage_key),
             policy_sha256: o.policy_sha256.clone(),
             failed_open: o.failed_open,
+            period: o.period.map(super::Period::from),
         }
     }
 }

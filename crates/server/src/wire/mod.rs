@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 
 pub use admin::{
     AuditEntry, AuditLog, Cleared, ClearedOverride, CreatedUser, DecisionCount, DefaultLimit,
-    Defaults, GraceUsed, Override, Overrides, Plan, Plans, ShadowCounts, Stats, User, UserDetails,
+    Defaults, Event, Events, GraceUsed, Override, Overrides, Plan, Plans, ShadowCounts, Stats,
+    User, UserDetails,
 };
 pub use decision::{Decision, DecisionStatus, LimitSource, Outcome};
 pub use lease::{
@@ -248,6 +249,29 @@ pub struct Entitlements {
     pub entitlements: Vec<Entitlement>,
 }
 
+/// A usage period: usage and grace start again from zero at its end
+/// (docs/periods.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Period {
+    /// `day`, `week`, `month` or `anniversary`.
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    /// Its first instant, Unix ms.
+    pub start_ms: i64,
+    /// Its end, Unix ms: the next period starts there.
+    pub end_ms: i64,
+}
+
+impl From<quota_store::Period> for Period {
+    fn from(p: quota_store::Period) -> Self {
+        Period {
+            kind: p.kind.as_str(),
+            start_ms: p.start_ms,
+            end_ms: p.end_ms,
+        }
+    }
+}
+
 /// One entitlement as enforcing would see it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Entitlement {
@@ -268,6 +292,11 @@ pub struct Entitlement {
     /// Of `usage`, units held by open leases of nodes deciding at the
     /// edge: used until settled.
     pub reserved: i64,
+    /// The usage period counted now, when the plan gives the key one:
+    /// `usage`, `grace_remaining` and `reserved` are that period's.
+    /// Absent: the key counts for ever.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
 }
 
 impl From<&quota_engine::Checked> for Entitlement {
@@ -282,6 +311,7 @@ impl From<&quota_engine::Checked> for Entitlement {
             grace_remaining: d.grace_remaining,
             enforced: d.enforced,
             reserved: checked.outcome.reserved,
+            period: checked.outcome.period.map(Period::from),
         }
     }
 }

@@ -19,6 +19,8 @@ on_both_backends!(
         flavor = "multi_thread",
         worker_threads = 4
     ),
+    usage_periods_are_set_on_the_plan_and_shown_with_each_answer,
+    thresholds_are_set_on_the_plan_and_their_events_listed,
 );
 
 /// Plan `metered` (`api.max` = `limit`, grace 2, enforced), users alice
@@ -92,13 +94,25 @@ async fn settle(
     .await
 }
 
+/// The user's entitlement `key` as `GET /v1/me/entitlements` shows it.
+async fn entitlement(app: &Router, token: &str, key: &str) -> Value {
+    let (_, mine) = call(app, Method::GET, "/v1/me/entitlements", Some(token), None).await;
+    mine["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entitlement_key"] == key)
+        .unwrap_or_else(|| panic!("no {key} in {mine}"))
+        .clone()
+}
+
 /// (usage, units held by open leases, grace used incl. held) of alice's
 /// `api.max`, read in one transaction.
 fn counted(store: &quota_server::Store, user: &str) -> (i64, i64, i64) {
     let user = user.to_owned();
     blocking(move || {
         let mut tx = store.begin_read().unwrap();
-        let state = tx.quota_state(&user, "api.max", "api.used").unwrap();
+        let state = tx.quota_state(&user, "api.max", "api.used", 0).unwrap();
         (
             state.usage,
             state.reserved,
@@ -346,21 +360,7 @@ async fn a_lease_reserves_what_the_policy_admits_and_a_settle_counts_once(backen
     let (status, _) = post(&f.app, "/v1/usage/api.max", &alice, json!({"requested": 1})).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Reservations show to the user and the admin.
-    let (_, mine) = call(
-        &f.app,
-        Method::GET,
-        "/v1/me/entitlements",
-        Some(&alice),
-        None,
-    )
-    .await;
-    let api = mine["entitlements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["entitlement_key"] == "api.max")
-        .unwrap()
-        .clone();
+    let api = entitlement(&f.app, &alice, "api.max").await;
     assert_eq!(
         (api["usage"].as_i64(), api["reserved"].as_i64()),
         (Some(12), Some(12))
@@ -454,7 +454,18 @@ async fn a_lease_reserves_what_the_policy_admits_and_a_settle_counts_once(backen
     );
     assert_eq!(counted(&f.store, "alice"), (11, 0, 2));
     let details = blocking(|| f.store.grace("alice").unwrap());
-    assert_eq!(details, [("metered".to_owned(), "api.max".to_owned(), 2)]);
+    let details: Vec<_> = details
+        .iter()
+        .map(|g| {
+            (
+                g.plan_id.as_str(),
+                g.entitlement_key.as_str(),
+                g.period_start_ms,
+                g.used,
+            )
+        })
+        .collect();
+    assert_eq!(details, [("metered", "api.max", None, 2)]);
 
     // A retried grant (one Idempotency-Key) reserves once.
     let keyed = || {
@@ -733,4 +744,131 @@ async fn racing_nodes_and_consumers_never_pass_limit_plus_grace(backend: Backend
         usage > LIMIT / 2,
         "the race admitted too little to mean anything: {usage}"
     );
+}
+
+async fn usage_periods_are_set_on_the_plan_and_shown_with_each_answer(backend: Backend) {
+    let f = fixture(backend);
+    let (alice, _) = seeded(&f, 10).await;
+    // An unknown period is refused, and changes nothing.
+    let (status, body) = call(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/metered",
+        Some(ADMIN),
+        Some(&json!({"periods": {"api.max": "monthly"}, "grace_count": 5}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{body}"
+    );
+    let (_, plan) = call(
+        &f.app,
+        Method::GET,
+        "/admin/plans/metered",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&plan["periods"], &plan["grace_count"]),
+        (&json!({}), &json!(2))
+    );
+
+    let plan = admin(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/metered",
+        json!({"periods": {"api.max": "day"}}),
+    )
+    .await;
+    assert_eq!(plan["periods"], json!({"api.max": "day"}));
+    let before = quota_engine::system_now_ms();
+    let (status, body) = post(&f.app, "/v1/usage/api.max", &alice, json!({"requested": 3})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let period = &body["outcome"]["period"];
+    assert_eq!(period["kind"], "day", "{body}");
+    let (start, end) = (
+        period["start_ms"].as_i64().unwrap(),
+        period["end_ms"].as_i64().unwrap(),
+    );
+    assert!(start <= before && before < end, "{period}");
+    // The first day started at the change; it ends at the next UTC midnight.
+    assert_eq!(end % 86_400_000, 0, "{period}");
+    assert!(end - start <= 86_400_000, "{period}");
+
+    let api = entitlement(&f.app, &alice, "api.max").await;
+    assert_eq!(
+        (&api["usage"], &api["period"]),
+        (&json!(3), period),
+        "{api}"
+    );
+
+    // Back to no period: the lifetime count, and no period shown.
+    let plan = admin(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/metered",
+        json!({"periods": {"api.max": "none"}}),
+    )
+    .await;
+    assert_eq!(plan["periods"], json!({}));
+    let (_, body) = post(&f.app, "/v1/usage/api.max", &alice, json!({"requested": 1})).await;
+    assert_eq!(body["outcome"]["decision"]["usage"], 3, "{body}");
+    assert!(body["outcome"].get("period").is_none(), "{body}");
+}
+
+async fn thresholds_are_set_on_the_plan_and_their_events_listed(backend: Backend) {
+    let f = fixture(backend);
+    let (alice, bob) = seeded(&f, 10).await;
+    for bad in [json!([0]), json!([80, 80]), json!([1001]), json!("80")] {
+        let body = json!({"thresholds": {"api.max": bad}});
+        let (status, answer) = call(
+            &f.app,
+            Method::PUT,
+            "/admin/plans/metered",
+            Some(ADMIN),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert!(status.is_client_error(), "{bad}: {status} {answer}");
+    }
+    let plan = admin(
+        &f.app,
+        Method::PUT,
+        "/admin/plans/metered",
+        json!({"thresholds": {"api.max": [100, 50]}}),
+    )
+    .await;
+    assert_eq!(plan["thresholds"], json!({"api.max": [50, 100]}));
+    post(&f.app, "/v1/usage/api.max", &alice, json!({"requested": 4})).await;
+    let (_, none) = call(&f.app, Method::GET, "/admin/events", Some(ADMIN), None).await;
+    assert_eq!(none["events"], json!([]));
+    post(&f.app, "/v1/usage/api.max", &alice, json!({"requested": 1})).await;
+    post(&f.app, "/v1/usage/api.max", &bob, json!({"requested": 6})).await;
+    let (_, all) = call(&f.app, Method::GET, "/admin/events", Some(ADMIN), None).await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 2, "{all}");
+    let (status, mine) = call(
+        &f.app,
+        Method::GET,
+        "/admin/events?user=alice",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = mine["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{mine}");
+    assert_eq!(
+        (
+            &events[0]["type"],
+            &events[0]["threshold"],
+            &events[0]["payload"]["data"]["usage"]
+        ),
+        (&json!("threshold.reached"), &json!("50"), &json!(5))
+    );
+    // The admin token only.
+    let (status, _) = call(&f.app, Method::GET, "/admin/events", Some(&alice), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

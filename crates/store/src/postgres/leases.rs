@@ -8,8 +8,9 @@ use postgres::Row;
 use serde_json::json;
 
 use super::audit::audit;
-use super::{Conn, LOCK_USER_SQL, PgStore, PgTx, add_grace, add_usage};
+use super::{Conn, LOCK_USER_SQL, PgStore, PgTx, add_grace, add_usage, record_thresholds};
 use crate::error::StoreError;
+use crate::events::Crossing;
 use crate::leases::{self, Revoke, check_node, lease_columns};
 use crate::model::{Lease, LeaseEnd, NewLease, Node};
 use crate::traits::{LeaseStore, LeaseTx};
@@ -20,6 +21,7 @@ fn read_lease(row: &Row) -> Lease {
     let last_response: Option<String> = row.get(13);
     let ended_at: Option<i64> = row.get(17);
     let reason: Option<String> = row.get(18);
+    let period_kind: Option<String> = row.get(19);
     Lease {
         id: row.get(0),
         node_id: row.get(1),
@@ -36,6 +38,8 @@ fn read_lease(row: &Row) -> Lease {
         created_at_ms: row.get(14),
         expires_at_ms: row.get(15),
         revoked_at_ms: row.get(16),
+        period: leases::period(period_kind.as_deref(), row.get(20), row.get(21)),
+        limit: row.get(22),
         ended: leases::ended(ended_at, reason.as_deref()),
     }
 }
@@ -65,7 +69,8 @@ fn update_lease(conn: &mut Conn, lease: &Lease) -> Result<(), StoreError> {
         "UPDATE leases SET usage_key = $2, plan_id = $3, reserved = $4, reserved_grace = $5,
              granted_total = $6, spent_total = $7, seq = $8, last_spent = $9, last_more = $10,
              last_response = $11, expires_at_ms = $12, revoked_at_ms = $13, ended_at_ms = $14,
-             end_reason = $15
+             end_reason = $15, period_kind = $16, period_start_ms = $17, period_end_ms = $18,
+             decided_limit = $19
          WHERE id = $1",
         &[
             &lease.id,
@@ -83,6 +88,10 @@ fn update_lease(conn: &mut Conn, lease: &Lease) -> Result<(), StoreError> {
             &lease.revoked_at_ms,
             &c.ended_at_ms,
             &c.end_reason,
+            &lease.period.map(|p| p.kind.as_str()),
+            &lease.period.map(|p| p.start_ms),
+            &lease.period.map(|p| p.end_ms),
+            &lease.limit,
         ],
     )?;
     Ok(())
@@ -97,11 +106,24 @@ fn end_as_spent(
 ) -> Result<(), StoreError> {
     let (usage, grace) = leases::end_as_spent(&mut lease, why, now_ms);
     if usage > 0 {
-        add_usage(conn, &lease.user_id, &lease.usage_key, usage)?;
+        let period = lease.period.map(|p| p.start_ms);
+        let after = add_usage(conn, &lease.user_id, &lease.usage_key, period, usage)?;
+        record_thresholds(
+            conn,
+            &Crossing::settled(&lease, after - usage, after, now_ms),
+        )?;
     }
     if grace > 0 {
-        let key = &lease.entitlement_key;
-        add_grace(conn, &lease.user_id, &lease.plan_id, key, grace, now_ms)?;
+        let (key, period) = (&lease.entitlement_key, lease.period.map(|p| p.start_ms));
+        add_grace(
+            conn,
+            &lease.user_id,
+            &lease.plan_id,
+            key,
+            period,
+            grace,
+            now_ms,
+        )?;
     }
     update_lease(conn, &lease)
 }
@@ -175,8 +197,9 @@ impl LeaseTx for PgTx {
         let row = self.run(|conn| {
             conn.query_one(
                 "INSERT INTO leases (node_id, user_id, entitlement_key, usage_key, plan_id, reserved,
-                     reserved_grace, granted_total, spent_total, seq, created_at_ms, expires_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6, 0, 0, $8, $9)
+                     reserved_grace, granted_total, spent_total, seq, created_at_ms, expires_at_ms,
+                     period_kind, period_start_ms, period_end_ms, decided_limit)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $6, 0, 0, $8, $9, $10, $11, $12, $13)
                  RETURNING id",
                 &[
                     &new.node_id,
@@ -188,6 +211,10 @@ impl LeaseTx for PgTx {
                     &new.reserved_grace,
                     &new.now_ms,
                     &new.expires_at_ms,
+                    &new.period.map(|p| p.kind.as_str()),
+                    &new.period.map(|p| p.start_ms),
+                    &new.period.map(|p| p.end_ms),
+                    &new.limit,
                 ],
             )
         })?;

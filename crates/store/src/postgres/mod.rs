@@ -29,6 +29,7 @@ mod decisions;
 mod domain;
 mod idempotency;
 mod leases;
+mod outbox;
 mod overrides;
 mod plans;
 mod policy;
@@ -48,7 +49,9 @@ use postgres_native_tls::MakeTlsConnector;
 use quota_policy_core::{Override, PlanInfo};
 
 use crate::error::StoreError;
+use crate::events::{self, Crossing};
 use crate::model::QuotaState;
+use crate::period::{self, Period};
 use crate::{QuotaStore, QuotaTx};
 
 mod embedded {
@@ -603,62 +606,147 @@ impl QuotaStore for PgStore {
 /// others) can still be inserted meanwhile.
 pub(crate) const LOCK_USER_SQL: &str = "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE";
 
-/// Everything the decision reads, and the database's clock: one clock for
-/// every host (`statement_timestamp()`: after any wait for the lock).
+/// The plan's period for the key, the user's plan start and the
+/// database's clock: what the period counted now depends on.
+macro_rules! period_sql {
+    () => {
+        "SELECT pp.period, pp.since_ms, u.plan_started_at_ms,
+                (floor(extract(epoch FROM statement_timestamp()) * 1000))::bigint
+         FROM users u
+         LEFT JOIN plan_periods pp ON pp.plan_id = u.plan_id AND pp.entitlement_key = $2
+         WHERE u.id = $1"
+    };
+}
+const PERIOD_SQL: &str = period_sql!();
+/// The same, taking the lock a guarded transaction holds on its user.
+const LOCK_PERIOD_SQL: &str = concat!(period_sql!(), " FOR NO KEY UPDATE OF u");
+
+/// Everything the decision reads for the period starting at $4 (NULL: no
+/// period), and the database's clock: one clock for every host
+/// (`statement_timestamp()`: after any wait for the lock).
 const QUOTA_STATE_SQL: &str = "
     SELECT u.plan_id, p.enforcement_enabled, p.grace_count, p.rollout_percent,
            (SELECT limit_value FROM plan_entitlements WHERE plan_id = u.plan_id AND entitlement_key = $2),
            o.value, o.expires_at_ms,
            (SELECT limit_value FROM entitlement_defaults WHERE entitlement_key = $2),
-           COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = $3), 0),
-           COALESCE((SELECT used FROM grace_usage
-                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2), 0),
+           CASE WHEN $4::bigint IS NULL
+                THEN COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = $3), 0)
+                ELSE COALESCE((SELECT value FROM period_usage
+                               WHERE user_id = u.id AND usage_key = $3 AND period_start_ms = $4), 0)
+           END,
+           CASE WHEN $4::bigint IS NULL
+                THEN COALESCE((SELECT used FROM grace_usage
+                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2), 0)
+                ELSE COALESCE((SELECT used FROM period_grace
+                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2
+                                 AND period_start_ms = $4), 0)
+           END,
            (floor(extract(epoch FROM statement_timestamp()) * 1000))::bigint,
            COALESCE((SELECT SUM(reserved) FROM leases
-                     WHERE user_id = u.id AND usage_key = $3 AND ended_at_ms IS NULL), 0)::bigint,
+                     WHERE user_id = u.id AND usage_key = $3 AND ended_at_ms IS NULL
+                       AND period_start_ms IS NOT DISTINCT FROM $4), 0)::bigint,
            COALESCE((SELECT SUM(reserved_grace) FROM leases
                      WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2
-                       AND ended_at_ms IS NULL), 0)::bigint
+                       AND ended_at_ms IS NULL AND period_start_ms IS NOT DISTINCT FROM $4), 0)::bigint
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = $2
     WHERE u.id = $1";
 
-/// Adds `n` to a usage counter; returns the new value. The caller holds
-/// the user's row lock.
+/// Adds `n` to a usage counter, and to its period's when the key has a
+/// period starting at `period_start_ms`; returns the value the decision
+/// reads (the period's, when there is one). The caller holds the user's
+/// row lock.
 pub(crate) fn add_usage(
     conn: &mut Conn,
     user_id: &str,
     usage_key: &str,
+    period_start_ms: Option<i64>,
     n: i64,
 ) -> Result<i64, StoreError> {
-    let row = conn.query_one(
+    let lifetime = conn.query_one(
         "INSERT INTO usage_counters (user_id, usage_key, value) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, usage_key) DO UPDATE SET value = usage_counters.value + excluded.value
          RETURNING value",
         &[&user_id, &usage_key, &n],
     )?;
+    let Some(start) = period_start_ms else {
+        return Ok(lifetime.get(0));
+    };
+    let row = conn.query_one(
+        "INSERT INTO period_usage (user_id, usage_key, period_start_ms, value) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, usage_key, period_start_ms)
+         DO UPDATE SET value = period_usage.value + excluded.value
+         RETURNING value",
+        &[&user_id, &usage_key, &start, &n],
+    )?;
     Ok(row.get(0))
 }
 
-/// Adds `n` to the grace used for (user, plan, entitlement); returns the
+/// Writes the events `crossing` gives to the outbox (one per threshold
+/// per period: a repeat is skipped); returns how many were new. The
+/// caller holds the user's row lock.
+pub(crate) fn record_thresholds(conn: &mut Conn, crossing: &Crossing) -> Result<usize, StoreError> {
+    let percents: Vec<i64> = conn
+        .query(
+            "SELECT percent FROM plan_thresholds WHERE plan_id = $1 AND entitlement_key = $2 ORDER BY percent",
+            &[&crossing.plan_id, &crossing.entitlement_key],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut written = 0;
+    for e in events::events(crossing, &percents)? {
+        written += conn.execute(
+            "INSERT INTO events (event_id, type, user_id, entitlement_key, period_start_ms, threshold,
+                                 payload, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT DO NOTHING",
+            &[
+                &e.event_id,
+                &e.kind.as_str(),
+                &e.user_id,
+                &e.entitlement_key,
+                &e.period_start_ms,
+                &e.threshold,
+                &e.payload,
+                &e.created_at_ms,
+            ],
+        )?;
+    }
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+}
+
+/// Adds `n` to the grace used for (user, plan, entitlement), in the
+/// period starting at `period_start_ms` when the key has one; returns the
 /// new value. The caller holds the user's row lock.
 pub(crate) fn add_grace(
     conn: &mut Conn,
     user_id: &str,
     plan_id: &str,
     entitlement_key: &str,
+    period_start_ms: Option<i64>,
     n: i64,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    let row = conn.query_one(
-        "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (user_id, plan_id, entitlement_key)
-         DO UPDATE SET used = grace_usage.used + excluded.used, updated_at_ms = excluded.updated_at_ms
-         RETURNING used",
-        &[&user_id, &plan_id, &entitlement_key, &n, &now_ms],
-    )?;
+    let row = match period_start_ms {
+        None => conn.query_one(
+            "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, plan_id, entitlement_key)
+             DO UPDATE SET used = grace_usage.used + excluded.used, updated_at_ms = excluded.updated_at_ms
+             RETURNING used",
+            &[&user_id, &plan_id, &entitlement_key, &n, &now_ms],
+        )?,
+        Some(start) => conn.query_one(
+            "INSERT INTO period_grace (user_id, plan_id, entitlement_key, period_start_ms, used, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (user_id, plan_id, entitlement_key, period_start_ms)
+             DO UPDATE SET used = period_grace.used + excluded.used, updated_at_ms = excluded.updated_at_ms
+             RETURNING used",
+            &[&user_id, &plan_id, &entitlement_key, &start, &n, &now_ms],
+        )?,
+    };
     Ok(row.get(0))
 }
 
@@ -668,15 +756,34 @@ impl QuotaTx for PgTx {
         user_id: &str,
         entitlement_key: &str,
         usage_key: &str,
+        _now_ms: i64,
     ) -> Result<QuotaState, StoreError> {
         let write = self.write;
-        let row = self.run(|conn| {
-            if write && conn.query_opt(LOCK_USER_SQL, &[&user_id])?.is_none() {
+        let read = self.run(|conn| {
+            let sql = if write { LOCK_PERIOD_SQL } else { PERIOD_SQL };
+            let Some(head) = conn.query_opt(sql, &[&user_id, &entitlement_key])? else {
                 return Ok(None);
+            };
+            let kind: Option<String> = head.get(0);
+            let at = |now_ms| period::read(kind.as_deref(), head.get(1), head.get(2), now_ms);
+            // The period by the database's clock before any wait for the
+            // lock; read again in the rare case a boundary passed meanwhile.
+            let mut period: Option<Period> = at(head.get(3))?;
+            loop {
+                let start = period.map(|p| p.start_ms);
+                let args: [&(dyn ToSql + Sync); 4] =
+                    [&user_id, &entitlement_key, &usage_key, &start];
+                let Some(row) = conn.query_opt(QUOTA_STATE_SQL, &args)? else {
+                    return Ok(None);
+                };
+                let now = at(row.get(10))?;
+                if now == period {
+                    return Ok(Some((row, period)));
+                }
+                period = now;
             }
-            conn.query_opt(QUOTA_STATE_SQL, &[&user_id, &entitlement_key, &usage_key])
         })?;
-        let row = row.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))?;
+        let (row, period) = read.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))?;
         let override_value: Option<i64> = row.get(5);
         Ok(QuotaState {
             plan_id: row.get(0),
@@ -691,6 +798,7 @@ impl QuotaTx for PgTx {
                 expires_at_ms: row.get(6),
             }),
             default_limit: row.get(7),
+            period,
             usage: row.get(8),
             grace_used: row.get(9),
             reserved: row.get(11),
@@ -699,8 +807,14 @@ impl QuotaTx for PgTx {
         })
     }
 
-    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        self.run(|conn| add_usage(conn, user_id, usage_key, n))
+    fn add_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<i64, StoreError> {
+        self.run(|conn| add_usage(conn, user_id, usage_key, period_start_ms, n))
     }
 
     fn add_grace(
@@ -708,10 +822,16 @@ impl QuotaTx for PgTx {
         user_id: &str,
         plan_id: &str,
         entitlement_key: &str,
+        period_start_ms: Option<i64>,
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        self.run(|conn| add_grace(conn, user_id, plan_id, entitlement_key, n, now_ms))
+        let key = entitlement_key;
+        self.run(|conn| add_grace(conn, user_id, plan_id, key, period_start_ms, n, now_ms))
+    }
+
+    fn record_thresholds(&mut self, crossing: &Crossing) -> Result<usize, StoreError> {
+        self.run(|conn| record_thresholds(conn, crossing))
     }
 
     fn commit(mut self) -> Result<(), StoreError> {

@@ -7,8 +7,10 @@ use super::leases::revoke;
 use super::{Conn, PgStore};
 use crate::checks::{id, key, limit_value};
 use crate::error::StoreError;
+use crate::events::group_thresholds;
 use crate::leases::Revoke;
 use crate::model::{Plan, PlanChange};
+use crate::period::{self, PeriodKind};
 use crate::snapshot;
 use crate::traits::PlanStore;
 
@@ -28,12 +30,30 @@ pub(crate) fn plan(conn: &mut Conn, plan_id: &str) -> Result<Option<Plan>, Store
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
+    let periods = conn
+        .query(
+            "SELECT entitlement_key, period FROM plan_periods WHERE plan_id = $1 ORDER BY entitlement_key",
+            &[&plan_id],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let thresholds = conn
+        .query(
+            "SELECT entitlement_key, percent FROM plan_thresholds WHERE plan_id = $1 ORDER BY entitlement_key, percent",
+            &[&plan_id],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
     Ok(Some(Plan {
         id: plan_id.to_owned(),
         enforcement_enabled: head.get(0),
         grace_count: head.get(1),
         rollout_percent: head.get(2),
         limits,
+        periods: period::parse_all(periods)?,
+        thresholds: group_thresholds(thresholds),
     }))
 }
 
@@ -76,6 +96,34 @@ impl PlanStore for PgStore {
                     "DELETE FROM plan_entitlements WHERE plan_id = $1 AND entitlement_key = $2",
                     &[&plan_id, key],
                 )?;
+            }
+            for (key, kind) in &change.periods {
+                if *kind == PeriodKind::None {
+                    tx.execute(
+                        "DELETE FROM plan_periods WHERE plan_id = $1 AND entitlement_key = $2",
+                        &[&plan_id, key],
+                    )?;
+                    continue;
+                }
+                // A new kind starts a new period now; the same kind keeps its own.
+                tx.execute(
+                    "INSERT INTO plan_periods (plan_id, entitlement_key, period, since_ms) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (plan_id, entitlement_key) DO UPDATE SET period = excluded.period, since_ms = excluded.since_ms
+                     WHERE plan_periods.period <> excluded.period",
+                    &[&plan_id, key, &kind.as_str(), &now_ms],
+                )?;
+            }
+            for (key, percents) in &change.thresholds {
+                tx.execute(
+                    "DELETE FROM plan_thresholds WHERE plan_id = $1 AND entitlement_key = $2",
+                    &[&plan_id, key],
+                )?;
+                for percent in percents {
+                    tx.execute(
+                        "INSERT INTO plan_thresholds (plan_id, entitlement_key, percent) VALUES ($1, $2, $3)",
+                        &[&plan_id, key, percent],
+                    )?;
+                }
             }
             let after = plan(tx, plan_id)?.ok_or_else(|| StoreError::UnknownPlan(plan_id.to_owned()))?;
             if before.as_ref() != Some(&after) {

@@ -10,7 +10,7 @@ use super::{Conn, PgStore};
 use crate::checks::id;
 use crate::error::StoreError;
 use crate::leases::Revoke;
-use crate::model::User;
+use crate::model::{GraceUsed, User};
 use crate::snapshot;
 use crate::traits::UserStore;
 
@@ -48,7 +48,7 @@ impl PgStore {
             // A concurrent creation of the same id waits here and then
             // inserts nothing.
             let inserted = tx.execute(
-                "INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $3)
+                "INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms, plan_started_at_ms) VALUES ($1, $2, $3, $3, $3)
                  ON CONFLICT (id) DO NOTHING",
                 &[&user_id, &plan_id, &now_ms],
             )?;
@@ -115,11 +115,15 @@ impl UserStore for PgStore {
             if plan(tx, plan_id)?.is_none() {
                 return Err(StoreError::UnknownPlan(plan_id.to_owned()));
             }
+            // Another plan starts a new anniversary.
             tx.execute(
-                "UPDATE users SET plan_id = $2, updated_at_ms = $3 WHERE id = $1",
+                "UPDATE users SET plan_started_at_ms = CASE WHEN plan_id = $2 THEN plan_started_at_ms ELSE $3 END,
+                                  plan_id = $2, updated_at_ms = $3
+                 WHERE id = $1",
                 &[&user_id, &plan_id, &now_ms],
             )?;
-            let reset = tx.execute("DELETE FROM grace_usage WHERE user_id = $1", &[&user_id])?;
+            let reset = tx.execute("DELETE FROM grace_usage WHERE user_id = $1", &[&user_id])?
+                + tx.execute("DELETE FROM period_grace WHERE user_id = $1", &[&user_id])?;
             let after = User {
                 id: user_id.to_owned(),
                 plan_id: plan_id.to_owned(),
@@ -153,15 +157,26 @@ impl UserStore for PgStore {
         })
     }
 
-    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    fn grace(&self, user_id: &str) -> Result<Vec<GraceUsed>, StoreError> {
         self.read(|conn| {
             Ok(conn
                 .query(
-                    "SELECT plan_id, entitlement_key, used FROM grace_usage WHERE user_id = $1 ORDER BY plan_id, entitlement_key",
+                    "SELECT plan_id, entitlement_key, NULL::bigint, used FROM grace_usage WHERE user_id = $1
+                     UNION ALL
+                     SELECT plan_id, entitlement_key, period_start_ms, used FROM period_grace g
+                     WHERE user_id = $1 AND period_start_ms = (
+                         SELECT MAX(period_start_ms) FROM period_grace
+                         WHERE user_id = g.user_id AND plan_id = g.plan_id AND entitlement_key = g.entitlement_key)
+                     ORDER BY 1, 2",
                     &[&user_id],
                 )?
                 .iter()
-                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .map(|row| GraceUsed {
+                    plan_id: row.get(0),
+                    entitlement_key: row.get(1),
+                    period_start_ms: row.get(2),
+                    used: row.get(3),
+                })
                 .collect())
         })
     }

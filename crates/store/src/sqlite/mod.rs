@@ -14,6 +14,7 @@ mod group;
 mod group_tests;
 mod idempotency;
 mod leases;
+mod outbox;
 mod overrides;
 mod plans;
 mod policy;
@@ -39,7 +40,9 @@ use quota_policy_core::{Override, PlanInfo};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::StoreError;
+use crate::events::{self, Crossing};
 use crate::model::QuotaState;
+use crate::period;
 use crate::{QuotaStore, QuotaTx};
 use group::{Held, Writer};
 
@@ -320,60 +323,140 @@ impl QuotaStore for SqliteStore {
     }
 }
 
+/// The plan's period for the key and the user's plan start: what the
+/// period counted now depends on.
+const PERIOD_SQL: &str = "
+    SELECT pp.period, pp.since_ms, u.plan_started_at_ms
+    FROM users u
+    LEFT JOIN plan_periods pp ON pp.plan_id = u.plan_id AND pp.entitlement_key = ?2
+    WHERE u.id = ?1";
+
+/// Everything else, for the period starting at ?4 (NULL: no period).
 const QUOTA_STATE_SQL: &str = "
     SELECT u.plan_id, p.enforcement_enabled, p.grace_count, p.rollout_percent,
            (SELECT limit_value FROM plan_entitlements WHERE plan_id = u.plan_id AND entitlement_key = ?2),
            o.value, o.expires_at_ms,
            (SELECT limit_value FROM entitlement_defaults WHERE entitlement_key = ?2),
-           COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0),
-           COALESCE((SELECT used FROM grace_usage
-                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0),
+           CASE WHEN ?4 IS NULL
+                THEN COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0)
+                ELSE COALESCE((SELECT value FROM period_usage
+                               WHERE user_id = u.id AND usage_key = ?3 AND period_start_ms = ?4), 0)
+           END,
+           CASE WHEN ?4 IS NULL
+                THEN COALESCE((SELECT used FROM grace_usage
+                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0)
+                ELSE COALESCE((SELECT used FROM period_grace
+                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
+                                 AND period_start_ms = ?4), 0)
+           END,
            COALESCE((SELECT SUM(reserved) FROM leases
-                     WHERE user_id = u.id AND usage_key = ?3 AND ended_at_ms IS NULL), 0),
+                     WHERE user_id = u.id AND usage_key = ?3 AND ended_at_ms IS NULL
+                       AND period_start_ms IS ?4), 0),
            COALESCE((SELECT SUM(reserved_grace) FROM leases
                      WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
-                       AND ended_at_ms IS NULL), 0)
+                       AND ended_at_ms IS NULL AND period_start_ms IS ?4), 0)
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = ?2
     WHERE u.id = ?1";
 
-/// Adds `n` to a usage counter; returns the new value.
+/// Adds `n` to a usage counter, and to its period's when the key has a
+/// period starting at `period_start_ms`; returns the value the decision
+/// reads (the period's, when there is one).
 pub(crate) fn add_usage(
     conn: &Connection,
     user_id: &str,
     usage_key: &str,
+    period_start_ms: Option<i64>,
     n: i64,
 ) -> Result<i64, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
-         RETURNING value",
-    )?;
-    Ok(stmt.query_row(params![user_id, usage_key, n], |row| row.get(0))?)
+    let lifetime: i64 = conn
+        .prepare_cached(
+            "INSERT INTO usage_counters (user_id, usage_key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, usage_key) DO UPDATE SET value = value + excluded.value
+             RETURNING value",
+        )?
+        .query_row(params![user_id, usage_key, n], |row| row.get(0))?;
+    let Some(start) = period_start_ms else {
+        return Ok(lifetime);
+    };
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO period_usage (user_id, usage_key, period_start_ms, value) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id, usage_key, period_start_ms) DO UPDATE SET value = value + excluded.value
+             RETURNING value",
+        )?
+        .query_row(params![user_id, usage_key, start, n], |row| row.get(0))?)
 }
 
-/// Adds `n` to the grace used for (user, plan, entitlement); returns the
+/// Writes the events `crossing` gives to the outbox (one per threshold
+/// per period: a repeat is skipped); returns how many were new.
+pub(crate) fn record_thresholds(
+    conn: &Connection,
+    crossing: &Crossing,
+) -> Result<usize, StoreError> {
+    let percents: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT percent FROM plan_thresholds WHERE plan_id = ?1 AND entitlement_key = ?2 ORDER BY percent",
+        )?
+        .query_map(params![crossing.plan_id, crossing.entitlement_key], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut written = 0;
+    for e in events::events(crossing, &percents)? {
+        written += conn
+            .prepare_cached(
+                "INSERT INTO events (event_id, type, user_id, entitlement_key, period_start_ms, threshold,
+                                     payload, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![
+                e.event_id,
+                e.kind.as_str(),
+                e.user_id,
+                e.entitlement_key,
+                e.period_start_ms,
+                e.threshold,
+                e.payload,
+                e.created_at_ms
+            ])?;
+    }
+    Ok(written)
+}
+
+/// Adds `n` to the grace used for (user, plan, entitlement), in the
+/// period starting at `period_start_ms` when the key has one; returns the
 /// new value.
 pub(crate) fn add_grace(
     conn: &Connection,
     user_id: &str,
     plan_id: &str,
     entitlement_key: &str,
+    period_start_ms: Option<i64>,
     n: i64,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (user_id, plan_id, entitlement_key)
-         DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
-         RETURNING used",
-    )?;
-    Ok(stmt.query_row(
-        params![user_id, plan_id, entitlement_key, n, now_ms],
-        |row| row.get(0),
-    )?)
+    let row = |row: &rusqlite::Row<'_>| row.get(0);
+    Ok(match period_start_ms {
+        None => conn
+            .prepare_cached(
+                "INSERT INTO grace_usage (user_id, plan_id, entitlement_key, used, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user_id, plan_id, entitlement_key)
+                 DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
+                 RETURNING used",
+            )?
+            .query_row(params![user_id, plan_id, entitlement_key, n, now_ms], row)?,
+        Some(start) => conn
+            .prepare_cached(
+                "INSERT INTO period_grace (user_id, plan_id, entitlement_key, period_start_ms, used, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (user_id, plan_id, entitlement_key, period_start_ms)
+                 DO UPDATE SET used = used + excluded.used, updated_at_ms = excluded.updated_at_ms
+                 RETURNING used",
+            )?
+            .query_row(params![user_id, plan_id, entitlement_key, start, n, now_ms], row)?,
+    })
 }
 
 impl QuotaTx for SqliteTx {
@@ -382,10 +465,23 @@ impl QuotaTx for SqliteTx {
         user_id: &str,
         entitlement_key: &str,
         usage_key: &str,
+        now_ms: i64,
     ) -> Result<QuotaState, StoreError> {
+        let anchor = self
+            .conn()
+            .prepare_cached(PERIOD_SQL)?
+            .query_row(params![user_id, entitlement_key], |row| {
+                Ok((row.get::<_, Option<String>>(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        let Some((kind, since, plan_started)) = anchor else {
+            return Err(StoreError::UnknownUser(user_id.to_owned()));
+        };
+        let period = period::read(kind.as_deref(), since, plan_started, now_ms)?;
+        let start = period.map(|p| p.start_ms);
         let mut stmt = self.conn().prepare_cached(QUOTA_STATE_SQL)?;
         let state = stmt
-            .query_row(params![user_id, entitlement_key, usage_key], |row| {
+            .query_row(params![user_id, entitlement_key, usage_key, start], |row| {
                 let override_value: Option<i64> = row.get(5)?;
                 Ok(QuotaState {
                     plan_id: row.get(0)?,
@@ -403,6 +499,7 @@ impl QuotaTx for SqliteTx {
                         None => None,
                     },
                     default_limit: row.get(7)?,
+                    period,
                     usage: row.get(8)?,
                     grace_used: row.get(9)?,
                     reserved: row.get(10)?,
@@ -414,8 +511,14 @@ impl QuotaTx for SqliteTx {
         state.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))
     }
 
-    fn add_usage(&mut self, user_id: &str, usage_key: &str, n: i64) -> Result<i64, StoreError> {
-        add_usage(self.conn(), user_id, usage_key, n)
+    fn add_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<i64, StoreError> {
+        add_usage(self.conn(), user_id, usage_key, period_start_ms, n)
     }
 
     fn add_grace(
@@ -423,10 +526,24 @@ impl QuotaTx for SqliteTx {
         user_id: &str,
         plan_id: &str,
         entitlement_key: &str,
+        period_start_ms: Option<i64>,
         n: i64,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        add_grace(self.conn(), user_id, plan_id, entitlement_key, n, now_ms)
+        let key = entitlement_key;
+        add_grace(
+            self.conn(),
+            user_id,
+            plan_id,
+            key,
+            period_start_ms,
+            n,
+            now_ms,
+        )
+    }
+
+    fn record_thresholds(&mut self, crossing: &Crossing) -> Result<usize, StoreError> {
+        record_thresholds(self.conn(), crossing)
     }
 
     fn rollback(mut self) -> Result<(), StoreError> {

@@ -8,8 +8,10 @@ use super::audit::audit;
 use super::leases::revoke;
 use crate::checks::{id, key, limit_value};
 use crate::error::StoreError;
+use crate::events::group_thresholds;
 use crate::leases::Revoke;
 use crate::model::{Plan, PlanChange};
+use crate::period::{self, PeriodKind};
 use crate::snapshot;
 use crate::traits::PlanStore;
 
@@ -29,12 +31,26 @@ pub(crate) fn plan(conn: &Connection, plan_id: &str) -> Result<Option<Plan>, Sto
     let limits = stmt
         .query_map([plan_id], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let periods: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT entitlement_key, period FROM plan_periods WHERE plan_id = ?1 ORDER BY entitlement_key",
+        )?
+        .query_map([plan_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let thresholds: Vec<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT entitlement_key, percent FROM plan_thresholds WHERE plan_id = ?1 ORDER BY entitlement_key, percent",
+        )?
+        .query_map([plan_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     Ok(Some(Plan {
         id: plan_id.to_owned(),
         enforcement_enabled,
         grace_count,
         rollout_percent,
         limits,
+        periods: period::parse_all(periods)?,
+        thresholds: group_thresholds(thresholds),
     }))
 }
 
@@ -74,6 +90,30 @@ impl PlanStore for SqliteStore {
             for key in &change.remove_limits {
                 tx.prepare_cached("DELETE FROM plan_entitlements WHERE plan_id = ?1 AND entitlement_key = ?2")?
                     .execute(params![plan_id, key])?;
+            }
+            for (key, kind) in &change.periods {
+                if *kind == PeriodKind::None {
+                    tx.prepare_cached("DELETE FROM plan_periods WHERE plan_id = ?1 AND entitlement_key = ?2")?
+                        .execute(params![plan_id, key])?;
+                    continue;
+                }
+                // A new kind starts a new period now; the same kind keeps its own.
+                tx.prepare_cached(
+                    "INSERT INTO plan_periods (plan_id, entitlement_key, period, since_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (plan_id, entitlement_key) DO UPDATE SET period = excluded.period, since_ms = excluded.since_ms
+                     WHERE period <> excluded.period",
+                )?
+                .execute(params![plan_id, key, kind.as_str(), now_ms])?;
+            }
+            for (key, percents) in &change.thresholds {
+                tx.prepare_cached("DELETE FROM plan_thresholds WHERE plan_id = ?1 AND entitlement_key = ?2")?
+                    .execute(params![plan_id, key])?;
+                for percent in percents {
+                    tx.prepare_cached(
+                        "INSERT INTO plan_thresholds (plan_id, entitlement_key, percent) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![plan_id, key, percent])?;
+                }
             }
             let after = plan(tx, plan_id)?.ok_or_else(|| StoreError::UnknownPlan(plan_id.to_owned()))?;
             if before.as_ref() != Some(&after) {

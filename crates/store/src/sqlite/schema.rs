@@ -13,6 +13,8 @@ const STEPS: &[M<'static>] = &[
         "../../migrations/sqlite/05-policy-lifecycle.sql"
     )),
     M::up(include_str!("../../migrations/sqlite/06-leases.sql")),
+    M::up(include_str!("../../migrations/sqlite/07-periods.sql")),
+    M::up(include_str!("../../migrations/sqlite/08-thresholds.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

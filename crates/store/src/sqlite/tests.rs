@@ -52,19 +52,22 @@ fn opening_a_database_from_an_older_migration_set_upgrades_it() {
     }
     let store = SqliteStore::open(&path).unwrap();
     let (version, _) = schema(&store);
-    assert_eq!(version, 6);
+    assert_eq!(version, 8);
     assert_eq!(count(&store, "drafts"), 0);
     assert_eq!(count(&store, "leases"), 0);
+    assert_eq!(count(&store, "period_usage"), 0);
+    assert_eq!(count(&store, "events"), 0);
     assert_eq!(count(&store, "decision_log"), 0);
     assert_eq!(count(&store, "audit_log"), 0);
     let mut tx = store.begin_write().unwrap();
     let state = tx
-        .quota_state("old-user", "drafts.max", "drafts.created")
+        .quota_state("old-user", "drafts.max", "drafts.created", 0)
         .unwrap();
     assert_eq!(
         (state.plan.limit, state.usage, state.plan.grace_count),
         (Some(7), 4, 2)
     );
+    assert_eq!(state.period, None);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::plans::plan;
 use crate::checks::id;
 use crate::error::StoreError;
 use crate::leases::Revoke;
-use crate::model::User;
+use crate::model::{GraceUsed, User};
 use crate::snapshot;
 use crate::traits::UserStore;
 
@@ -45,7 +45,7 @@ impl SqliteStore {
             if user(tx, user_id)?.is_some() {
                 return Err(StoreError::UserExists(user_id.to_owned()));
             }
-            tx.prepare_cached("INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3)")?
+            tx.prepare_cached("INSERT INTO users (id, plan_id, created_at_ms, updated_at_ms, plan_started_at_ms) VALUES (?1, ?2, ?3, ?3, ?3)")?
                 .execute(params![user_id, plan_id, now_ms])?;
             if let Some(token) = token_sha256 {
                 tx.prepare_cached("INSERT INTO user_tokens (token_sha256, user_id, created_at_ms) VALUES (?1, ?2, ?3)")?
@@ -103,11 +103,18 @@ impl UserStore for SqliteStore {
             if plan(tx, plan_id)?.is_none() {
                 return Err(StoreError::UnknownPlan(plan_id.to_owned()));
             }
-            tx.prepare_cached("UPDATE users SET plan_id = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-                .execute(params![user_id, plan_id, now_ms])?;
+            // Another plan starts a new anniversary.
+            tx.prepare_cached(
+                "UPDATE users SET plan_started_at_ms = CASE WHEN plan_id = ?2 THEN plan_started_at_ms ELSE ?3 END,
+                                  plan_id = ?2, updated_at_ms = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![user_id, plan_id, now_ms])?;
             let reset = tx
                 .prepare_cached("DELETE FROM grace_usage WHERE user_id = ?1")?
-                .execute([user_id])?;
+                .execute([user_id])?
+                + tx.prepare_cached("DELETE FROM period_grace WHERE user_id = ?1")?
+                    .execute([user_id])?;
             let after = User {
                 id: user_id.to_owned(),
                 plan_id: plan_id.to_owned(),
@@ -137,11 +144,26 @@ impl UserStore for SqliteStore {
         })
     }
 
-    fn grace(&self, user_id: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
+    fn grace(&self, user_id: &str) -> Result<Vec<GraceUsed>, StoreError> {
         self.read(|conn| {
             Ok(conn
-                .prepare_cached("SELECT plan_id, entitlement_key, used FROM grace_usage WHERE user_id = ?1 ORDER BY plan_id, entitlement_key")?
-                .query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .prepare_cached(
+                    "SELECT plan_id, entitlement_key, NULL, used FROM grace_usage WHERE user_id = ?1
+                     UNION ALL
+                     SELECT plan_id, entitlement_key, period_start_ms, used FROM period_grace g
+                     WHERE user_id = ?1 AND period_start_ms = (
+                         SELECT MAX(period_start_ms) FROM period_grace
+                         WHERE user_id = g.user_id AND plan_id = g.plan_id AND entitlement_key = g.entitlement_key)
+                     ORDER BY 1, 2",
+                )?
+                .query_map([user_id], |row| {
+                    Ok(GraceUsed {
+                        plan_id: row.get(0)?,
+                        entitlement_key: row.get(1)?,
+                        period_start_ms: row.get(2)?,
+                        used: row.get(3)?,
+                    })
+                })?
                 .collect::<Result<_, _>>()?)
         })
     }

@@ -20,7 +20,7 @@ fn plan_and_user<S: Backend>(store: &S) {
 fn usage<S: Backend>(store: &S) -> (i64, i64) {
     let mut tx = store.begin_read().unwrap();
     let state = tx
-        .quota_state("alice", "drafts.max", "drafts.created")
+        .quota_state("alice", "drafts.max", "drafts.created", 0)
         .unwrap();
     tx.rollback().unwrap();
     (state.usage, state.grace_used)
@@ -30,14 +30,18 @@ pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
     plan_and_user(store);
     let mut tx = store.begin_write().unwrap();
     let state = tx
-        .quota_state("alice", "drafts.max", "drafts.created")
+        .quota_state("alice", "drafts.max", "drafts.created", 0)
         .unwrap();
     assert_eq!(
         (state.plan_id.as_str(), state.plan.limit, state.usage),
         ("pro", Some(3), 0)
     );
-    assert_eq!(tx.add_usage("alice", "drafts.created", 4).unwrap(), 4);
-    assert_eq!(tx.add_grace("alice", "pro", "drafts.max", 1, 0).unwrap(), 1);
+    assert_eq!(tx.add_usage("alice", "drafts.created", None, 4).unwrap(), 4);
+    assert_eq!(
+        tx.add_grace("alice", "pro", "drafts.max", None, 1, 0)
+            .unwrap(),
+        1
+    );
     assert_eq!(usage(store), (0, 0), "seen before its commit");
     tx.commit().unwrap();
     assert_eq!(usage(store), (4, 1));
@@ -45,7 +49,7 @@ pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
         store
             .begin_write()
             .unwrap()
-            .quota_state("ghost", "drafts.max", "drafts.created"),
+            .quota_state("ghost", "drafts.max", "drafts.created", 0),
         Err(StoreError::UnknownUser(_))
     ));
 }
@@ -53,11 +57,11 @@ pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
 pub fn a_rolled_back_write_leaves_nothing<S: Backend>(store: &S) {
     plan_and_user(store);
     let mut tx = store.begin_write().unwrap();
-    tx.add_usage("alice", "drafts.created", 2).unwrap();
+    tx.add_usage("alice", "drafts.created", None, 2).unwrap();
     let gone = tx.insert_draft("alice", "gone", 0).unwrap();
     tx.rollback().unwrap();
     let mut tx = store.begin_write().unwrap();
-    tx.add_usage("alice", "drafts.created", 1).unwrap();
+    tx.add_usage("alice", "drafts.created", None, 1).unwrap();
     drop(tx);
     assert_eq!(usage(store), (0, 0));
     let mut tx = store.begin_write().unwrap();
@@ -112,7 +116,7 @@ pub fn a_second_writer_waits_and_sees_the_first<S: Backend>(store: &S) {
     let mut first = store.begin_write().unwrap();
     assert_eq!(
         first
-            .quota_state("alice", "drafts.max", "drafts.created")
+            .quota_state("alice", "drafts.max", "drafts.created", 0)
             .unwrap()
             .usage,
         0
@@ -123,16 +127,16 @@ pub fn a_second_writer_waits_and_sees_the_first<S: Backend>(store: &S) {
             started.send(()).unwrap();
             let mut tx = store.begin_write().unwrap();
             let state = tx
-                .quota_state("alice", "drafts.max", "drafts.created")
+                .quota_state("alice", "drafts.max", "drafts.created", 0)
                 .unwrap();
-            tx.add_usage("alice", "drafts.created", 1).unwrap();
+            tx.add_usage("alice", "drafts.created", None, 1).unwrap();
             tx.commit().unwrap();
             state.usage
         });
         read.recv().unwrap();
         // Give the second every chance to read too early.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        first.add_usage("alice", "drafts.created", 1).unwrap();
+        first.add_usage("alice", "drafts.created", None, 1).unwrap();
         first.commit().unwrap();
         assert_eq!(
             second.join().unwrap(),
