@@ -83,6 +83,19 @@ pub struct ServeArgs {
     /// plan or override change can be, and on what a dead node can hold.
     #[arg(long, value_name = "MS", default_value_t = quota_server::DEFAULT_LEASE_MAX_MS, value_parser = clap::value_parser!(i64).range(1000..=300_000))]
     lease_max_ms: i64,
+    /// Let webhook URLs use http and reach loopback and private addresses (tests,
+    /// on-premises receivers). Without it only https URLs resolving to public
+    /// addresses are registered or sent to.
+    #[arg(long)]
+    webhooks_allow_private: bool,
+    /// The longest a webhook request may take, connecting included.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    webhook_timeout: Duration,
+    /// How long threshold events of a usage period are kept once delivered,
+    /// in days (at least 32, so that an event outlives its period and is
+    /// never sent twice).
+    #[arg(long, value_name = "DAYS", default_value_t = 35, value_parser = clap::value_parser!(u64).range(32..=3650))]
+    event_retention_days: u64,
 }
 
 impl ServeArgs {
@@ -121,6 +134,12 @@ impl ServeArgs {
                 ..PgOptions::default()
             },
             lease_max_ms: self.lease_max_ms,
+            webhooks: quota_webhooks::Options {
+                allow_private: self.webhooks_allow_private,
+                timeout: self.webhook_timeout,
+                retention: Duration::from_secs(self.event_retention_days.saturating_mul(86_400)),
+                ..quota_webhooks::Options::default()
+            },
         })
     }
 }

@@ -418,6 +418,36 @@ fn a_metered_key_is_consumed_and_blocked_over_the_cli(backend: Backend) {
             ],
         )
     };
+    // A webhook for its threshold events; loopback is refused without the flag.
+    let hook = ok(
+        &db,
+        &[
+            "webhook",
+            "add",
+            "--url",
+            "https://hooks.example.com/q",
+            "--events",
+            "threshold.reached,quota.blocked",
+        ],
+    );
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{hook}");
+    let stderr = fails(
+        &db,
+        &[
+            "webhook",
+            "add",
+            "--url",
+            "http://127.0.0.1:9/q",
+            "--events",
+            "threshold.reached",
+        ],
+        2,
+    );
+    assert!(stderr.contains("https"), "{stderr}");
+    let listed = ok(&db, &["webhook", "list"]);
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret));
     // A monthly period: each answer names it.
     let plan = ok(
         &db,
@@ -477,6 +507,20 @@ fn a_metered_key_is_consumed_and_blocked_over_the_cli(backend: Backend) {
         2,
     );
     fails(&db, &["consume", "--user", "nobody", "--key", "api.max"], 2);
+    // 80% and 100% crossed, and a block: three events, each queued for the webhook.
+    let events = ok(&db, &["event", "list", "--user", "alice"]);
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["threshold"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["blocked", "100", "80"], "{events}");
+    let id = events["events"][0]["event_id"].as_str().unwrap().to_owned();
+    let shown = ok(&db, &["event", "show", &id]);
+    assert_eq!(shown["deliveries"][0]["state"], "pending", "{shown}");
+    assert_eq!(ok(&db, &["event", "redeliver", &id])["queued"], 1);
+    fails(&db, &["event", "show", "msg_nope"], 2);
     let user = ok(&db, &["user", "show", "alice"]);
     assert_eq!(user["usage"]["api.used"], 6);
     // The month's grace, named by its period.

@@ -575,8 +575,106 @@ fn at_the_connection_cap_stalled_connections_make_room() {
     terminate(server);
 }
 
+/// A webhook receiver on loopback: it records each request's
+/// `webhook-id`, holds every connection unanswered until `answer` is set,
+/// then answers 204.
+fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let answer = Arc::new(AtomicBool::new(false));
+    let (seen, go) = (ids.clone(), answer.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let (seen, go) = (seen.clone(), go.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let id = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("webhook-id: "))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                seen.lock().unwrap().push(id);
+                while !go.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+            });
+        }
+    });
+    (url, ids, answer)
+}
+
+/// The process is killed (SIGKILL) while the event's first delivery is in
+/// flight: the event was committed with the usage that crossed, so the
+/// next start sends it, with the same id.
+fn an_event_committed_before_a_kill_is_delivered_after_restart(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = backend.database(dir.path());
+    let flags = ["--webhooks-allow-private", "--webhook-timeout", "1s"];
+    let (url, ids, answer) = receiver();
+    let mut server = start_on(&db, dir.path(), &flags);
+    let addr = server.addr.clone();
+    let plan = json!({"limits": {"api.max": 10}, "enforcement_enabled": true, "thresholds": {"api.max": [80]}});
+    assert_eq!(
+        http(&addr, "PUT", "/admin/plans/pro", ADMIN, Some(&plan)).0,
+        200
+    );
+    let hook = json!({"url": url, "events": ["threshold.reached"]});
+    assert_eq!(
+        http(&addr, "POST", "/admin/webhooks", ADMIN, Some(&hook)).0,
+        201
+    );
+    let token = user(&addr, "alice", "pro");
+    let body = json!({"requested": 8});
+    assert_eq!(
+        http(&addr, "POST", "/v1/usage/api.max", &token, Some(&body)).0,
+        200
+    );
+    assert!(
+        within(Duration::from_secs(10), || !ids.lock().unwrap().is_empty()).is_some(),
+        "the first delivery never started"
+    );
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    answer.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let server = start_on(&db, dir.path(), &flags);
+    let (_, events) = http(&server.addr, "GET", "/admin/events", ADMIN, None);
+    let id = events["events"][0]["event_id"].as_str().unwrap().to_owned();
+    let delivered = within(Duration::from_secs(20), || {
+        let (_, d) = http(
+            &server.addr,
+            "GET",
+            &format!("/admin/events/{id}"),
+            ADMIN,
+            None,
+        );
+        d["deliveries"][0]["state"] == "delivered"
+    });
+    assert!(delivered.is_some(), "not delivered after the restart");
+    let ids = ids.lock().unwrap().clone();
+    assert!(ids.len() >= 2, "{ids:?}");
+    assert!(ids.iter().all(|seen| *seen == id), "{ids:?} vs {id}");
+    terminate(server);
+}
+
 quota_tests::on_both_backends!(
     the_grace_walk_against_the_real_binary_then_a_clean_stop,
     warn_only_override_plan_change_and_invites_against_the_real_binary,
     policy_activate_replay_restart_and_rollback_over_the_cli,
+    an_event_committed_before_a_kill_is_delivered_after_restart,
 );

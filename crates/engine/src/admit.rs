@@ -218,8 +218,9 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
             let outcome = decided.outcome.clone();
             let now_ms = decided.input.now_ms;
             self.engine.report(decided);
-            let blocked = blocked(&outcome, now_ms);
-            self.tx().record_thresholds(&blocked)?;
+            if outcome.has_thresholds {
+                self.tx().record_thresholds(&blocked(&outcome, now_ms))?;
+            }
             return Ok(Most::Blocked(self, Box::new(outcome)));
         }
         let mut request = request.clone();
@@ -257,6 +258,9 @@ impl<S: QuotaStore> Pending<'_, S> {
     /// committed; otherwise nothing was written and it rolls back.
     fn end_blocked(&mut self, outcome: &Outcome, now_ms: i64) -> Result<(), StoreError> {
         let mut tx = self.take();
+        if !outcome.has_thresholds {
+            return roll_back(tx, self.retry);
+        }
         match tx.record_thresholds(&blocked(outcome, now_ms)) {
             Ok(0) => roll_back(tx, self.retry),
             Ok(_) => {
@@ -399,12 +403,10 @@ impl<S: QuotaStore> Admitted<'_, S> {
             request.requested,
         )?;
         // Thresholds are crossed by settled usage: reservations left out.
-        tx.record_thresholds(&crossing(
-            &outcome,
-            after - request.requested,
-            after,
-            now_ms,
-        ))?;
+        if outcome.has_thresholds {
+            let before = after - request.requested;
+            tx.record_thresholds(&crossing(&outcome, before, after, now_ms))?;
+        }
         if outcome.decision.grace_to_consume > 0 {
             tx.add_grace(
                 &request.user_id,

@@ -315,6 +315,7 @@ impl<S: QuotaStore> Engine<S> {
             failed_open,
             reserved: state.reserved,
             period: state.period,
+            has_thresholds: state.has_thresholds,
         };
         Ok((outcome, input))
     }

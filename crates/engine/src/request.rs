@@ -54,6 +54,9 @@ pub struct Outcome {
     /// key one: `usage` and grace are that period's, and what the
     /// decision consumes goes to it.
     pub period: Option<Period>,
+    /// The plan names thresholds for the key: committing the decision
+    /// checks them.
+    pub has_thresholds: bool,
 }
 
 /// The answer of a soft check.

@@ -171,10 +171,15 @@ pub struct CreateUser {
 }
 
 pub(crate) fn new_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
+    Ok(format!("qt_{}", random_hex(32)?))
+}
+
+/// `n` random bytes, in hex.
+pub(crate) fn random_hex(n: usize) -> Result<String, ApiError> {
+    let mut bytes = vec![0u8; n];
     getrandom::fill(&mut bytes)
-        .map_err(|e| ApiError::internal(format!("no randomness for a token: {e}")))?;
-    Ok(format!("qt_{}", hex::encode(bytes)))
+        .map_err(|e| ApiError::internal(format!("no randomness for an id or token: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// Create a user on a plan. The response carries the user's API token: it is shown once and stored only hashed.

@@ -75,6 +75,8 @@ impl From<StoreError> for ApiError {
             | StoreError::UnknownDraft(_)
             | StoreError::UnknownInvite(_)
             | StoreError::UnknownNode(_)
+            | StoreError::UnknownWebhook(_)
+            | StoreError::UnknownEvent(_)
             | StoreError::UnknownLease(_) => ApiError::not_found(message),
             StoreError::Conflict(conflict) => {
                 ApiError::new(StatusCode::CONFLICT, conflict_code(&conflict), message)

@@ -24,10 +24,11 @@ mod policy;
 pub mod service;
 pub mod state_dir;
 mod user;
+mod webhooks;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -73,6 +74,8 @@ struct Inner {
     decision_log: Option<Arc<DecisionLog<Store>>>,
     /// The longest lease this host grants, ms.
     lease_max_ms: AtomicI64,
+    /// Webhook URLs may be `http` and name loopback and private addresses.
+    webhooks_allow_private: AtomicBool,
 }
 
 /// The longest lease a host grants unless told otherwise, ms.
@@ -122,8 +125,23 @@ impl AppState {
                 lifecycle,
                 decision_log,
                 lease_max_ms: AtomicI64::new(DEFAULT_LEASE_MAX_MS),
+                webhooks_allow_private: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Accepts webhook URLs that are `http` or name loopback and private
+    /// addresses (for tests and on-premises receivers).
+    pub fn with_webhooks_allow_private(self, allow: bool) -> Self {
+        self.inner
+            .webhooks_allow_private
+            .store(allow, Ordering::Relaxed);
+        self
+    }
+
+    /// Whether webhook URLs may name loopback and private addresses.
+    pub fn webhooks_allow_private(&self) -> bool {
+        self.inner.webhooks_allow_private.load(Ordering::Relaxed)
     }
 
     /// Grants leases of at most `ms` (1000 to
@@ -231,6 +249,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(metering::routes())
         .merge(nodes::routes())
+        .merge(webhooks::routes())
         .merge(policy::routes())
         .merge(ops::routes())
 }

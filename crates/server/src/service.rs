@@ -30,6 +30,9 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 /// How often expired leases are ended as fully spent.
 const EXPIRE_LEASES_EVERY: Duration = Duration::from_secs(1);
 
+/// How often due webhook deliveries are looked for.
+const DELIVER_EVERY: Duration = Duration::from_secs(1);
+
 /// Time the decision log has at shutdown to write what it holds.
 const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
 
@@ -66,6 +69,8 @@ pub struct ServiceConfig {
     /// The longest lease this host grants, ms: how stale a node's view of
     /// a plan or override change can be (docs/leases.md).
     pub lease_max_ms: i64,
+    /// How webhook deliveries are made (docs/events.md).
+    pub webhooks: quota_webhooks::Options,
 }
 
 /// A policy component given at start.
@@ -107,6 +112,9 @@ pub enum ServiceError {
         /// Why.
         source: std::io::Error,
     },
+    /// The webhook client cannot start.
+    #[error("cannot start webhook deliveries: {0}")]
+    Webhooks(quota_webhooks::DeliveryError),
     /// The policy runtime or the built-in reference policy does not load.
     #[error("cannot start the policy runtime: {0}")]
     Runtime(#[from] LoadError),
@@ -164,6 +172,7 @@ pub fn seed_demo(store: &impl PlanStore, now_ms: i64) -> Result<(), StoreError> 
 /// The service, opened and ready to serve.
 #[derive(Debug)]
 pub struct Service {
+    deliverer: quota_webhooks::Deliverer<AppState>,
     state: AppState,
     state_dir: StateDir,
     token_source: TokenSource,
@@ -239,8 +248,12 @@ impl Service {
                 })?;
         }
         let state = AppState::with_lifecycle(engine, token, lifecycle, Some(log))
-            .with_lease_max_ms(config.lease_max_ms);
+            .with_lease_max_ms(config.lease_max_ms)
+            .with_webhooks_allow_private(config.webhooks.allow_private);
+        let deliverer = quota_webhooks::Deliverer::new(state.clone(), config.webhooks)
+            .map_err(ServiceError::Webhooks)?;
         Ok(Service {
+            deliverer,
             state,
             state_dir,
             token_source,
@@ -276,6 +289,11 @@ impl Service {
             self.state.clone(),
             EXPIRE_LEASES_EVERY,
         ));
+        let deliveries = tokio::spawn(crate::webhooks::deliver_forever(
+            self.deliverer,
+            self.state.clone(),
+            DELIVER_EVERY,
+        ));
         let following = self
             .state
             .engine()
@@ -286,6 +304,7 @@ impl Service {
         crate::connections::serve(listener, self.state, self.limits, shutdown).await;
         expiry.abort();
         leases.abort();
+        deliveries.abort();
         drop(following);
         match log {
             Some(log) => tokio::task::spawn_blocking(move || log.flush(FLUSH_AT_STOP))

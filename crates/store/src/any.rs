@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::events::{Crossing, Event};
+use crate::events::{Attempt, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
@@ -17,6 +17,7 @@ use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
     AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
     LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    WebhookStore,
 };
 
 /// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
@@ -358,6 +359,52 @@ impl OverrideStore for AnyStore {
 impl EventStore for AnyStore {
     fn events(&self, user_id: Option<&str>, limit: usize) -> Result<Vec<Event>, StoreError> {
         each!(self, s => s.events(user_id, limit))
+    }
+}
+
+impl WebhookStore for AnyStore {
+    fn create_webhook(
+        &self,
+        actor: &str,
+        id: &str,
+        url: &str,
+        secret: &str,
+        events: &[EventKind],
+        now_ms: i64,
+    ) -> Result<Webhook, StoreError> {
+        each!(self, s => s.create_webhook(actor, id, url, secret, events, now_ms))
+    }
+    fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        each!(self, s => s.webhooks())
+    }
+    fn delete_webhook(&self, actor: &str, id: &str, now_ms: i64) -> Result<Webhook, StoreError> {
+        each!(self, s => s.delete_webhook(actor, id, now_ms))
+    }
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lock_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        each!(self, s => s.claim_deliveries(now_ms, lock_ms, limit))
+    }
+    fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        attempt: &Attempt,
+        next: Next,
+        failing_after_ms: i64,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.finish_delivery(delivery_id, attempt, next, failing_after_ms))
+    }
+    fn deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError> {
+        each!(self, s => s.deliveries(event_id))
+    }
+    fn redeliver(&self, event_id: &str, now_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.redeliver(event_id, now_ms))
+    }
+    fn prune_events(&self, before_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_events(before_ms))
     }
 }
 

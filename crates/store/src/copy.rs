@@ -243,6 +243,67 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("decided_limit", BigInt),
         ],
     ),
+    (
+        "plan_thresholds",
+        &[
+            ("plan_id", Text),
+            ("entitlement_key", Text),
+            ("percent", BigInt),
+        ],
+    ),
+    (
+        "events",
+        &[
+            ("id", BigInt),
+            ("event_id", Text),
+            ("type", Text),
+            ("user_id", Text),
+            ("entitlement_key", Text),
+            ("period_start_ms", BigInt),
+            ("threshold", Text),
+            ("payload", Text),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "webhooks",
+        &[
+            ("id", Text),
+            ("url", Text),
+            ("secret", Text),
+            ("events", Text),
+            ("created_at_ms", BigInt),
+            ("failing_since_ms", BigInt),
+            ("failing", Bool),
+        ],
+    ),
+    (
+        "deliveries",
+        &[
+            ("id", BigInt),
+            ("event_id", Text),
+            ("webhook_id", Text),
+            ("state", Text),
+            ("attempts", BigInt),
+            ("next_attempt_at_ms", BigInt),
+            ("locked_until_ms", BigInt),
+            ("last_status", BigInt),
+            ("last_error", Text),
+            ("delivered_at_ms", BigInt),
+            ("created_at_ms", BigInt),
+        ],
+    ),
+    (
+        "delivery_attempts",
+        &[
+            ("id", BigInt),
+            ("delivery_id", BigInt),
+            ("at_ms", BigInt),
+            ("status", BigInt),
+            ("error", Text),
+            ("duration_ms", BigInt),
+        ],
+    ),
 ];
 
 /// Tables whose ids PostgreSQL numbers itself: numbering goes on after
@@ -254,6 +315,9 @@ const NUMBERED: &[&str] = &[
     "invites",
     "policy_events",
     "leases",
+    "events",
+    "deliveries",
+    "delivery_attempts",
 ];
 
 /// The rows copied, by table.

@@ -26,6 +26,12 @@ pub enum StoreError {
     /// A node with this id exists already.
     #[error("node `{0}` already exists")]
     NodeExists(String),
+    /// No webhook with this id.
+    #[error("unknown webhook `{0}`")]
+    UnknownWebhook(String),
+    /// No event with this id.
+    #[error("unknown event `{0}`")]
+    UnknownEvent(String),
     /// No lease with this id (held by the asking node).
     #[error("unknown lease {0}")]
     UnknownLease(i64),

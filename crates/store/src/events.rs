@@ -104,6 +104,143 @@ pub struct Event {
     pub created_at_ms: i64,
 }
 
+/// A webhook endpoint (its secret is never read back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Its id.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<EventKind>,
+    /// When it was registered, Unix ms.
+    pub created_at_ms: i64,
+    /// Since when its deliveries have been failing, if they are.
+    pub failing_since_ms: Option<i64>,
+    /// Failing for a day or more: marked failing.
+    pub failing: bool,
+}
+
+/// A delivery claimed for sending: what to send, where, and how to sign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// The event's id (`webhook-id`, the same in every attempt).
+    pub event_id: String,
+    /// The body to send.
+    pub payload: String,
+    /// The endpoint's URL.
+    pub url: String,
+    /// The endpoint's secret (`whsec_…`).
+    pub secret: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not delivered yet; tried again at `next_attempt_at_ms`.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every retry failed.
+    Failed,
+}
+
+impl DeliveryState {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Result<Self, StoreError> {
+        match name {
+            "pending" => Ok(DeliveryState::Pending),
+            "delivered" => Ok(DeliveryState::Delivered),
+            "failed" => Ok(DeliveryState::Failed),
+            other => Err(StoreError::Database(format!(
+                "unknown delivery state `{other}`"
+            ))),
+        }
+    }
+}
+
+/// One attempt to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// When it started, Unix ms.
+    pub at_ms: i64,
+    /// The HTTP status the endpoint answered, if it answered.
+    pub status: Option<i64>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// How long it took, ms.
+    pub duration_ms: i64,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// It was delivered.
+    Delivered,
+    /// It failed; try again at this instant (Unix ms).
+    RetryAt(i64),
+    /// It failed and there is no retry left.
+    GiveUp,
+}
+
+impl Next {
+    /// The delivery's state, next attempt and delivery time after an
+    /// attempt at `at_ms`, as stored.
+    pub(crate) fn columns(self, at_ms: i64) -> (&'static str, i64, Option<i64>) {
+        match self {
+            Next::Delivered => (DeliveryState::Delivered.as_str(), at_ms, Some(at_ms)),
+            Next::RetryAt(at) => (DeliveryState::Pending.as_str(), at, None),
+            Next::GiveUp => (DeliveryState::Failed.as_str(), at_ms, None),
+        }
+    }
+}
+
+/// A delivery of one event to one endpoint, with its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The endpoint.
+    pub webhook_id: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// The next attempt, while pending (Unix ms).
+    pub next_attempt_at_ms: i64,
+    /// When it was delivered.
+    pub delivered_at_ms: Option<i64>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+/// An event type list as stored: a JSON array of names.
+pub(crate) fn kinds_column(kinds: &[EventKind]) -> String {
+    serde_json::Value::from(kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()).to_string()
+}
+
+/// The stored event type list read back.
+pub(crate) fn read_kinds(column: &str) -> Result<Vec<EventKind>, StoreError> {
+    let names: Vec<String> = serde_json::from_str(column)
+        .map_err(|e| StoreError::Database(format!("webhook events: {e}")))?;
+    names.iter().map(|n| read_kind(n)).collect()
+}
+
+/// The `LIKE` pattern that finds endpoints subscribed to `kind`.
+pub(crate) fn subscribed(kind: EventKind) -> String {
+    format!("%\"{}\"%", kind.as_str())
+}
+
 /// An event kind as stored.
 pub(crate) fn read_kind(name: &str) -> Result<EventKind, StoreError> {
     EventKind::parse(name)

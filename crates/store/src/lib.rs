@@ -40,7 +40,10 @@ mod traits;
 pub use any::{AnyStore, AnyTx, Location};
 pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
-pub use events::{Crossing, Event, EventKind, MAX_PERCENT, MAX_THRESHOLDS};
+pub use events::{
+    Attempt, Claimed, Crossing, Delivery, DeliveryState, Event, EventKind, MAX_PERCENT,
+    MAX_THRESHOLDS, Next, Webhook,
+};
 pub use model::{
     AuditEntry, Draft, GraceUsed, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease,
     Node, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse, User,
@@ -61,10 +64,12 @@ pub mod prelude {
     pub use crate::traits::{
         AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
         LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+        WebhookStore,
     };
 }
 
 pub use traits::{
     AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
     LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
+    WebhookStore,
 };

@@ -26,6 +26,9 @@ pub struct QuotaState {
     pub reserved: i64,
     /// Of those, the units held on grace of (current plan, key).
     pub reserved_grace: i64,
+    /// The plan names thresholds for the key: a consume may write
+    /// events (docs/events.md).
+    pub has_thresholds: bool,
     /// The time by the database's clock (Unix ms) when the backend is
     /// shared by a fleet (PostgreSQL): the one clock every host decides
     /// by. `None`: the engine's own clock.

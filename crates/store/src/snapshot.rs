@@ -58,3 +58,9 @@ pub(crate) fn override_row(row: &OverrideRow, now_ms: i64) -> Value {
         "expired": row.expired_at(now_ms),
     })
 }
+
+/// A webhook endpoint: never its secret.
+pub(crate) fn webhook(webhook: &crate::events::Webhook) -> Value {
+    let events: Vec<&str> = webhook.events.iter().map(|k| k.as_str()).collect();
+    json!({ "id": webhook.id, "url": webhook.url, "events": events })
+}

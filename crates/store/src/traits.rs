@@ -9,7 +9,7 @@
 //! `docs/storage.md` for why, and for what each backend must guarantee.
 
 use crate::error::StoreError;
-use crate::events::{Crossing, Event};
+use crate::events::{Attempt, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
@@ -224,6 +224,53 @@ pub trait OverrideStore {
 pub trait EventStore {
     /// Events, of one user or all, newest first, at most `limit`.
     fn events(&self, user_id: Option<&str>, limit: usize) -> Result<Vec<Event>, StoreError>;
+}
+
+/// Webhook endpoints and the deliveries of the outbox's events
+/// (docs/events.md). A new event gets one delivery per endpoint that
+/// receives its type, written with the event.
+pub trait WebhookStore {
+    /// Registers an endpoint; audited without its secret.
+    fn create_webhook(
+        &self,
+        actor: &str,
+        id: &str,
+        url: &str,
+        secret: &str,
+        events: &[EventKind],
+        now_ms: i64,
+    ) -> Result<Webhook, StoreError>;
+    /// Every endpoint, by id (without secrets).
+    fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    /// Removes an endpoint and its deliveries; audited.
+    fn delete_webhook(&self, actor: &str, id: &str, now_ms: i64) -> Result<Webhook, StoreError>;
+    /// Claims up to `limit` pending deliveries due at `now_ms` and not in
+    /// flight, for `lock_ms`: another claim skips them until then.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lock_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records an attempt and what follows it; an endpoint failing since
+    /// `failing_after_ms` or longer is marked failing, one that answers is
+    /// not.
+    fn finish_delivery(
+        &self,
+        delivery_id: i64,
+        attempt: &Attempt,
+        next: Next,
+        failing_after_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The deliveries of an event, with their attempts.
+    fn deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError>;
+    /// Sends an event again now, to every endpoint that receives its type;
+    /// returns how many deliveries were queued.
+    fn redeliver(&self, event_id: &str, now_ms: i64) -> Result<usize, StoreError>;
+    /// Deletes events of a period created before `before_ms` with no
+    /// delivery pending (events of keys without a period are kept: they
+    /// hold their threshold as reached); returns how many.
+    fn prune_events(&self, before_ms: i64) -> Result<usize, StoreError>;
 }
 
 /// The audit log of admin changes.

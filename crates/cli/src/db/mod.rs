@@ -2,6 +2,7 @@
 
 mod admin;
 mod domain;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -16,6 +17,7 @@ use quota_store::{AnyStore, Location};
 
 pub use admin::{DefaultCommand, OverrideCommand, PlanCommand, UserCommand};
 pub use domain::{DraftCommand, InviteCommand, SegmentCommand};
+pub use webhooks::{EventCommand, WebhookCommand};
 
 /// Where the state lives and who acts.
 #[derive(Debug, Args)]
@@ -90,6 +92,12 @@ pub enum DbCommand {
     Override(OverrideCommand),
     /// The audit log of admin changes, newest first.
     Audit(admin::AuditArgs),
+    /// Webhook endpoints that receive threshold events (docs/events.md).
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Threshold events and their deliveries.
+    #[command(subcommand)]
+    Event(EventCommand),
     /// Drafts (guarded by `drafts.max`).
     #[command(subcommand)]
     Draft(DraftCommand),
@@ -112,6 +120,8 @@ pub fn run(db: &DbArgs, command: DbCommand) -> anyhow::Result<ExitCode> {
         DbCommand::User(cmd) => admin::user(db, cmd),
         DbCommand::Override(cmd) => admin::overrides(db, cmd),
         DbCommand::Audit(args) => admin::audit(db, args),
+        DbCommand::Webhook(cmd) => webhooks::webhook(db, cmd),
+        DbCommand::Event(cmd) => webhooks::event(db, cmd),
         DbCommand::Draft(cmd) => domain::draft(db, cmd),
         DbCommand::Segment(cmd) => domain::segment(db, cmd),
         DbCommand::Invite(cmd) => domain::invite(db, cmd),

@@ -308,6 +308,117 @@ impl From<&quota_store::Event> for Event {
     }
 }
 
+/// A webhook endpoint (its secret is never shown again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Webhook {
+    /// Its id.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// When it was registered, Unix ms.
+    pub created_at_ms: i64,
+    /// Since when its deliveries have been failing, if they are (Unix ms).
+    pub failing_since_ms: Option<i64>,
+    /// Failing for a day or more.
+    pub failing: bool,
+}
+
+impl From<&quota_store::Webhook> for Webhook {
+    fn from(w: &quota_store::Webhook) -> Self {
+        Webhook {
+            id: w.id.clone(),
+            url: w.url.clone(),
+            events: w.events.iter().map(|k| k.as_str().to_owned()).collect(),
+            created_at_ms: w.created_at_ms,
+            failing_since_ms: w.failing_since_ms,
+            failing: w.failing,
+        }
+    }
+}
+
+/// A webhook endpoint just registered, with its secret: shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// The endpoint.
+    pub webhook: Webhook,
+    /// Its Standard Webhooks secret (`whsec_…`), for verifying signatures.
+    pub secret: String,
+}
+
+/// The webhook endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Webhooks {
+    /// By id.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// One attempt to deliver an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeliveryAttempt {
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The status the endpoint answered, if it answered.
+    pub status: Option<i64>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// How long it took, ms.
+    pub duration_ms: i64,
+}
+
+/// An event's delivery to one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Delivery {
+    /// The endpoint.
+    pub webhook_id: String,
+    /// `pending`, `delivered` or `failed` (every retry failed).
+    pub state: String,
+    /// The next attempt while pending, Unix ms.
+    pub next_attempt_at_ms: i64,
+    /// When it was delivered.
+    pub delivered_at_ms: Option<i64>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+impl From<&quota_store::Delivery> for Delivery {
+    fn from(d: &quota_store::Delivery) -> Self {
+        Delivery {
+            webhook_id: d.webhook_id.clone(),
+            state: d.state.as_str().to_owned(),
+            next_attempt_at_ms: d.next_attempt_at_ms,
+            delivered_at_ms: d.delivered_at_ms,
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| DeliveryAttempt {
+                    at_ms: a.at_ms,
+                    status: a.status,
+                    error: a.error.clone(),
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An event's deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EventDeliveries {
+    /// The event.
+    pub event_id: String,
+    /// One per endpoint it was sent to.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Deliveries queued by a redelivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Redelivered {
+    /// How many.
+    pub queued: usize,
+}
+
 /// Decision counts since the service started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Stats {

@@ -13,9 +13,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use admin::{
-    AuditEntry, AuditLog, Cleared, ClearedOverride, CreatedUser, DecisionCount, DefaultLimit,
-    Defaults, Event, Events, GraceUsed, Override, Overrides, Plan, Plans, ShadowCounts, Stats,
-    User, UserDetails,
+    AuditEntry, AuditLog, Cleared, ClearedOverride, CreatedUser, CreatedWebhook, DecisionCount,
+    DefaultLimit, Defaults, Delivery, DeliveryAttempt, Event, EventDeliveries, Events, GraceUsed,
+    Override, Overrides, Plan, Plans, Redelivered, ShadowCounts, Stats, User, UserDetails, Webhook,
+    Webhooks,
 };
 pub use decision::{Decision, DecisionStatus, LimitSource, Outcome};
 pub use lease::{

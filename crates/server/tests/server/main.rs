@@ -3,6 +3,7 @@
 //! - `leases`: metered consumes, node credentials and leases;
 //! - `policy`: the policy lifecycle over HTTP;
 //! - `service`: the composed service (`Service::open`) served on loopback;
+//! - `webhooks`: registering webhook endpoints, and events' deliveries;
 //! - `support`: what they share.
 //!
 //! Each test of `api`, `leases` and `policy` runs on both backends, as
@@ -21,3 +22,4 @@ mod leases;
 mod policy;
 mod service;
 mod support;
+mod webhooks;

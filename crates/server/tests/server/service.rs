@@ -33,6 +33,7 @@ fn config(dir: &std::path::Path) -> ServiceConfig {
         policy_limits: quota_host::Limits::default(),
         postgres: quota_store::PgOptions::default(),
         lease_max_ms: quota_server::DEFAULT_LEASE_MAX_MS,
+        webhooks: quota_webhooks::Options::default(),
     }
 }
 

@@ -165,11 +165,20 @@ pub struct Fixture {
 }
 
 pub fn fixture(backend: Backend) -> Fixture {
+    fixture_with(backend, |state| state)
+}
+
+/// The same, its state changed by `f` (e.g. a setting).
+pub fn fixture_with(backend: Backend, f: impl FnOnce(AppState) -> AppState) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&backend.fresh(dir.path()));
     let runtime = Runtime::new(Limits::default()).unwrap();
     let policy = runtime.load(quota_reference_policy::COMPONENT).unwrap();
-    let state = AppState::new(Engine::new(store.clone(), policy), runtime, admin_token());
+    let state = f(AppState::new(
+        Engine::new(store.clone(), policy),
+        runtime,
+        admin_token(),
+    ));
     Fixture {
         _dir: dir,
         app: app(state),

@@ -34,6 +34,7 @@ mod overrides;
 mod plans;
 mod policy;
 mod users;
+mod webhooks;
 
 pub use config::{PgUrl, TlsMode, is_postgres_url, redact};
 
@@ -647,7 +648,8 @@ const QUOTA_STATE_SQL: &str = "
                        AND period_start_ms IS NOT DISTINCT FROM $4), 0)::bigint,
            COALESCE((SELECT SUM(reserved_grace) FROM leases
                      WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = $2
-                       AND ended_at_ms IS NULL AND period_start_ms IS NOT DISTINCT FROM $4), 0)::bigint
+                       AND ended_at_ms IS NULL AND period_start_ms IS NOT DISTINCT FROM $4), 0)::bigint,
+           EXISTS (SELECT 1 FROM plan_thresholds WHERE plan_id = u.plan_id AND entitlement_key = $2)
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = $2
@@ -697,7 +699,7 @@ pub(crate) fn record_thresholds(conn: &mut Conn, crossing: &Crossing) -> Result<
         .collect();
     let mut written = 0;
     for e in events::events(crossing, &percents)? {
-        written += conn.execute(
+        let new = conn.execute(
             "INSERT INTO events (event_id, type, user_id, entitlement_key, period_start_ms, threshold,
                                  payload, created_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -713,8 +715,12 @@ pub(crate) fn record_thresholds(conn: &mut Conn, crossing: &Crossing) -> Result<
                 &e.created_at_ms,
             ],
         )?;
+        if new == 1 {
+            webhooks::fan_out(conn, &e.event_id, e.kind, e.created_at_ms)?;
+            written += 1;
+        }
     }
-    Ok(usize::try_from(written).unwrap_or(usize::MAX))
+    Ok(written)
 }
 
 /// Adds `n` to the grace used for (user, plan, entitlement), in the
@@ -803,6 +809,7 @@ impl QuotaTx for PgTx {
             grace_used: row.get(9),
             reserved: row.get(11),
             reserved_grace: row.get(12),
+            has_thresholds: row.get(13),
             now_ms: Some(row.get(10)),
         })
     }

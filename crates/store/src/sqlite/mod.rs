@@ -27,6 +27,7 @@ mod schema;
 )]
 mod tests;
 mod users;
+mod webhooks;
 
 pub use group::{GroupCommit, WriteStats};
 pub use schema::MIGRATIONS;
@@ -323,42 +324,45 @@ impl QuotaStore for SqliteStore {
     }
 }
 
-/// The plan's period for the key and the user's plan start: what the
-/// period counted now depends on.
-const PERIOD_SQL: &str = "
-    SELECT pp.period, pp.since_ms, u.plan_started_at_ms
-    FROM users u
-    LEFT JOIN plan_periods pp ON pp.plan_id = u.plan_id AND pp.entitlement_key = ?2
-    WHERE u.id = ?1";
-
-/// Everything else, for the period starting at ?4 (NULL: no period).
+/// Everything the decision reads, with the counters of a key without a
+/// period, and the key's period setting with the user's plan start.
 const QUOTA_STATE_SQL: &str = "
     SELECT u.plan_id, p.enforcement_enabled, p.grace_count, p.rollout_percent,
            (SELECT limit_value FROM plan_entitlements WHERE plan_id = u.plan_id AND entitlement_key = ?2),
            o.value, o.expires_at_ms,
            (SELECT limit_value FROM entitlement_defaults WHERE entitlement_key = ?2),
-           CASE WHEN ?4 IS NULL
-                THEN COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0)
-                ELSE COALESCE((SELECT value FROM period_usage
-                               WHERE user_id = u.id AND usage_key = ?3 AND period_start_ms = ?4), 0)
-           END,
-           CASE WHEN ?4 IS NULL
-                THEN COALESCE((SELECT used FROM grace_usage
-                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0)
-                ELSE COALESCE((SELECT used FROM period_grace
-                               WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
-                                 AND period_start_ms = ?4), 0)
-           END,
+           COALESCE((SELECT value FROM usage_counters WHERE user_id = u.id AND usage_key = ?3), 0),
+           COALESCE((SELECT used FROM grace_usage
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2), 0),
            COALESCE((SELECT SUM(reserved) FROM leases
                      WHERE user_id = u.id AND usage_key = ?3 AND ended_at_ms IS NULL
-                       AND period_start_ms IS ?4), 0),
+                       AND period_start_ms IS NULL), 0),
            COALESCE((SELECT SUM(reserved_grace) FROM leases
                      WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
-                       AND ended_at_ms IS NULL AND period_start_ms IS ?4), 0)
+                       AND ended_at_ms IS NULL AND period_start_ms IS NULL), 0),
+           EXISTS (SELECT 1 FROM plan_thresholds WHERE plan_id = u.plan_id AND entitlement_key = ?2),
+           pp.period, pp.since_ms, u.plan_started_at_ms
     FROM users u
     JOIN plans p ON p.id = u.plan_id
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = ?2
+    LEFT JOIN plan_periods pp ON pp.plan_id = u.plan_id AND pp.entitlement_key = ?2
     WHERE u.id = ?1";
+
+/// The counters of the period starting at ?4, for a key with a period:
+/// usage, grace, and what open leases of that period hold.
+const PERIOD_COUNTERS_SQL: &str = "
+    SELECT COALESCE((SELECT value FROM period_usage
+                     WHERE user_id = u.id AND usage_key = ?3 AND period_start_ms = ?4), 0),
+           COALESCE((SELECT used FROM period_grace
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
+                       AND period_start_ms = ?4), 0),
+           COALESCE((SELECT SUM(reserved) FROM leases
+                     WHERE user_id = u.id AND usage_key = ?3 AND ended_at_ms IS NULL
+                       AND period_start_ms = ?4), 0),
+           COALESCE((SELECT SUM(reserved_grace) FROM leases
+                     WHERE user_id = u.id AND plan_id = u.plan_id AND entitlement_key = ?2
+                       AND ended_at_ms IS NULL AND period_start_ms = ?4), 0)
+    FROM users u WHERE u.id = ?1";
 
 /// Adds `n` to a usage counter, and to its period's when the key has a
 /// period starting at `period_start_ms`; returns the value the decision
@@ -403,7 +407,7 @@ pub(crate) fn record_thresholds(
         .collect::<Result<_, _>>()?;
     let mut written = 0;
     for e in events::events(crossing, &percents)? {
-        written += conn
+        let new = conn
             .prepare_cached(
                 "INSERT INTO events (event_id, type, user_id, entitlement_key, period_start_ms, threshold,
                                      payload, created_at_ms)
@@ -420,6 +424,10 @@ pub(crate) fn record_thresholds(
                 e.payload,
                 e.created_at_ms
             ])?;
+        if new == 1 {
+            webhooks::fan_out(conn, &e.event_id, e.kind, e.created_at_ms)?;
+            written += 1;
+        }
     }
     Ok(written)
 }
@@ -467,23 +475,11 @@ impl QuotaTx for SqliteTx {
         usage_key: &str,
         now_ms: i64,
     ) -> Result<QuotaState, StoreError> {
-        let anchor = self
-            .conn()
-            .prepare_cached(PERIOD_SQL)?
-            .query_row(params![user_id, entitlement_key], |row| {
-                Ok((row.get::<_, Option<String>>(0)?, row.get(1)?, row.get(2)?))
-            })
-            .optional()?;
-        let Some((kind, since, plan_started)) = anchor else {
-            return Err(StoreError::UnknownUser(user_id.to_owned()));
-        };
-        let period = period::read(kind.as_deref(), since, plan_started, now_ms)?;
-        let start = period.map(|p| p.start_ms);
         let mut stmt = self.conn().prepare_cached(QUOTA_STATE_SQL)?;
-        let state = stmt
-            .query_row(params![user_id, entitlement_key, usage_key, start], |row| {
+        let read = stmt
+            .query_row(params![user_id, entitlement_key, usage_key], |row| {
                 let override_value: Option<i64> = row.get(5)?;
-                Ok(QuotaState {
+                let state = QuotaState {
                     plan_id: row.get(0)?,
                     plan: PlanInfo {
                         limit: row.get(4)?,
@@ -499,16 +495,40 @@ impl QuotaTx for SqliteTx {
                         None => None,
                     },
                     default_limit: row.get(7)?,
-                    period,
+                    period: None,
                     usage: row.get(8)?,
                     grace_used: row.get(9)?,
                     reserved: row.get(10)?,
                     reserved_grace: row.get(11)?,
+                    has_thresholds: row.get(12)?,
                     now_ms: None,
-                })
+                };
+                let kind: Option<String> = row.get(13)?;
+                Ok((state, kind, row.get(14)?, row.get(15)?))
             })
             .optional()?;
-        state.ok_or_else(|| StoreError::UnknownUser(user_id.to_owned()))
+        drop(stmt);
+        let Some((mut state, kind, since, plan_started)) = read else {
+            return Err(StoreError::UnknownUser(user_id.to_owned()));
+        };
+        // A key with a period reads that period's counters instead.
+        let Some(period) = period::read(kind.as_deref(), since, plan_started, now_ms)? else {
+            return Ok(state);
+        };
+        let start = period.start_ms;
+        (
+            state.usage,
+            state.grace_used,
+            state.reserved,
+            state.reserved_grace,
+        ) = self
+            .conn()
+            .prepare_cached(PERIOD_COUNTERS_SQL)?
+            .query_row(params![user_id, entitlement_key, usage_key, start], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+        state.period = Some(period);
+        Ok(state)
     }
 
     fn add_usage(

@@ -15,6 +15,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/06-leases.sql")),
     M::up(include_str!("../../migrations/sqlite/07-periods.sql")),
     M::up(include_str!("../../migrations/sqlite/08-thresholds.sql")),
+    M::up(include_str!("../../migrations/sqlite/09-webhooks.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how
