@@ -88,7 +88,7 @@ pub struct ServeArgs {
     /// addresses are registered or sent to.
     #[arg(long)]
     webhooks_allow_private: bool,
-    /// The longest a webhook request may take, connecting included.
+    /// The longest a webhook request may take, connecting included (1s to 5m).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     webhook_timeout: Duration,
     /// How long threshold events of a usage period are kept once delivered,
@@ -109,6 +109,12 @@ impl ServeArgs {
             }),
             None => None,
         };
+        if !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&self.webhook_timeout) {
+            anyhow::bail!(
+                "--webhook-timeout must be from 1s to 5m, got {}",
+                humantime::format_duration(self.webhook_timeout)
+            );
+        }
         Ok(ServiceConfig {
             db: quota_store::Location::parse(&self.db)?,
             state_dir: self.state_dir.clone(),

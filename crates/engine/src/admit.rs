@@ -255,7 +255,9 @@ impl<'a, S: QuotaStore> Pending<'a, S> {
 impl<S: QuotaStore> Pending<'_, S> {
     /// Ends the transaction of a blocked request: the `quota.blocked`
     /// event, when the key has thresholds and this period has none yet, is
-    /// committed; otherwise nothing was written and it rolls back.
+    /// committed; otherwise nothing was written and it rolls back. Callers
+    /// only read in a pending transaction before deciding, so the event is
+    /// all a blocked request commits.
     fn end_blocked(&mut self, outcome: &Outcome, now_ms: i64) -> Result<(), StoreError> {
         let mut tx = self.take();
         if !outcome.has_thresholds {

@@ -279,12 +279,14 @@ impl<S: QuotaStore> Engine<S> {
                 "entitlement key has no explicit usage counter; using the fallback"
             );
         }
+        // One reading of the clock picks the period and dates the decision.
+        let now_ms = self.now_ms();
         let state = tx
             .quota_state(
                 &request.user_id,
                 &request.entitlement_key,
                 &usage_key.usage_key,
-                self.now_ms(),
+                now_ms,
             )
             .map_err(EnforceError::Store)?;
         let mut input = DecisionInput {
@@ -293,7 +295,7 @@ impl<S: QuotaStore> Engine<S> {
             entitlement_key: request.entitlement_key.clone(),
             requested: request.requested,
             // A store shared by a fleet has one clock for all its hosts.
-            now_ms: state.now_ms.unwrap_or_else(|| self.now_ms()),
+            now_ms: state.now_ms.unwrap_or(now_ms),
             // Units held by open leases count as used until settled.
             usage: state.usage.saturating_add(state.reserved),
             r#override: state.r#override,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::StoreError;
-use crate::events::{Attempt, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
+use crate::events::{Attempt, Claim, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
@@ -390,12 +390,12 @@ impl WebhookStore for AnyStore {
     }
     fn finish_delivery(
         &self,
-        delivery_id: i64,
+        claim: &Claim,
         attempt: &Attempt,
         next: Next,
         failing_after_ms: i64,
-    ) -> Result<(), StoreError> {
-        each!(self, s => s.finish_delivery(delivery_id, attempt, next, failing_after_ms))
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.finish_delivery(claim, attempt, next, failing_after_ms))
     }
     fn deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError> {
         each!(self, s => s.deliveries(event_id))

@@ -136,6 +136,28 @@ pub struct Claimed {
     pub secret: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// Until when this claim holds it: the claim's token.
+    pub locked_until_ms: i64,
+}
+
+impl Claimed {
+    /// What names this claim when its attempt is recorded.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            delivery_id: self.delivery_id,
+            locked_until_ms: self.locked_until_ms,
+        }
+    }
+}
+
+/// A claim on a delivery: recording its attempt needs the claim to be the
+/// delivery's current one (a sender too slow for its claim lost it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The delivery.
+    pub delivery_id: i64,
+    /// The claim's `locked_until_ms`.
+    pub locked_until_ms: i64,
 }
 
 /// Where a delivery stands.

@@ -41,7 +41,7 @@ pub use any::{AnyStore, AnyTx, Location};
 pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
 pub use events::{
-    Attempt, Claimed, Crossing, Delivery, DeliveryState, Event, EventKind, MAX_PERCENT,
+    Attempt, Claim, Claimed, Crossing, Delivery, DeliveryState, Event, EventKind, MAX_PERCENT,
     MAX_THRESHOLDS, Next, Webhook,
 };
 pub use model::{

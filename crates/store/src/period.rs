@@ -93,9 +93,9 @@ pub struct Period {
 }
 
 /// The period `setting` counts at `now_ms`, for a user whose plan started
-/// at `plan_started_ms`; `None` when the key has no period. A period never
-/// starts before `setting.since_ms` (the change that gave the key its
-/// kind), and an anniversary never before the plan start.
+/// at `plan_started_ms`; `None` when the key has no period. For a user on
+/// the plan when the key got its kind (`setting.since_ms`), a period never
+/// starts before that change; an anniversary never before the plan start.
 pub fn current(setting: PeriodSetting, plan_started_ms: i64, now_ms: i64) -> Option<Period> {
     let now = datetime(now_ms);
     let (start, end) = match setting.kind {
@@ -119,8 +119,16 @@ pub fn current(setting: PeriodSetting, plan_started_ms: i64, now_ms: i64) -> Opt
         }
         PeriodKind::Anniversary => anniversary(datetime(plan_started_ms), now),
     };
-    // A clock behind the change gives a period from the change on.
-    let start_ms = unix_ms(start).max(setting.since_ms);
+    // The change of kind starts a period for the users on the plan then;
+    // a user who came to the plan later counts from the calendar's start,
+    // as on any plan with that period. (A clock behind the change gives a
+    // period from the change on.)
+    let floor = if setting.since_ms > plan_started_ms {
+        setting.since_ms
+    } else {
+        i64::MIN
+    };
+    let start_ms = unix_ms(start).max(floor);
     Some(Period {
         kind: setting.kind,
         start_ms,
@@ -362,6 +370,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(next.start_ms, ms("2027-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_user_who_joins_after_the_change_counts_from_the_calendar() {
+        let setting = PeriodSetting {
+            kind: PeriodKind::Month,
+            since_ms: ms("2026-12-15T09:00:00Z"),
+        };
+        let joined = ms("2026-12-20T00:00:00Z");
+        let p = current(setting, joined, ms("2026-12-21T00:00:00Z")).unwrap();
+        assert_eq!(p.start_ms, ms("2026-12-01T00:00:00Z"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! `docs/storage.md` for why, and for what each backend must guarantee.
 
 use crate::error::StoreError;
-use crate::events::{Attempt, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
+use crate::events::{Attempt, Claim, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
@@ -252,16 +252,18 @@ pub trait WebhookStore {
         lock_ms: i64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError>;
-    /// Records an attempt and what follows it; an endpoint failing since
+    /// Records an attempt and what follows it, if `claim` still holds the
+    /// delivery (false: another claim took it over, or the endpoint was
+    /// deleted, and nothing was written). An endpoint failing since
     /// `failing_after_ms` or longer is marked failing, one that answers is
     /// not.
     fn finish_delivery(
         &self,
-        delivery_id: i64,
+        claim: &Claim,
         attempt: &Attempt,
         next: Next,
         failing_after_ms: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// The deliveries of an event, with their attempts.
     fn deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError>;
     /// Sends an event again now, to every endpoint that receives its type;

@@ -88,15 +88,29 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
+    // IPv4-compatible (::a.b.c.d) and 6to4 (2002:a.b.c.d::) carry an IPv4
+    // address: judged by it.
+    if first == 0x2002 {
+        let [_, hi, lo, ..] = ip.segments();
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if let Some(v4) = ip.to_ipv4() {
+        return !ip.is_unspecified() && !ip.is_loopback() && is_public_v4(v4);
+    }
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        || first == 0x2001 && ip.segments()[1] == 0x0db8
-        || first == 0x0064
-        || first == 0x0100)
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local
+        || (first == 0x2001 && second == 0x0db8) // documentation
+        || (first == 0x2001 && second == 0x0000) // Teredo
+        || (first == 0x2001 && second == 0x0002) // benchmarking
+        || first == 0x0064 // NAT64
+        || first == 0x0100) // discard
 }
 
 /// The resolver the delivery client uses: the system's, keeping only the
@@ -144,6 +158,8 @@ mod tests {
     fn only_https_to_public_addresses_by_default() {
         assert!(check_url("https://hooks.example.com/q", false).is_ok());
         assert!(check_url("https://93.184.216.34/q", false).is_ok());
+        assert!(check_url("https://[2606:4700::1111]/q", false).is_ok());
+        assert!(check_url("https://[2002:5db8:d822::1]/q", false).is_ok());
         for (url, why) in [
             ("http://hooks.example.com/q", "https"),
             ("ftp://hooks.example.com/q", "https"),
@@ -159,6 +175,10 @@ mod tests {
             ("https://[fd00::1]/q", "public"),
             ("https://[fe80::1]/q", "public"),
             ("https://[::ffff:127.0.0.1]/q", "public"),
+            ("https://[::127.0.0.1]/q", "public"),
+            ("https://[2002:c0a8:101::1]/q", "public"),
+            ("https://[fec0::1]/q", "public"),
+            ("https://[2001::1]/q", "public"),
             ("https://user:pw@hooks.example.com/q", "credentials"),
             ("not a url", "not a URL"),
         ] {

@@ -103,6 +103,8 @@ impl<H: StoreHandle> Deliverer<H> {
                 allow_private: options.allow_private,
             }))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect in our place: never.
+            .no_proxy()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .user_agent(concat!("quota-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -115,10 +117,11 @@ impl<H: StoreHandle> Deliverer<H> {
         })
     }
 
-    /// Claims the deliveries due at `now_ms` and sends them, one request
-    /// at a time per claimed batch; returns how many were attempted.
+    /// Claims the deliveries due at `now_ms` and sends them at once, each
+    /// on its own task (a slow endpoint holds up no other); returns how many
+    /// were attempted.
     pub async fn run_once(&self, now_ms: i64) -> Result<usize, DeliveryError> {
-        // A claim outlives the request's timeout: a crashed sender's
+        // A claim outlives the requests' timeout: a crashed sender's
         // deliveries are claimed again once it has passed.
         let lock_ms = i64::try_from(self.options.timeout.as_millis())
             .unwrap_or(i64::MAX)
@@ -129,8 +132,17 @@ impl<H: StoreHandle> Deliverer<H> {
             .blocking(move |store| store.claim_deliveries(now_ms, lock_ms, batch))
             .await?;
         let n = claimed.len();
+        let mut sends = tokio::task::JoinSet::new();
         for delivery in claimed {
-            let attempt = self.send(&delivery, now_ms).await;
+            let client = self.client.clone();
+            let allow_private = self.options.allow_private;
+            sends.spawn(async move {
+                let attempt = send(&client, allow_private, &delivery, now_ms).await;
+                (delivery, attempt)
+            });
+        }
+        while let Some(sent) = sends.join_next().await {
+            let (delivery, attempt) = sent.map_err(|e| DeliveryError::Join(e.to_string()))?;
             let next = if attempt.error.is_none() {
                 Next::Delivered
             } else {
@@ -142,11 +154,21 @@ impl<H: StoreHandle> Deliverer<H> {
             if let Some(error) = &attempt.error {
                 tracing::warn!(event_id = %delivery.event_id, url = %delivery.url, error = %error, ?next, "webhook delivery failed");
             }
-            let id = delivery.delivery_id;
-            self.blocking(move |store| {
-                store.finish_delivery(id, &attempt, next, schedule::FAILING_AFTER_MS)
-            })
-            .await?;
+            let kept = self
+                .blocking(move |store| {
+                    store.finish_delivery(
+                        &delivery.claim(),
+                        &attempt,
+                        next,
+                        schedule::FAILING_AFTER_MS,
+                    )
+                })
+                .await?;
+            if !kept {
+                tracing::warn!(
+                    "a webhook delivery's claim had passed to another sender; its attempt was not recorded"
+                );
+            }
         }
         Ok(n)
     }
@@ -156,48 +178,6 @@ impl<H: StoreHandle> Deliverer<H> {
         let keep = i64::try_from(self.options.retention.as_millis()).unwrap_or(i64::MAX);
         let before = now_ms.saturating_sub(keep);
         self.blocking(move |store| store.prune_events(before)).await
-    }
-
-    /// One POST of `delivery`, signed, at `now_ms`.
-    async fn send(&self, delivery: &Claimed, now_ms: i64) -> Attempt {
-        let started = Instant::now();
-        let result = self.post(delivery, now_ms).await;
-        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let (status, error) = match result {
-            Ok(status) if (200..300).contains(&status) => (Some(status), None),
-            Ok(status) => (
-                Some(status),
-                Some(format!("the endpoint answered {status}")),
-            ),
-            Err(e) => (None, Some(e)),
-        };
-        Attempt {
-            at_ms: now_ms,
-            status,
-            error,
-            duration_ms,
-        }
-    }
-
-    async fn post(&self, delivery: &Claimed, now_ms: i64) -> Result<i64, String> {
-        // A URL stored before the rules tightened is checked again.
-        let url =
-            check_url(&delivery.url, self.options.allow_private).map_err(|e| e.to_string())?;
-        let secret = Secret::parse(&delivery.secret).map_err(|e| e.to_string())?;
-        let timestamp = now_ms.div_euclid(1_000);
-        let signature = secret.sign(&delivery.event_id, timestamp, &delivery.payload);
-        let response = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &delivery.event_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(delivery.payload.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        Ok(i64::from(response.status().as_u16()))
     }
 
     /// The options it was made with.
@@ -215,6 +195,56 @@ impl<H: StoreHandle> Deliverer<H> {
             .map_err(|e| DeliveryError::Join(e.to_string()))?
             .map_err(DeliveryError::from)
     }
+}
+
+/// One POST of `delivery`, signed, at `now_ms`.
+async fn send(
+    client: &reqwest::Client,
+    allow_private: bool,
+    delivery: &Claimed,
+    now_ms: i64,
+) -> Attempt {
+    let started = Instant::now();
+    let result = post(client, allow_private, delivery, now_ms).await;
+    let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let (status, error) = match result {
+        Ok(status) if (200..300).contains(&status) => (Some(status), None),
+        Ok(status) => (
+            Some(status),
+            Some(format!("the endpoint answered {status}")),
+        ),
+        Err(e) => (None, Some(e)),
+    };
+    Attempt {
+        at_ms: now_ms,
+        status,
+        error,
+        duration_ms,
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    allow_private: bool,
+    delivery: &Claimed,
+    now_ms: i64,
+) -> Result<i64, String> {
+    // A URL stored before the rules tightened is checked again.
+    let url = check_url(&delivery.url, allow_private).map_err(|e| e.to_string())?;
+    let secret = Secret::parse(&delivery.secret).map_err(|e| e.to_string())?;
+    let timestamp = now_ms.div_euclid(1_000);
+    let signature = secret.sign(&delivery.event_id, timestamp, &delivery.payload);
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &delivery.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(delivery.payload.clone())
+        .send()
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(i64::from(response.status().as_u16()))
 }
 
 /// An HTTP client error with its causes: "error sending request" alone

@@ -217,6 +217,43 @@ async fn private_addresses_are_not_reached_without_the_flag(backend: Backend) {
     assert!(got.lock().unwrap().is_empty(), "nothing reached loopback");
 }
 
+/// A sender slower than its claim finds the delivery taken over: its
+/// attempt is not recorded, the new claim's is, and a delivered event does
+/// not go back to pending.
+async fn an_attempt_counts_only_while_its_claim_holds(backend: Backend) {
+    use quota_store::{Attempt, Next};
+    let dir = tempfile::tempdir().unwrap();
+    let store = sync(|| seeded(backend, dir.path(), "https://hooks.example.com/q"));
+    let id = sync(|| event_id(&store));
+    let first = sync(|| store.claim_deliveries(T0, 1_000, 10).unwrap()).remove(0);
+    assert!(sync(|| store.claim_deliveries(T0 + 999, 1_000, 10).unwrap()).is_empty());
+    let second = sync(|| store.claim_deliveries(T0 + 1_000, 1_000, 10).unwrap()).remove(0);
+    assert_eq!(first.delivery_id, second.delivery_id);
+    let ok = |at_ms| Attempt {
+        at_ms,
+        status: Some(200),
+        error: None,
+        duration_ms: 5,
+    };
+    let failed = Attempt {
+        at_ms: T0 + 1_500,
+        status: None,
+        error: Some("timed out".into()),
+        duration_ms: 1_000,
+    };
+    assert!(sync(|| store
+        .finish_delivery(&second.claim(), &ok(T0 + 1_200), Next::Delivered, 1)
+        .unwrap()));
+    // The first sender, late: nothing of it is kept.
+    assert!(!sync(|| store
+        .finish_delivery(&first.claim(), &failed, Next::RetryAt(T0 + 9_000), 1)
+        .unwrap()));
+    let delivery = sync(|| store.deliveries(&id).unwrap()).remove(0);
+    assert_eq!(delivery.state, DeliveryState::Delivered);
+    assert_eq!(delivery.attempts.len(), 1);
+    assert!(!sync(|| store.webhooks().unwrap())[0].failing);
+}
+
 /// Each `async fn test(backend)` as `sqlite::test` and `postgres::test`.
 macro_rules! on_both_backends {
     ($($test:ident),+ $(,)?) => {
@@ -243,6 +280,7 @@ on_both_backends!(
     a_failing_receiver_gets_the_event_again_with_the_same_id,
     retries_follow_the_schedule_and_an_endpoint_fails_after_a_day,
     private_addresses_are_not_reached_without_the_flag,
+    an_attempt_counts_only_while_its_claim_holds,
 );
 
 /// Two hosts of a fleet claim at once: no delivery is claimed twice.

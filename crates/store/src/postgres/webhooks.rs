@@ -9,8 +9,8 @@ use super::audit::audit;
 use super::{Conn, PgStore};
 use crate::error::StoreError;
 use crate::events::{
-    Attempt, Claimed, Delivery, DeliveryState, EventKind, Next, Webhook, kinds_column, read_kind,
-    read_kinds, subscribed,
+    Attempt, Claim, Claimed, Delivery, DeliveryState, EventKind, Next, Webhook, kinds_column,
+    read_kind, read_kinds, subscribed,
 };
 use crate::snapshot;
 use crate::traits::WebhookStore;
@@ -148,6 +148,7 @@ impl WebhookStore for PgStore {
                     url: row.get(3),
                     secret: row.get(4),
                     attempts: row.get(5),
+                    locked_until_ms: now_ms + lock_ms,
                 })
                 .collect())
         })
@@ -155,26 +156,27 @@ impl WebhookStore for PgStore {
 
     fn finish_delivery(
         &self,
-        delivery_id: i64,
+        claim: &Claim,
         attempt: &Attempt,
         next: Next,
         failing_after_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
-            tx.execute(
-                "INSERT INTO delivery_attempts (delivery_id, at_ms, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5)",
-                &[&delivery_id, &attempt.at_ms, &attempt.status, &attempt.error, &attempt.duration_ms],
-            )?;
             let (state, next_at, delivered_at) = next.columns(attempt.at_ms);
+            // Only while this claim holds the delivery.
             let Some(row) = tx.query_opt(
-                "UPDATE deliveries SET state = $2, attempts = attempts + 1, next_attempt_at_ms = $3,
-                     locked_until_ms = NULL, last_status = $4, last_error = $5, delivered_at_ms = $6
-                 WHERE id = $1 RETURNING webhook_id",
-                &[&delivery_id, &state, &next_at, &attempt.status, &attempt.error, &delivered_at],
+                "UPDATE deliveries SET state = $3, attempts = attempts + 1, next_attempt_at_ms = $4,
+                     locked_until_ms = NULL, last_status = $5, last_error = $6, delivered_at_ms = $7
+                 WHERE id = $1 AND locked_until_ms = $2 RETURNING webhook_id",
+                &[&claim.delivery_id, &claim.locked_until_ms, &state, &next_at, &attempt.status, &attempt.error, &delivered_at],
             )?
             else {
-                return Ok(());
+                return Ok(false);
             };
+            tx.execute(
+                "INSERT INTO delivery_attempts (delivery_id, at_ms, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5)",
+                &[&claim.delivery_id, &attempt.at_ms, &attempt.status, &attempt.error, &attempt.duration_ms],
+            )?;
             let webhook_id: String = row.get(0);
             if next == Next::Delivered {
                 tx.execute(
@@ -189,7 +191,7 @@ impl WebhookStore for PgStore {
                     &[&webhook_id, &attempt.at_ms, &failing_after_ms],
                 )?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -246,7 +248,7 @@ impl WebhookStore for PgStore {
                 "INSERT INTO deliveries (event_id, webhook_id, state, next_attempt_at_ms, created_at_ms)
                  SELECT $1, id, 'pending', $2, $2 FROM webhooks WHERE events LIKE $3
                  ON CONFLICT (event_id, webhook_id)
-                 DO UPDATE SET state = 'pending', next_attempt_at_ms = $2, locked_until_ms = NULL",
+                 DO UPDATE SET state = 'pending', next_attempt_at_ms = $2, attempts = 0",
                 &[&event_id, &now_ms, &subscribed(kind)],
             )?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))

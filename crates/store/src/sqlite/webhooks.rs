@@ -8,8 +8,8 @@ use super::SqliteStore;
 use super::audit::audit;
 use crate::error::StoreError;
 use crate::events::{
-    Attempt, Claimed, Delivery, DeliveryState, EventKind, Next, Webhook, kinds_column, read_kinds,
-    subscribed,
+    Attempt, Claim, Claimed, Delivery, DeliveryState, EventKind, Next, Webhook, kinds_column,
+    read_kinds, subscribed,
 };
 use crate::snapshot;
 use crate::traits::WebhookStore;
@@ -158,6 +158,7 @@ impl WebhookStore for SqliteStore {
                             url: row.get(3)?,
                             secret: row.get(4)?,
                             attempts: row.get(5)?,
+                            locked_until_ms: now_ms + lock_ms,
                         })
                     })?,
                 );
@@ -168,31 +169,32 @@ impl WebhookStore for SqliteStore {
 
     fn finish_delivery(
         &self,
-        delivery_id: i64,
+        claim: &Claim,
         attempt: &Attempt,
         next: Next,
         failing_after_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
-            tx.prepare_cached(
-                "INSERT INTO delivery_attempts (delivery_id, at_ms, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![delivery_id, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms])?;
             let (state, next_at, delivered_at) = next.columns(attempt.at_ms);
+            // Only while this claim holds the delivery.
             let webhook_id: Option<String> = tx
                 .prepare_cached(
-                    "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_attempt_at_ms = ?3,
-                         locked_until_ms = NULL, last_status = ?4, last_error = ?5, delivered_at_ms = ?6
-                     WHERE id = ?1 RETURNING webhook_id",
+                    "UPDATE deliveries SET state = ?3, attempts = attempts + 1, next_attempt_at_ms = ?4,
+                         locked_until_ms = NULL, last_status = ?5, last_error = ?6, delivered_at_ms = ?7
+                     WHERE id = ?1 AND locked_until_ms = ?2 RETURNING webhook_id",
                 )?
                 .query_row(
-                    params![delivery_id, state, next_at, attempt.status, attempt.error, delivered_at],
+                    params![claim.delivery_id, claim.locked_until_ms, state, next_at, attempt.status, attempt.error, delivered_at],
                     |row| row.get(0),
                 )
                 .optional()?;
             let Some(webhook_id) = webhook_id else {
-                return Ok(());
+                return Ok(false);
             };
+            tx.prepare_cached(
+                "INSERT INTO delivery_attempts (delivery_id, at_ms, status, error, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![claim.delivery_id, attempt.at_ms, attempt.status, attempt.error, attempt.duration_ms])?;
             if next == Next::Delivered {
                 tx.prepare_cached("UPDATE webhooks SET failing_since_ms = NULL, failing = 0 WHERE id = ?1")?
                     .execute([&webhook_id])?;
@@ -204,7 +206,7 @@ impl WebhookStore for SqliteStore {
                 )?
                 .execute(params![webhook_id, attempt.at_ms, failing_after_ms])?;
             }
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -276,7 +278,7 @@ impl WebhookStore for SqliteStore {
                     "INSERT INTO deliveries (event_id, webhook_id, state, next_attempt_at_ms, created_at_ms)
                      SELECT ?1, id, 'pending', ?2, ?2 FROM webhooks WHERE events LIKE ?3
                      ON CONFLICT (event_id, webhook_id)
-                     DO UPDATE SET state = 'pending', next_attempt_at_ms = ?2, locked_until_ms = NULL",
+                     DO UPDATE SET state = 'pending', next_attempt_at_ms = ?2, attempts = 0",
                 )?
                 .execute(params![event_id, now_ms, subscribed(kind)])?)
         })
