@@ -14,7 +14,7 @@ fn a_self_test_past_its_budget_refuses_the_upload(backend: Backend) {
     let lifecycle =
         Lifecycle::new(quota_tests::runtime().clone(), None).with_self_test_budget(Duration::ZERO);
     let err = lifecycle
-        .activate(&engine, "test", quota_tests::PERCENT_GRACE)
+        .activate(&engine, "test", quota_tests::PERCENT_GRACE, None)
         .unwrap_err();
     let ChangeError::Rejected(rejected) = err else {
         panic!("not a rejection: {err}")
@@ -26,7 +26,7 @@ fn a_self_test_past_its_budget_refuses_the_upload(backend: Backend) {
 
     let lifecycle = Lifecycle::new(quota_tests::runtime().clone(), None);
     lifecycle
-        .activate(&engine, "test", quota_tests::PERCENT_GRACE)
+        .activate(&engine, "test", quota_tests::PERCENT_GRACE, None)
         .unwrap();
     assert_eq!(
         engine.policy().sha256(),

@@ -25,6 +25,7 @@ mod observability;
 mod periods;
 mod thresholds;
 mod walk;
+mod whatif;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -167,8 +167,10 @@ fn periods_restart_on_a_change_of_period_or_plan(backend: Backend) {
     periodic(store, "pro", 1, 0, PeriodKind::Week, wall_ms());
     assert_eq!(status(&engine, "ann"), Status::Block);
 
-    // Another plan with an anniversary: a new anniversary from the change.
-    let moved = wall_ms();
+    // Another plan with an anniversary: a new anniversary from the change
+    // (a later instant than the unit counted above: usage from the very
+    // instant it was counted would include it).
+    let moved = wall_ms().max(since + 1);
     clock.set(moved);
     store.set_user_plan("test", "ann", "team", moved).unwrap();
     let outcome = consume(&engine, "ann").unwrap();

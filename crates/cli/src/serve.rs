@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// database, or the built-in reference policy on a new one.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Require signed policies: a file of one or more Ed25519 public keys
+    /// (PEM, from `quota policy keygen`). An upload, a shadow, a rollback
+    /// and the policy restored at start need a valid signature by one of
+    /// them, and a rising version per name; the built-in reference policy
+    /// is trusted. Without it, signatures are not required.
+    #[arg(long, value_name = "FILE", env = "QUOTA_TRUSTED_KEYS")]
+    trusted_keys: Option<PathBuf>,
     /// Decisions the decision log keeps (the newest).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     decision_log_entries: usize,
@@ -106,6 +113,7 @@ impl ServeArgs {
                 source: path.display().to_string(),
                 actor: "quota serve --policy".to_owned(),
                 bytes: crate::policy::component_bytes(Some(path))?,
+                signature: crate::policy::signature_beside(path)?,
             }),
             None => None,
         };
@@ -115,6 +123,11 @@ impl ServeArgs {
                 humantime::format_duration(self.webhook_timeout)
             );
         }
+        let trusted_keys = self
+            .trusted_keys
+            .as_deref()
+            .map(crate::db::trusted_keys)
+            .transpose()?;
         Ok(ServiceConfig {
             db: quota_store::Location::parse(&self.db)?,
             state_dir: self.state_dir.clone(),
@@ -146,6 +159,7 @@ impl ServeArgs {
                 retention: Duration::from_secs(self.event_retention_days.saturating_mul(86_400)),
                 ..quota_webhooks::Options::default()
             },
+            trusted_keys,
         })
     }
 }

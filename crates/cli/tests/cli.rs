@@ -278,7 +278,8 @@ fn help_lists_the_policy_commands() {
     let out = quota(&["policy", "--help"], "");
     let text = stdout(&out);
     for command in [
-        "eval", "test", "inspect", "activate", "rollback", "shadow", "status", "replay",
+        "eval", "test", "inspect", "activate", "rollback", "shadow", "status", "replay", "keygen",
+        "sign",
     ] {
         assert!(text.contains(command), "{text}");
     }

@@ -312,6 +312,173 @@ fn policy_activate_replay_restart_and_rollback_over_the_cli(backend: Backend) {
     terminate(server);
 }
 
+/// The signing steps a user takes (docs/signing.md): keygen, sign, serve
+/// with the public key trusted, activate (the `.sig` goes along), status.
+#[test]
+fn keygen_sign_and_activate_a_signed_policy_with_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["policy", "keygen", "--out", &path("ci")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path("ci.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key_id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("key id: ").map(str::to_owned))
+        .unwrap();
+    // A second keygen never overwrites a key.
+    let again = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["policy", "keygen", "--out", &path("ci")])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    let signed = path("signed.wasm");
+    let unsigned = path("unsigned.wasm");
+    std::fs::write(&signed, quota_tests::PERCENT_GRACE).unwrap();
+    let mut other = quota_tests::PERCENT_GRACE.to_vec();
+    other.extend_from_slice(&[0, 4, 3, b'a', b'b', b'c']);
+    std::fs::write(&unsigned, &other).unwrap();
+    let sign = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args([
+            "policy",
+            "sign",
+            "--key",
+            &path("ci.key"),
+            "--name",
+            "drafts",
+            "--version",
+            "1.0.0",
+            &signed,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sign.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sign.stderr)
+    );
+    assert!(std::path::Path::new(&path("signed.wasm.sig")).exists());
+
+    let db = dir.path().join("quota.db");
+    let server = start_with(&db, &["--trusted-keys", &path("ci.pub")]);
+    let url = format!("http://{}", server.addr);
+    let (code, answer) = quota_cli(&["policy", "activate", "--server", &url, &unsigned]);
+    assert_eq!(
+        (code, answer["error"]["stage"].as_str()),
+        (1, Some("signature")),
+        "{answer}"
+    );
+    let (code, answer) = quota_cli(&["policy", "activate", "--server", &url, &signed]);
+    assert_eq!(code, 0, "{answer}");
+    let (_, status) = quota_cli(&["policy", "status", "--server", &url]);
+    assert_eq!(
+        status["active"]["signed_by"]["key_id"],
+        key_id.as_str(),
+        "{status}"
+    );
+    assert_eq!(status["active"]["signed_by"]["version"], "1.0.0");
+    assert_eq!(status["signatures"]["required"], true);
+    terminate(server);
+
+    // The database commands check the recorded policy the same way: with
+    // another key trusted, they set it aside for the built-in policy.
+    let other = Command::new(env!("CARGO_BIN_EXE_quota"))
+        .args(["policy", "keygen", "--out", &path("other")])
+        .output()
+        .unwrap();
+    assert!(other.status.success());
+    let db = db.to_str().unwrap();
+    let check = |keys: &str| {
+        Command::new(env!("CARGO_BIN_EXE_quota"))
+            .args([
+                "--db",
+                db,
+                "--trusted-keys",
+                keys,
+                "check",
+                "--user",
+                "nobody",
+                "--key",
+                "drafts.max",
+            ])
+            .output()
+            .unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&check(&path("other.pub")).stderr).into_owned();
+    assert!(stderr.contains("is not trusted"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&check(&path("ci.pub")).stderr).into_owned();
+    assert!(!stderr.contains("is not trusted"), "{stderr}");
+}
+
+/// `quota plan what-if` over the decision log a real service wrote beside
+/// its database (docs/what-if.md).
+#[test]
+fn plan_what_if_replays_the_log_beside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("quota.db");
+    let server = start(&db);
+    let plan = json!({"limits": {"drafts.max": 1}, "enforcement_enabled": false});
+    http(&server.addr, "PUT", "/admin/plans/pro", ADMIN, Some(&plan));
+    let token = user(&server.addr, "alice", "pro");
+    for _ in 0..3 {
+        assert_eq!(create(&server.addr, &token).0, 201);
+    }
+    terminate(server);
+    let db = db.to_str().unwrap();
+    let (code, report) = quota_cli(&[
+        "--db",
+        db,
+        "plan",
+        "what-if",
+        "pro",
+        "--enforce",
+        "on",
+        "--since",
+        "1h",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["replayed"], 3);
+    assert_eq!(report["transitions"][0]["from"], "warn_only");
+    assert_eq!(report["transitions"][0]["to"], "block");
+    assert_eq!(report["transitions"][0]["count"], 2);
+    assert_eq!(report["covers"]["scope"], "service");
+    let (code, report) = quota_cli(&[
+        "--db",
+        db,
+        "plan",
+        "what-if",
+        "pro",
+        "--limit",
+        "drafts.max=3",
+    ]);
+    assert_eq!(
+        (code, &report["transitions"][0]["to"]),
+        (0, &json!("allow")),
+        "{report}"
+    );
+    let (code, _) = quota_cli(&["--db", db, "plan", "what-if", "nope", "--enforce", "on"]);
+    assert_ne!(code, 0);
+    // Nothing changed: the plan still warns only.
+    let (code, plan) = quota_cli(&["--db", db, "plan", "show", "pro"]);
+    assert_eq!(
+        (code, &plan["enforcement_enabled"]),
+        (0, &json!(false)),
+        "{plan}"
+    );
+}
+
 /// `quota serve` with `args`, expected to refuse to start: its stderr.
 fn refused(args: &[&std::ffi::OsStr], token: Option<&str>) -> String {
     let out = serve(args, token).output().unwrap();

@@ -41,7 +41,9 @@ mod record;
 mod request;
 pub mod selftest;
 mod shadow;
+pub mod signatures;
 mod throttle;
+pub mod whatif;
 
 pub use admit::{Admitted, Guard, Most, Pending};
 pub use clock::{Clock, system_now_ms};

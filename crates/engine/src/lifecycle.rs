@@ -15,12 +15,15 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use quota_store::{PolicyAction, PolicyState, PolicyStore, QuotaStore, StoreError};
+use quota_store::{PolicyAction, PolicyState, PolicyStore, QuotaStore, StoreError, Upload};
 
 use quota_host::{ArtifactCache, CacheOutcome, LoadError, PolicyModule, Runtime, sha256_hex};
 
 use crate::engine::Engine;
 use crate::selftest::{self, SelfTestReport, self_test_within};
+use crate::signatures::{Checked, Signatures, Signer, release_change};
+
+mod recorded;
 
 /// What the lifecycle needs of a store: the engine's transactions and the
 /// policy versions and events.
@@ -51,6 +54,9 @@ pub enum RestoreError {
 /// The stage an upload failed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Trusted keys are required and the signature is missing, invalid,
+    /// untrusted, for other bytes, or its version does not rise.
+    Signature,
     /// The bytes are not a component wasmtime can compile.
     Compile,
     /// A component, but not the policy world (wrong exports, imports, types).
@@ -62,9 +68,10 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// `compile`, `interface`, `self_test` or `store`.
+    /// `signature`, `compile`, `interface`, `self_test` or `store`.
     pub fn as_str(self) -> &'static str {
         match self {
+            Stage::Signature => "signature",
             Stage::Compile => "compile",
             Stage::Interface => "interface",
             Stage::SelfTest => "self_test",
@@ -146,6 +153,7 @@ pub struct Lifecycle {
     changing: Mutex<()>,
     self_test_budget: Duration,
     following: Mutex<Following>,
+    signatures: Signatures,
 }
 
 /// The right to vet a component, released when dropped.
@@ -171,7 +179,29 @@ impl Lifecycle {
             changing: Mutex::new(()),
             self_test_budget: selftest::BUDGET,
             following: Mutex::new(Following::default()),
+            signatures: Signatures::default(),
         }
+    }
+
+    /// Accepts only what `signatures` admits (by default: everything).
+    pub fn with_signatures(mut self, signatures: Signatures) -> Self {
+        self.signatures = signatures;
+        self
+    }
+
+    /// Which components this host accepts.
+    pub fn signatures(&self) -> &Signatures {
+        &self.signatures
+    }
+
+    /// Who signed the stored component `sha256`.
+    pub fn signer<S: Backend>(
+        &self,
+        engine: &Engine<S>,
+        sha256: &str,
+    ) -> Result<Signer, StoreError> {
+        let signature = engine.store().policy_signature(sha256)?;
+        Ok(self.signatures.signer(sha256, signature.as_deref()))
     }
 
     /// Gives every self-test `budget` instead of [`selftest::BUDGET`].
@@ -247,6 +277,44 @@ impl Lifecycle {
         self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records `rejected` as the last load error and hands it back.
+    fn reject<S: Backend>(
+        engine: &Engine<S>,
+        actor: &str,
+        stage: Stage,
+        message: String,
+        sha256: &str,
+    ) -> Rejected {
+        let rejected = Rejected {
+            stage,
+            message,
+            sha256: sha256.to_owned(),
+        };
+        Self::record_rejection(engine, actor, &rejected);
+        rejected
+    }
+
+    /// The signature stage for a stored component: its stored signature
+    /// checked against the keys trusted now.
+    fn check_stored<S: Backend>(&self, engine: &Engine<S>, sha256: &str) -> Result<(), String> {
+        let signature = engine
+            .store()
+            .policy_signature(sha256)
+            .map_err(|e| e.to_string())?;
+        self.signatures
+            .check(sha256, signature.as_deref())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Forgets a refused recorded policy once another one is in place.
+    fn clear_refused(&self) {
+        self.following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused = None;
+    }
+
     fn record_rejection<S: Backend>(engine: &Engine<S>, actor: &str, rejected: &Rejected) {
         let detail = format!("{}: {}", rejected.stage.as_str(), rejected.message);
         let recorded = engine.store().record_policy_event(
@@ -263,17 +331,27 @@ impl Lifecycle {
         tracing::warn!(sha256 = %rejected.sha256, stage = rejected.stage.as_str(), reason = %rejected.message, "policy upload rejected");
     }
 
-    /// Vets `bytes` and, if they pass, records them and makes them the
-    /// engine's active policy (`shadow`: the shadow policy instead).
+    /// Checks, vets and, if they pass, records `bytes` (with `signature`)
+    /// and makes them the engine's active policy (`shadow`: the shadow
+    /// policy instead).
     fn install<S: Backend>(
         &self,
         engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
+        signature: Option<&str>,
         action: PolicyAction,
     ) -> Result<Accepted, ChangeError> {
         let started = Instant::now();
-        let _vetting = self.start_vetting(&sha256_hex(bytes))?;
+        let sha256 = sha256_hex(bytes);
+        let _vetting = self.start_vetting(&sha256)?;
+        let refuse =
+            |message: String| Self::reject(engine, actor, Stage::Signature, message, &sha256);
+        // Before compiling: untrusted bytes are not even compiled.
+        let checked = self
+            .signatures
+            .check(&sha256, signature)
+            .map_err(|e| refuse(e.to_string()))?;
         let (module, mut accepted) = self.vet(bytes).inspect_err(|rejected| {
             Self::record_rejection(engine, actor, rejected);
         })?;
@@ -283,52 +361,70 @@ impl Lifecycle {
             message: e.to_string(),
             sha256: accepted.sha256.clone(),
         };
+        let release = match (&checked, action) {
+            (Checked::Verified(manifest), PolicyAction::Activate) => {
+                let current = engine
+                    .store()
+                    .policy_release(&manifest.name)
+                    .map_err(store_failed)?;
+                Some(release_change(manifest, current).map_err(refuse)?)
+            }
+            _ => None,
+        };
         Self::ensure_recorded(engine).map_err(store_failed)?;
         let detail = format!(
             "self-test: {} cases, {} differ from the reference",
             accepted.self_test.cases, accepted.self_test.differs_from_reference
         );
+        // What is kept: a verified signature, or an unverified one that
+        // names the component (never one that came with the built-in).
+        let upload = Upload {
+            sha256: &accepted.sha256,
+            component: bytes,
+            signature: signature.filter(|_| checked != Checked::Unsigned),
+            verified: matches!(checked, Checked::Verified(_)),
+            release: release.as_ref(),
+        };
         engine
             .store()
-            .record_policy_event(
-                actor,
-                action,
-                Some(&accepted.sha256),
-                Some(bytes),
-                &detail,
-                engine.now_ms(),
-            )
+            .record_policy_upload(actor, action, &upload, &detail, engine.now_ms())
             .map_err(store_failed)?;
         if action == PolicyAction::Shadow {
             engine.set_shadow(Some(module));
         } else {
             engine.activate(module);
+            self.clear_refused();
         }
         accepted.total_time = started.elapsed();
         Ok(accepted)
     }
 
-    /// Activates an uploaded component: compile, type-check against the
-    /// world, self-test, record, switch. Any failure leaves the active
-    /// policy in place and is recorded as the last load error.
+    /// Activates an uploaded component, with its detached `signature` if
+    /// one came: check the signature (when keys are trusted), compile,
+    /// type-check against the world, self-test, record, switch. Any
+    /// failure leaves the active policy in place and is recorded as the
+    /// last load error.
     pub fn activate<S: Backend>(
         &self,
         engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
+        signature: Option<&str>,
     ) -> Result<Accepted, ChangeError> {
-        self.install(engine, actor, bytes, PolicyAction::Activate)
+        self.install(engine, actor, bytes, signature, PolicyAction::Activate)
     }
 
     /// Sets an uploaded component as the shadow policy, after the same
-    /// stages as an activation.
+    /// stages as an activation (a shadow's version need not rise: it
+    /// never decides).
     pub fn set_shadow<S: Backend>(
         &self,
         engine: &Engine<S>,
         actor: &str,
         bytes: &[u8],
+        signature: Option<&str>,
     ) -> Result<Accepted, ChangeError> {
-        self.install(engine, actor, bytes, PolicyAction::Shadow)
+        self.install(engine, actor, bytes, signature, PolicyAction::Shadow)
     }
 
     /// Clears the shadow policy; false when none was set.
@@ -380,6 +476,8 @@ impl Lifecycle {
                 message: format!("the component {previous} is no longer stored"),
                 sha256: previous.clone(),
             })?;
+        self.check_stored(engine, &previous)
+            .map_err(|message| Self::reject(engine, actor, Stage::Signature, message, &previous))?;
         let (module, mut accepted) = self.vet(&bytes).inspect_err(|rejected| {
             Self::record_rejection(engine, actor, rejected);
         })?;
@@ -396,6 +494,7 @@ impl Lifecycle {
             )
             .map_err(store_failed)?;
         engine.activate(module);
+        self.clear_refused();
         accepted.total_time = started.elapsed();
         Ok(Some(accepted))
     }
@@ -417,118 +516,6 @@ impl Lifecycle {
             engine.now_ms(),
         )?;
         Ok(())
-    }
-
-    /// Puts the recorded active and shadow policies in place (at start);
-    /// on a fresh database, records the engine's current policy as active.
-    /// Returns the active policy's sha256.
-    pub fn restore<S: Backend>(&self, engine: &Engine<S>) -> Result<String, RestoreError> {
-        let _changing = self.lock();
-        Self::ensure_recorded(engine)?;
-        let state = engine.store().policy_state(0)?;
-        let load = |sha256: &str| -> Result<PolicyModule, RestoreError> {
-            let bytes = engine
-                .store()
-                .policy_component(sha256)?
-                .ok_or_else(|| RestoreError::Missing(sha256.to_owned()))?;
-            self.load(&bytes)
-                .map(|(module, _)| module)
-                .map_err(|error| RestoreError::Load {
-                    sha256: sha256.to_owned(),
-                    error,
-                })
-        };
-        if let Some(shadow) = state.shadow.as_ref().and_then(|e| e.sha256.as_deref()) {
-            engine.set_shadow(Some(load(shadow)?));
-        }
-        if let Some(active) = state.active.as_ref().and_then(|e| e.sha256.as_deref())
-            && active != engine.policy().sha256()
-        {
-            engine.activate(load(active)?);
-        }
-        Ok(engine.policy().sha256().to_owned())
-    }
-
-    /// Puts in place what the store records as active and shadow when
-    /// another host changed it: each recorded component is loaded and
-    /// self-tested here too, and one that fails is refused (this host
-    /// keeps its last good policy, and [`Lifecycle::following`] says
-    /// so). Returns whether this host's policies changed.
-    pub fn follow<S: Backend>(&self, engine: &Engine<S>) -> Result<bool, StoreError> {
-        let _changing = self.lock();
-        let state = engine.store().policy_state(0)?;
-        let recorded =
-            |e: &Option<quota_store::PolicyEvent>| e.as_ref().and_then(|e| e.sha256.clone());
-        let (active, shadow) = (recorded(&state.active), recorded(&state.shadow));
-        let mut following = self
-            .following
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        following.recorded_active = active.clone();
-        following.recorded_shadow = shadow.clone();
-        let mut changed = false;
-        if let Some(sha256) = active
-            && sha256 != engine.policy().sha256()
-            && following
-                .refused
-                .as_ref()
-                .is_none_or(|r| r.sha256 != sha256)
-        {
-            match self.vet_recorded(engine, &sha256) {
-                Ok(module) => {
-                    engine.activate(module);
-                    following.refused = None;
-                    changed = true;
-                }
-                Err(reason) => {
-                    tracing::error!(%sha256, %reason, "the fleet's active policy does not load here; keeping the last good one");
-                    following.refused = Some(Refused { sha256, reason });
-                }
-            }
-        }
-        let current_shadow = engine.shadow().map(|m| m.sha256().to_owned());
-        if shadow != current_shadow {
-            match shadow {
-                None => {
-                    engine.set_shadow(None);
-                    changed = true;
-                }
-                Some(sha256) => match self.vet_recorded(engine, &sha256) {
-                    Ok(module) => {
-                        engine.set_shadow(Some(module));
-                        changed = true;
-                    }
-                    Err(reason) => {
-                        tracing::error!(%sha256, %reason, "the fleet's shadow policy does not load here");
-                    }
-                },
-            }
-        }
-        Ok(changed)
-    }
-
-    /// A recorded component, loaded and self-tested here.
-    fn vet_recorded<S: Backend>(
-        &self,
-        engine: &Engine<S>,
-        sha256: &str,
-    ) -> Result<PolicyModule, String> {
-        let bytes = engine
-            .store()
-            .policy_component(sha256)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the component {sha256} is not stored"))?;
-        let (module, _) = self.vet(&bytes).map_err(|rejected| rejected.to_string())?;
-        Ok(module)
-    }
-
-    /// What this host knows of the policy its fleet records (set by
-    /// [`Lifecycle::follow`]; empty until it first ran).
-    pub fn following(&self) -> Following {
-        self.following
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// Where the lifecycle stands, with the last events.

@@ -209,5 +209,6 @@ pub fn entry(record: &DecisionRecord) -> DecisionLogEntry {
         shadow_sha256,
         shadow_verdict,
         shadow_json,
+        period_start_ms: outcome.period.map(|p| p.start_ms),
     }
 }

@@ -23,7 +23,7 @@ type JsonResponse<T> = Result<axum::Json<T>, ApiError>;
 /// A plan change: only the fields given change.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlanBody {
+pub(crate) struct PlanBody {
     /// Limits to set, by entitlement key (`-1` unlimited).
     #[serde(default)]
     limits: BTreeMap<String, i64>,
@@ -51,6 +51,32 @@ pub struct PlanBody {
     thresholds: BTreeMap<String, Vec<i64>>,
 }
 
+impl PlanBody {
+    /// The change the body asks for (periods parsed; the rest is checked
+    /// by the store).
+    pub(crate) fn into_change(self) -> Result<PlanChange, ApiError> {
+        let periods = self
+            .periods
+            .iter()
+            .map(|(key, kind)| {
+                let kind = kind
+                    .parse::<PeriodKind>()
+                    .map_err(|e| ApiError::invalid(format!("periods.{key}: {e}")))?;
+                Ok((key.clone(), kind))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(PlanChange {
+            limits: self.limits.into_iter().collect(),
+            remove_limits: self.remove_limits,
+            enforcement_enabled: self.enforcement_enabled,
+            grace_count: self.grace_count,
+            rollout_percent: self.rollout_percent,
+            periods,
+            thresholds: self.thresholds.into_iter().collect(),
+        })
+    }
+}
+
 /// Create a plan, or change only the fields given (a new plan: enforcement off, grace 0, rollout 100).
 #[utoipa::path(put, path = "/admin/plans/{plan_id}", tag = "admin", request_body = PlanBody,
     params(("plan_id" = String, Path, description = "The plan")), security(("bearer" = [])),
@@ -61,27 +87,9 @@ async fn put_plan(
     Path(plan_id): Path<String>,
     Json(body): Json<PlanBody>,
 ) -> JsonResponse<wire::Plan> {
-    let periods = body
-        .periods
-        .iter()
-        .map(|(key, kind)| {
-            let kind = kind
-                .parse::<PeriodKind>()
-                .map_err(|e| ApiError::invalid(format!("periods.{key}: {e}")))?;
-            Ok((key.clone(), kind))
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let change = body.into_change()?;
     state
         .blocking(move |engine| {
-            let change = PlanChange {
-                limits: body.limits.into_iter().collect(),
-                remove_limits: body.remove_limits,
-                enforcement_enabled: body.enforcement_enabled,
-                grace_count: body.grace_count,
-                rollout_percent: body.rollout_percent,
-                periods,
-                thresholds: body.thresholds.into_iter().collect(),
-            };
             let plan = engine
                 .store()
                 .set_plan(ADMIN_ACTOR, &plan_id, &change, engine.now_ms())?;

@@ -25,6 +25,7 @@ pub mod service;
 pub mod state_dir;
 mod user;
 mod webhooks;
+mod whatif;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -247,6 +248,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(user::routes())
         .merge(admin::routes())
+        .merge(whatif::routes())
         .merge(metering::routes())
         .merge(nodes::routes())
         .merge(webhooks::routes())

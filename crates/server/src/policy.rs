@@ -55,14 +55,48 @@ fn policy_state(
     state: &AppState,
     engine: &Engine<crate::Store>,
 ) -> Result<wire::PolicyState, ApiError> {
-    let recorded = state.lifecycle().state(engine)?;
+    let lifecycle = state.lifecycle();
+    let recorded = lifecycle.state(engine)?;
+    let signed = |sha256: String| -> Result<(String, wire::SignedBy), ApiError> {
+        let signer = lifecycle.signer(engine, &sha256)?;
+        Ok((sha256, signer.into()))
+    };
+    let active = signed(engine.policy().sha256().to_owned())?;
+    let shadow = engine
+        .shadow()
+        .map(|s| signed(s.sha256().to_owned()))
+        .transpose()?;
+    let signatures = wire::SignaturePolicy {
+        required: lifecycle.signatures().are_required(),
+        trusted_keys: lifecycle.signatures().key_ids(),
+        refused: lifecycle.following().refused.map(|r| wire::RefusedPolicy {
+            sha256: r.sha256,
+            reason: r.reason,
+        }),
+    };
     Ok(wire::PolicyState::new(
         &recorded,
-        engine.policy().sha256().to_owned(),
-        engine.shadow().map(|s| s.sha256().to_owned()),
-        state.lifecycle().vetting(),
+        active,
+        shadow,
+        lifecycle.vetting(),
+        signatures,
         state.fleet_policy(),
     ))
+}
+
+/// The detached signature in the `Quota-Policy-Signature` header, if any
+/// (docs/signing.md).
+fn signature(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get(quota_signing::HEADER)
+        .map(|value| {
+            value.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::invalid(
+                    "`Quota-Policy-Signature` must be the ASCII line of a `.sig` file",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// A component in the body: `application/wasm` or `application/octet-stream`;
@@ -112,12 +146,12 @@ async fn get_policy(State(state): State<AppState>, _: Admin) -> JsonResponse<wir
         .await
 }
 
-/// Activate a policy component: compile, type-check against the world, self-test with the conformance corpus, then swap atomically. Any failure leaves the active policy in place.
+/// Activate a policy component: check its signature (when the host trusts keys; the `Quota-Policy-Signature` header carries the `.sig` line), compile, type-check against the world, self-test with the conformance corpus, then swap atomically. Any failure leaves the active policy in place.
 #[utoipa::path(post, path = "/admin/policy", tag = "policy", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The component (`application/wasm` is accepted too)"),
     responses((status = 200, description = "Active, with the self-test report", body = crate::wire::Activated),
               (status = 409, description = "`upload_in_progress`: another upload is being compiled", body = crate::wire::ErrorBody),
-              (status = 422, description = "`policy_rejected`, with the stage", body = crate::wire::ErrorBody)))]
+              (status = 422, description = "`policy_rejected`, with the stage (`signature`, `compile`, `interface`, `self_test`, `store`)", body = crate::wire::ErrorBody)))]
 async fn post_policy(
     State(state): State<AppState>,
     _: Admin,
@@ -125,10 +159,13 @@ async fn post_policy(
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResponse<wire::Activated> {
     let bytes = component(&headers, body)?;
+    let signature = signature(&headers)?;
     let s = state.clone();
     state
         .blocking(move |engine| {
-            let accepted = s.lifecycle().activate(engine, ADMIN_ACTOR, &bytes)?;
+            let accepted =
+                s.lifecycle()
+                    .activate(engine, ADMIN_ACTOR, &bytes, signature.as_deref())?;
             Ok(axum::Json(wire::Activated {
                 activated: (&accepted).into(),
                 policy: policy_state(&s, engine)?,
@@ -176,10 +213,13 @@ async fn post_shadow(
     body: Result<Bytes, BytesRejection>,
 ) -> JsonResponse<wire::Shadowed> {
     let bytes = component(&headers, body)?;
+    let signature = signature(&headers)?;
     let s = state.clone();
     state
         .blocking(move |engine| {
-            let accepted = s.lifecycle().set_shadow(engine, ADMIN_ACTOR, &bytes)?;
+            let accepted =
+                s.lifecycle()
+                    .set_shadow(engine, ADMIN_ACTOR, &bytes, signature.as_deref())?;
             Ok(axum::Json(wire::Shadowed {
                 shadow: (&accepted).into(),
                 policy: policy_state(&s, engine)?,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use quota_engine::lifecycle::{ChangeError, Lifecycle, RestoreError};
 use quota_engine::log::{DecisionLog, Retention};
+use quota_engine::signatures::Signatures;
 use quota_engine::{Clock, Engine};
 use quota_host::{Limits, LoadError, Runtime};
 use quota_store::prelude::*;
@@ -71,6 +72,9 @@ pub struct ServiceConfig {
     pub lease_max_ms: i64,
     /// How webhook deliveries are made (docs/events.md).
     pub webhooks: quota_webhooks::Options,
+    /// The keys a policy must be signed by (docs/signing.md); `None`:
+    /// signatures are not required.
+    pub trusted_keys: Option<quota_signing::TrustedKeys>,
 }
 
 /// A policy component given at start.
@@ -82,6 +86,8 @@ pub struct StartPolicy {
     pub actor: String,
     /// The component.
     pub bytes: Vec<u8>,
+    /// Its detached signature (the `.sig` file beside it), if any.
+    pub signature: Option<String>,
 }
 
 /// Why the service cannot start.
@@ -216,7 +222,13 @@ impl Service {
             seed_demo(&store, clock.now_ms()).map_err(database(&config.db))?;
         }
         let runtime = Runtime::new(config.policy_limits)?;
-        let lifecycle = Lifecycle::new(runtime, Some(state_dir.artifact_cache()?));
+        let builtin = quota_host::sha256_hex(quota_reference_policy::COMPONENT);
+        let signatures = match config.trusted_keys {
+            Some(trusted) => Signatures::required(trusted, &builtin),
+            None => Signatures::not_required(&builtin),
+        };
+        let lifecycle =
+            Lifecycle::new(runtime, Some(state_dir.artifact_cache()?)).with_signatures(signatures);
         let (reference, _) = lifecycle.load(quota_reference_policy::COMPONENT)?;
         let log_path = match &config.db {
             Location::Sqlite(db) => decision_log_path(db),
@@ -241,7 +253,12 @@ impl Service {
             && quota_host::sha256_hex(&policy.bytes) != engine.policy().sha256()
         {
             lifecycle
-                .activate(&engine, &policy.actor, &policy.bytes)
+                .activate(
+                    &engine,
+                    &policy.actor,
+                    &policy.bytes,
+                    policy.signature.as_deref(),
+                )
                 .map_err(|source| ServiceError::Activate {
                     policy: policy.source.clone(),
                     source,

@@ -11,7 +11,10 @@ use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
 };
-use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
+use crate::policy::{
+    DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent, PolicyState,
+    Release, Upload,
+};
 use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
 use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
@@ -426,6 +429,22 @@ impl PolicyStore for AnyStore {
     ) -> Result<PolicyEvent, StoreError> {
         each!(self, s => s.record_policy_event(actor, action, sha256, component, detail, now_ms))
     }
+    fn record_policy_upload(
+        &self,
+        actor: &str,
+        action: PolicyAction,
+        upload: &Upload<'_>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<PolicyEvent, StoreError> {
+        each!(self, s => s.record_policy_upload(actor, action, upload, detail, now_ms))
+    }
+    fn policy_signature(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.policy_signature(sha256))
+    }
+    fn policy_release(&self, name: &str) -> Result<Option<Release>, StoreError> {
+        each!(self, s => s.policy_release(name))
+    }
     fn policy_state(&self, history: usize) -> Result<PolicyState, StoreError> {
         each!(self, s => s.policy_state(history))
     }
@@ -443,6 +462,14 @@ impl DecisionLogStore for AnyStore {
     }
     fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError> {
         each!(self, s => s.decisions(filter))
+    }
+    fn each_decision(
+        &self,
+        plan_id: &str,
+        since_ms: i64,
+        f: &mut dyn FnMut(LoggedDecision<'_>),
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.each_decision(plan_id, since_ms, f))
     }
 }
 

@@ -71,7 +71,8 @@ fn thresholds(name: &str, percents: &[i64]) -> Result<(), StoreError> {
 }
 
 impl PlanChange {
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+    /// Checks every field, as a change would; nothing is written.
+    pub fn validate(&self) -> Result<(), StoreError> {
         for (name, value) in &self.limits {
             key("entitlement_key", name)?;
             limit_value(&format!("limit {name}"), *value)?;

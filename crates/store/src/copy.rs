@@ -193,6 +193,16 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("size_bytes", BigInt),
             ("added_at_ms", BigInt),
             ("added_by", Text),
+            ("signature", Text),
+        ],
+    ),
+    (
+        "policy_releases",
+        &[
+            ("name", Text),
+            ("version", Text),
+            ("sha256", Text),
+            ("at_ms", BigInt),
         ],
     ),
     (

@@ -136,6 +136,10 @@ pub enum Conflict {
         "`{0}` is counted by its own action (drafts, segments or invites) and cannot be metered directly"
     )]
     OwnedKey(String),
+    /// Another host recorded a release of the same policy name between
+    /// this upload's check and its record.
+    #[error("the release of `{0}` changed while this upload was checked; try again")]
+    Release(String),
     /// Settles of a lease come in order: the next one is `expected`.
     #[error("lease {lease} expects settle seq {expected}, got {got}")]
     LeaseSeq {
@@ -177,6 +181,15 @@ pub enum Conflict {
 
 impl StoreError {
     /// An invalid value from one of the naming rules.
+    /// A sum in the database would pass `i64::MAX`: the request asked for
+    /// more than any counter can hold. Nothing of its transaction is kept.
+    pub(crate) fn overflow() -> Self {
+        StoreError::invalid(
+            "requested",
+            "`requested` would take a counter past the largest 64-bit integer (9223372036854775807)",
+        )
+    }
+
     pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         StoreError::Invalid {
             field: field.to_owned(),
@@ -200,6 +213,14 @@ impl From<rusqlite::Error> for StoreError {
                 ) =>
             {
                 StoreError::Busy(e.to_string())
+            }
+            // SQLite turns an integer sum past `i64::MAX` into a REAL, which a
+            // STRICT table refuses (no REAL is ever bound here).
+            rusqlite::Error::SqliteFailure(_, Some(message))
+                if message == "integer overflow"
+                    || message.starts_with("cannot store REAL value in INTEGER column") =>
+            {
+                StoreError::overflow()
             }
             _ => StoreError::Database(e.to_string()),
         }

@@ -33,6 +33,46 @@ impl PolicyAction {
     }
 }
 
+/// An uploaded component recorded with its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upload<'a> {
+    /// Its sha256.
+    pub sha256: &'a str,
+    /// Its bytes.
+    pub component: &'a [u8],
+    /// The detached signature that came with it (docs/signing.md), kept
+    /// so that a rollback, a restart or another host can check it again.
+    pub signature: Option<&'a str>,
+    /// Whether `signature` was verified with a trusted key: a verified one
+    /// replaces the stored signature, an unverified one never does.
+    pub verified: bool,
+    /// For a verified activation: the release it raises.
+    pub release: Option<&'a ReleaseChange>,
+}
+
+/// The highest version of a signed policy name activated so far: an
+/// upload of that name must have a higher one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The policy's name, from its signed manifest.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// The component it was.
+    pub sha256: String,
+}
+
+/// A release to record with an activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseChange {
+    /// The release after the change.
+    pub release: Release,
+    /// The version it replaces, as read before the check (`None`: the
+    /// name is new). When another host moved it meanwhile, the record
+    /// fails with [`crate::Conflict::Release`] and nothing is kept.
+    pub replaces: Option<String>,
+}
+
 /// One policy event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyEvent {
@@ -94,6 +134,30 @@ pub struct DecisionLogEntry {
     pub shadow_verdict: Option<String>,
     /// The shadow's decision when it diverged, or its error.
     pub shadow_json: Option<String>,
+    /// The start of the usage period the decision counted in (Unix ms),
+    /// for a key with a period (docs/periods.md).
+    pub period_start_ms: Option<i64>,
+}
+
+/// A logged decision as a replay reads it, borrowed from the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedDecision<'a> {
+    /// Increasing id.
+    pub id: i64,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// The user.
+    pub user_id: &'a str,
+    /// The entitlement.
+    pub entitlement_key: &'a str,
+    /// The logged status.
+    pub status: &'a str,
+    /// The policy's input, JSON text.
+    pub input_json: &'a str,
+    /// The decision, JSON text.
+    pub output_json: &'a str,
+    /// The usage period's start, for a key with a period.
+    pub period_start_ms: Option<i64>,
 }
 
 /// Which logged decisions to list.

@@ -14,7 +14,10 @@ use crate::model::{
     AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
     QuotaState, Segment, StoredResponse, User,
 };
-use crate::policy::{DecisionFilter, DecisionLogEntry, PolicyAction, PolicyEvent, PolicyState};
+use crate::policy::{
+    DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent, PolicyState,
+    Release, Upload,
+};
 
 /// A storage backend: hands out guarded write transactions.
 pub trait QuotaStore: Send + Sync + 'static {
@@ -295,6 +298,21 @@ pub trait PolicyStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError>;
+    /// Records an upload's event (activate or shadow) with the component,
+    /// its signature and, for a verified activation, its release, in one
+    /// transaction.
+    fn record_policy_upload(
+        &self,
+        actor: &str,
+        action: PolicyAction,
+        upload: &Upload<'_>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<PolicyEvent, StoreError>;
+    /// The stored signature of a component version, if it came with one.
+    fn policy_signature(&self, sha256: &str) -> Result<Option<String>, StoreError>;
+    /// The highest activated version of the signed policy `name`.
+    fn policy_release(&self, name: &str) -> Result<Option<Release>, StoreError>;
     /// Where the lifecycle stands, with the last `history` events.
     fn policy_state(&self, history: usize) -> Result<PolicyState, StoreError>;
     /// A stored component version by its sha256.
@@ -310,6 +328,14 @@ pub trait DecisionLogStore {
     fn prune_decisions(&self, keep: usize, before_ms: i64) -> Result<usize, StoreError>;
     /// Logged decisions matching `filter`, newest first.
     fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError>;
+    /// Calls `f` with each decision logged under `plan_id` at or after
+    /// `since_ms`, oldest first; returns how many.
+    fn each_decision(
+        &self,
+        plan_id: &str,
+        since_ms: i64,
+        f: &mut dyn FnMut(LoggedDecision<'_>),
+    ) -> Result<u64, StoreError>;
 }
 
 /// Responses of idempotent requests, kept for retries.

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use quota_engine::whatif::{PlanHypothesis, WhatIfOptions, what_if};
 use quota_server::wire;
 use quota_store::{PeriodKind, PlanChange};
 use serde::Serialize;
@@ -52,6 +53,40 @@ fn key_thresholds(text: &str) -> Result<(String, Vec<i64>), String> {
     Ok((key.trim().to_owned(), percents))
 }
 
+/// The fields of a plan that `plan set` changes and `plan what-if` supposes.
+#[derive(Debug, Args)]
+pub struct PlanFields {
+    /// A limit for an entitlement, e.g. `drafts.max=10` (`-1` unlimited). Repeatable.
+    #[arg(long = "limit", value_name = "KEY=N", value_parser = key_value, allow_hyphen_values = true)]
+    limits: Vec<(String, i64)>,
+    /// Remove the plan's limit for an entitlement (the default applies). Repeatable.
+    #[arg(long = "unset-limit", value_name = "KEY")]
+    unset_limits: Vec<String>,
+    /// Block once grace is used up (`on`), or only warn (`off`).
+    #[arg(long, value_enum)]
+    enforce: Option<OnOff>,
+    /// Grace units per user and entitlement before blocking.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    grace: Option<i64>,
+    /// Share of the plan's users (0-100) enforcement applies to.
+    #[arg(long, value_name = "PCT", allow_hyphen_values = true)]
+    rollout: Option<i64>,
+}
+
+impl PlanFields {
+    /// The change these fields ask for.
+    fn change(self) -> PlanChange {
+        PlanChange {
+            limits: self.limits,
+            remove_limits: self.unset_limits,
+            enforcement_enabled: self.enforce.map(|e| matches!(e, OnOff::On)),
+            grace_count: self.grace,
+            rollout_percent: self.rollout,
+            ..PlanChange::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Create a plan, or change only the fields given. A new plan has enforcement off,
@@ -59,21 +94,8 @@ pub enum PlanCommand {
     Set {
         /// The plan id.
         plan: String,
-        /// A limit for an entitlement, e.g. `drafts.max=10` (`-1` unlimited). Repeatable.
-        #[arg(long = "limit", value_name = "KEY=N", value_parser = key_value, allow_hyphen_values = true)]
-        limits: Vec<(String, i64)>,
-        /// Remove the plan's limit for an entitlement (the default applies). Repeatable.
-        #[arg(long = "unset-limit", value_name = "KEY")]
-        unset_limits: Vec<String>,
-        /// Block once grace is used up (`on`), or only warn (`off`).
-        #[arg(long, value_enum)]
-        enforce: Option<OnOff>,
-        /// Grace units per user and entitlement before blocking.
-        #[arg(long, value_name = "N", allow_hyphen_values = true)]
-        grace: Option<i64>,
-        /// Share of the plan's users (0-100) enforcement applies to.
-        #[arg(long, value_name = "PCT", allow_hyphen_values = true)]
-        rollout: Option<i64>,
+        #[command(flatten)]
+        fields: PlanFields,
         /// How often an entitlement's usage and grace start again from zero, e.g.
         /// `exports.max=month`: none, day, week (from Monday 00:00 UTC), month (calendar,
         /// UTC) or anniversary (monthly from the user's plan start). A new period kind
@@ -85,6 +107,26 @@ pub enum PlanCommand {
         /// also gets `quota.blocked`. `KEY=` removes them. Repeatable.
         #[arg(long = "threshold", value_name = "KEY=P1,P2", value_parser = key_thresholds)]
         thresholds: Vec<(String, Vec<i64>)>,
+    },
+    /// What a plan change would have done: re-decide the decisions logged under PLAN
+    /// in their order with the change (carrying forward each user's usage and grace),
+    /// changing nothing; print the status transitions, the users affected and examples.
+    /// A replay of logged requests, not a forecast (docs/what-if.md).
+    WhatIf {
+        /// The plan id.
+        plan: String,
+        #[command(flatten)]
+        fields: PlanFields,
+        /// Only decisions of the last DURATION (e.g. `24h`, `7d`); default: the whole log.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Examples per status transition (0-20).
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=20))]
+        examples: u8,
+        /// The decision log to replay: default, the one beside a SQLite database. A
+        /// PostgreSQL host keeps its own in its state folder: give its `decisions.db`.
+        #[arg(long, value_name = "FILE")]
+        decision_log: Option<std::path::PathBuf>,
     },
     /// Show a plan.
     Show {
@@ -193,22 +235,14 @@ pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PlanCommand::Set {
             plan,
-            limits,
-            unset_limits,
-            enforce,
-            grace,
-            rollout,
+            fields,
             periods,
             thresholds,
         } => {
             let change = PlanChange {
-                limits,
-                remove_limits: unset_limits,
-                enforcement_enabled: enforce.map(|e| matches!(e, OnOff::On)),
-                grace_count: grace,
-                rollout_percent: rollout,
                 periods,
                 thresholds,
+                ..fields.change()
             };
             print(&wire::Plan::from(&store.set_plan(
                 &db.actor,
@@ -216,6 +250,29 @@ pub fn plan(db: &DbArgs, cmd: PlanCommand) -> anyhow::Result<ExitCode> {
                 &change,
                 now_ms(),
             )?))
+        }
+        PlanCommand::WhatIf {
+            plan,
+            fields,
+            since,
+            examples,
+            decision_log,
+        } => {
+            let change = fields.change();
+            change.validate()?;
+            let hypothesis = PlanHypothesis::from_change(change).map_err(anyhow::Error::msg)?;
+            store.plan(&plan)?;
+            let (log, covers) = db.decision_log(decision_log.as_deref())?;
+            let options = WhatIfOptions::new(plan, since, now_ms(), usize::from(examples));
+            let policy = db.engine()?.policy();
+            let started = std::time::Instant::now();
+            let report = what_if(&log, &policy, &hypothesis, &options)?;
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&wire::WhatIf::new(report, covers, elapsed_ms))?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         PlanCommand::Show { plan } => print(&wire::Plan::from(&store.plan(&plan)?)),
         PlanCommand::List => print(&wire::Plans {

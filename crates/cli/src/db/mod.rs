@@ -34,6 +34,11 @@ pub struct DbArgs {
     /// in the database (by the service), else the built-in reference policy.
     #[arg(long, global = true, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Decide only with a recorded policy signed by one of these public keys
+    /// (PEM), as `quota serve --trusted-keys` does: one that does not verify is
+    /// set aside for the built-in reference policy, with a warning.
+    #[arg(long, global = true, value_name = "FILE", env = "QUOTA_TRUSTED_KEYS")]
+    trusted_keys: Option<PathBuf>,
 }
 
 impl DbArgs {
@@ -52,6 +57,24 @@ impl DbArgs {
             Some(_) => None,
             None => store.policy_state(0)?.active.and_then(|event| event.sha256),
         };
+        let recorded = match (recorded, &self.trusted_keys) {
+            (Some(sha256), Some(path)) => {
+                let builtin = quota_host::sha256_hex(quota_reference_policy::COMPONENT);
+                let signatures =
+                    quota_engine::signatures::Signatures::required(trusted_keys(path)?, &builtin);
+                let signature = store.policy_signature(&sha256)?;
+                match signatures.check(&sha256, signature.as_deref()) {
+                    Ok(_) => Some(sha256),
+                    Err(e) => {
+                        eprintln!(
+                            "warning: the recorded policy {sha256} is not trusted ({e}); deciding with the built-in reference policy"
+                        );
+                        None
+                    }
+                }
+            }
+            (recorded, _) => recorded,
+        };
         let policy = match recorded {
             Some(sha256) => {
                 let bytes = store
@@ -64,6 +87,58 @@ impl DbArgs {
             None => crate::policy::load_policy(self.policy.as_deref())?,
         };
         Ok(Engine::new(store, policy))
+    }
+}
+
+/// The public keys in the PEM file at `path`.
+pub fn trusted_keys(path: &std::path::Path) -> anyhow::Result<quota_signing::TrustedKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    quota_signing::TrustedKeys::from_pem(&text)
+        .with_context(|| format!("cannot read the trusted keys in `{}`", path.display()))
+}
+
+impl DbArgs {
+    /// The decision log to read: `file`, or the one beside the SQLite
+    /// database; and what it covers.
+    fn decision_log(
+        &self,
+        file: Option<&std::path::Path>,
+    ) -> anyhow::Result<(quota_store::SqliteStore, quota_server::wire::Coverage)> {
+        let path = match file {
+            Some(file) => file.to_owned(),
+            None => {
+                let db = self
+                    .db
+                    .as_deref()
+                    .context("this command needs a database")?;
+                anyhow::ensure!(
+                    !quota_store::is_postgres_url(db),
+                    "each PostgreSQL host keeps its own decision log: give the host's `decisions.db` (in its state folder) with `--decision-log`"
+                );
+                // `quota serve` logs beside the database; the database
+                // itself when nothing is beside it.
+                let beside = quota_server::decision_log_path(std::path::Path::new(db));
+                if beside.exists() {
+                    beside
+                } else {
+                    std::path::PathBuf::from(db)
+                }
+            }
+        };
+        anyhow::ensure!(path.exists(), "no decision log at `{}`", path.display());
+        let store = quota_store::SqliteStore::open(&path)
+            .with_context(|| format!("cannot open the decision log `{}`", path.display()))?;
+        let covers = quota_server::wire::Coverage {
+            scope: if file.is_some() {
+                "log_file"
+            } else {
+                "service"
+            }
+            .to_owned(),
+            host: path.display().to_string(),
+        };
+        Ok((store, covers))
     }
 }
 

@@ -10,7 +10,10 @@ mod inspect;
 mod new;
 mod remote;
 mod replay;
+mod sign;
 mod test;
+
+pub use sign::signature_beside;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,11 +36,17 @@ pub enum PolicyCommand {
     Test(test::TestArgs),
     /// Describe a component: sha256, size, package, exports and imports, as JSON.
     Inspect(inspect::InspectArgs),
-    /// Upload a component to a running service and activate it (compile, type-check, self-test, swap); exit 1 if rejected.
+    /// Make an Ed25519 key pair for signing policies: NAME.key (private, mode 0600) and NAME.pub.
+    Keygen(sign::KeygenArgs),
+    /// Sign a component: write FILE.sig, a detached signature over its sha256, a name, a version, the key id and the time.
+    Sign(sign::SignArgs),
+    /// Check FILE.sig against trusted public keys, as a host started with them would; print the signed manifest.
+    Verify(sign::VerifyArgs),
+    /// Upload a component (with FILE.sig when it exists) to a running service and activate it (signature, compile, type-check, self-test, swap); exit 1 if rejected.
     Activate(remote::ActivateArgs),
     /// Make the service's previous policy active again.
     Rollback(remote::ServerArgs),
-    /// Set (or `--clear`) the service's shadow policy: evaluated beside the active one, never obeyed.
+    /// Set (or `--clear`) the service's shadow policy (with FILE.sig when it exists): evaluated beside the active one, never obeyed.
     Shadow(remote::ShadowArgs),
     /// Show the service's active, previous and shadow policies and the last load error.
     Status(remote::ServerArgs),
@@ -102,6 +111,9 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
         PolicyCommand::Eval(args) => eval::run(args),
         PolicyCommand::Test(args) => test::run(args),
         PolicyCommand::Inspect(args) => inspect::run(args),
+        PolicyCommand::Keygen(args) => sign::keygen(&args),
+        PolicyCommand::Sign(args) => sign::sign(&args),
+        PolicyCommand::Verify(args) => sign::verify(&args),
         PolicyCommand::Activate(args) => remote::activate(&args),
         PolicyCommand::Rollback(args) => remote::rollback(&args),
         PolicyCommand::Shadow(args) => remote::shadow(&args),

@@ -41,6 +41,18 @@ impl ServerArgs {
 
     /// Sends one request; returns the status and the JSON body.
     fn send(&self, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<(u16, Value)> {
+        self.send_signed(method, path, body, None)
+    }
+
+    /// Sends one request, with a policy's detached signature in the
+    /// `Quota-Policy-Signature` header when given.
+    fn send_signed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
         let token = self.token()?;
         let rest = self
             .server
@@ -62,9 +74,19 @@ impl ServerArgs {
             TcpStream::connect(&address).with_context(|| format!("cannot connect to {address}"))?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let body = body.unwrap_or_default();
+        let signature = match signature {
+            Some(line) => {
+                anyhow::ensure!(
+                    line.bytes().all(|b| b.is_ascii_graphic()),
+                    "a signature is one line of ASCII"
+                );
+                format!("Quota-Policy-Signature: {line}\r\n")
+            }
+            None => String::new(),
+        };
         let head = format!(
             "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Type: application/wasm\r\nContent-Length: {}\r\n{signature}Connection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes())?;
@@ -140,14 +162,17 @@ fn report(status: u16, body: &Value) -> anyhow::Result<ExitCode> {
 pub struct ActivateArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// The policy component to upload.
+    /// The policy component to upload; its signature, FILE.sig, goes along when it exists.
     file: PathBuf,
 }
 
 /// `quota policy activate`: upload and activate; exit 1 if rejected.
 pub fn activate(args: &ActivateArgs) -> anyhow::Result<ExitCode> {
     let bytes = super::component_bytes(Some(&args.file))?;
-    let (status, body) = args.server.send("POST", "/admin/policy", Some(&bytes))?;
+    let signature = super::signature_beside(&args.file)?;
+    let (status, body) =
+        args.server
+            .send_signed("POST", "/admin/policy", Some(&bytes), signature.as_deref())?;
     report(status, &body)
 }
 
@@ -168,8 +193,13 @@ pub fn shadow(args: &ShadowArgs) -> anyhow::Result<ExitCode> {
     let (status, body) = match &args.file {
         Some(file) if !args.clear => {
             let bytes = super::component_bytes(Some(file))?;
-            args.server
-                .send("POST", "/admin/policy/shadow", Some(&bytes))?
+            let signature = super::signature_beside(file)?;
+            args.server.send_signed(
+                "POST",
+                "/admin/policy/shadow",
+                Some(&bytes),
+                signature.as_deref(),
+            )?
         }
         _ => args.server.send("DELETE", "/admin/policy/shadow", None)?,
     };

@@ -8,6 +8,7 @@ mod admin;
 mod decision;
 mod lease;
 mod policy;
+mod whatif;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -26,6 +27,10 @@ pub use lease::{
 pub use policy::{
     Accepted, Activated, ActivePolicy, CacheResult, DecisionLog, DecisionLogEntry, FleetPolicy,
     PolicyEvent, PolicyState, RefusedPolicy, SelfTest, ShadowPolicy, ShadowVerdict, Shadowed,
+    SignaturePolicy, SignedBy,
+};
+pub use whatif::{
+    AffectedUser, Compared, Coverage, NOTE as WHAT_IF_NOTE, WhatIf, WhatIfExample, WhatIfTransition,
 };
 
 /// The body of every failure: `{"error": {...}}`.

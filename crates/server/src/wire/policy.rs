@@ -43,6 +43,8 @@ pub struct ActivePolicy {
     pub sha256: String,
     /// The event that made it active (null: the built-in reference policy).
     pub since: Option<PolicyEvent>,
+    /// Who signed it.
+    pub signed_by: SignedBy,
 }
 
 /// The policy evaluated beside the active one.
@@ -52,6 +54,71 @@ pub struct ShadowPolicy {
     pub sha256: String,
     /// The event that set it.
     pub since: Option<PolicyEvent>,
+    /// Who signed it.
+    pub signed_by: SignedBy,
+}
+
+/// Who signed a policy (docs/signing.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, ToSchema)]
+pub struct SignedBy {
+    /// `built_in`: the reference policy in this binary, trusted as part
+    /// of it; `trusted_key`: a valid signature by a trusted key;
+    /// `unverified`: signed, but this host trusts no keys; `unsigned`: no
+    /// signature, or one that does not verify now (see `problem`).
+    pub kind: String,
+    /// The signing key's id.
+    pub key_id: Option<String>,
+    /// The signed name.
+    pub name: Option<String>,
+    /// The signed version.
+    pub version: Option<String>,
+    /// When it was signed (RFC 3339).
+    pub signed_at: Option<String>,
+    /// Why a stored signature does not verify with the keys trusted now.
+    pub problem: Option<String>,
+}
+
+impl From<quota_engine::signatures::Signer> for SignedBy {
+    fn from(signer: quota_engine::signatures::Signer) -> Self {
+        use quota_engine::signatures::Signer;
+        let signed = |kind: &str, m: quota_signing::Manifest| SignedBy {
+            kind: kind.to_owned(),
+            key_id: Some(m.key_id),
+            name: Some(m.name),
+            version: Some(m.version),
+            signed_at: Some(m.signed_at),
+            problem: None,
+        };
+        match signer {
+            Signer::BuiltIn => SignedBy {
+                kind: "built_in".into(),
+                ..SignedBy::default()
+            },
+            Signer::Verified(m) => signed("trusted_key", m),
+            Signer::Unverified(m) => signed("unverified", m),
+            Signer::Unsigned(problem) => SignedBy {
+                kind: "unsigned".into(),
+                problem,
+                ..SignedBy::default()
+            },
+        }
+    }
+}
+
+/// Whether this host requires signed policies, and whom it trusts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct SignaturePolicy {
+    /// Whether an upload, a shadow, a rollback and a restore need a
+    /// trusted key's signature (`quota serve --trusted-keys`). False:
+    /// signatures are not required, and one that comes along is kept
+    /// unverified.
+    pub required: bool,
+    /// The trusted keys' ids.
+    pub trusted_keys: Vec<String>,
+    /// A recorded policy this host refused at start or when following its
+    /// fleet (e.g. its signing key is no longer trusted): it decides with
+    /// the built-in reference policy, or its last good one, instead.
+    pub refused: Option<RefusedPolicy>,
 }
 
 /// Where the policy lifecycle stands.
@@ -69,6 +136,8 @@ pub struct PolicyState {
     pub vetting: Option<String>,
     /// The most recent events, newest first.
     pub history: Vec<PolicyEvent>,
+    /// Whether signatures are required, and whom this host trusts.
+    pub signatures: SignaturePolicy,
     /// On a database shared by a fleet (PostgreSQL): the policy the fleet
     /// records beside this host's; null on SQLite.
     pub fleet: Option<FleetPolicy>,
@@ -127,25 +196,29 @@ impl PolicyState {
     /// and the upload being vetted.
     pub fn new(
         recorded: &quota_store::PolicyState,
-        active_sha256: String,
-        shadow_sha256: Option<String>,
+        active: (String, SignedBy),
+        shadow: Option<(String, SignedBy)>,
         vetting: Option<String>,
+        signatures: SignaturePolicy,
         fleet: Option<FleetPolicy>,
     ) -> Self {
         let event = |e: &Option<quota_store::PolicyEvent>| e.as_ref().map(PolicyEvent::from);
         PolicyState {
             active: ActivePolicy {
-                sha256: active_sha256,
+                sha256: active.0,
                 since: event(&recorded.active),
+                signed_by: active.1,
             },
             previous: recorded.previous.clone(),
-            shadow: shadow_sha256.map(|sha256| ShadowPolicy {
+            shadow: shadow.map(|(sha256, signed_by)| ShadowPolicy {
                 sha256,
                 since: event(&recorded.shadow),
+                signed_by,
             }),
             last_load_error: event(&recorded.last_rejection),
             vetting,
             history: recorded.history.iter().map(PolicyEvent::from).collect(),
+            signatures,
             fleet,
         }
     }

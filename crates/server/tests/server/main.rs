@@ -21,5 +21,7 @@ mod api;
 mod leases;
 mod policy;
 mod service;
+mod signing;
 mod support;
 mod webhooks;
+mod whatif;

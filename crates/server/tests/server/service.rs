@@ -34,6 +34,7 @@ fn config(dir: &std::path::Path) -> ServiceConfig {
         postgres: quota_store::PgOptions::default(),
         lease_max_ms: quota_server::DEFAULT_LEASE_MAX_MS,
         webhooks: quota_webhooks::Options::default(),
+        trusted_keys: None,
     }
 }
 
@@ -139,6 +140,7 @@ fn a_start_policy_that_fails_its_checks_stops_the_start() {
         source: "not-a-policy.wasm".to_owned(),
         actor: "test".to_owned(),
         bytes: b"\0asm not really".to_vec(),
+        signature: None,
     });
     match Service::open(config) {
         Err(ServiceError::Activate { policy, .. }) => assert_eq!(policy, "not-a-policy.wasm"),

@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::error::StoreError;
-use crate::policy::{DecisionFilter, DecisionLogEntry};
+use crate::policy::{DecisionFilter, DecisionLogEntry, LoggedDecision};
 use crate::traits::DecisionLogStore;
 
 impl DecisionLogStore for PgStore {
@@ -12,8 +12,8 @@ impl DecisionLogStore for PgStore {
             for e in entries {
                 tx.execute(
                     "INSERT INTO decision_log (at_ms, user_id, plan_id, entitlement_key, status, policy_sha256,
-                         input_json, output_json, shadow_sha256, shadow_verdict, shadow_json)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                         input_json, output_json, shadow_sha256, shadow_verdict, shadow_json, period_start_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     &[
                         &e.at_ms,
                         &e.user_id,
@@ -26,6 +26,7 @@ impl DecisionLogStore for PgStore {
                         &e.shadow_sha256,
                         &e.shadow_verdict,
                         &e.shadow_json,
+                        &e.period_start_ms,
                     ],
                 )?;
             }
@@ -50,7 +51,7 @@ impl DecisionLogStore for PgStore {
         self.read(|conn| {
             let rows = conn.query(
                 "SELECT id, at_ms, user_id, plan_id, entitlement_key, status, policy_sha256,
-                        input_json, output_json, shadow_sha256, shadow_verdict, shadow_json
+                        input_json, output_json, shadow_sha256, shadow_verdict, shadow_json, period_start_ms
                  FROM decision_log
                  WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR entitlement_key = $2)
                    AND ($3::text IS NULL OR status = $3) AND (NOT $4 OR shadow_verdict = 'diverged')
@@ -80,8 +81,51 @@ impl DecisionLogStore for PgStore {
                     shadow_sha256: row.get(9),
                     shadow_verdict: row.get(10),
                     shadow_json: row.get(11),
+                    period_start_ms: row.get(12),
                 })
                 .collect())
         })
     }
+
+    /// Read in pages of [`PAGE`] by id, so a long replay holds neither a
+    /// transaction nor the whole log.
+    fn each_decision(
+        &self,
+        plan_id: &str,
+        since_ms: i64,
+        f: &mut dyn FnMut(LoggedDecision<'_>),
+    ) -> Result<u64, StoreError> {
+        let mut after = i64::MIN;
+        let mut count = 0;
+        loop {
+            let rows = self.read(|conn| {
+                conn.query(
+                    "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
+                     FROM decision_log WHERE plan_id = $1 AND at_ms >= $2 AND id > $3
+                     ORDER BY id LIMIT $4",
+                    &[&plan_id, &since_ms, &after, &PAGE],
+                )
+            })?;
+            for row in &rows {
+                f(LoggedDecision {
+                    id: row.get(0),
+                    at_ms: row.get(1),
+                    user_id: row.get(2),
+                    entitlement_key: row.get(3),
+                    status: row.get(4),
+                    input_json: row.get(5),
+                    output_json: row.get(6),
+                    period_start_ms: row.get(7),
+                });
+                after = row.get(0);
+                count += 1;
+            }
+            if rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+                return Ok(count);
+            }
+        }
+    }
 }
+
+/// Logged decisions read at a time by a replay.
+const PAGE: i64 = 10_000;

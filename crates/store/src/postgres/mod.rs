@@ -323,6 +323,8 @@ pub(crate) fn pg_error(e: postgres::Error) -> StoreError {
         || code.code().starts_with("08")
     {
         StoreError::Unavailable(format!("the database could not do it now: {detail}"))
+    } else if *code == SqlState::NUMERIC_VALUE_OUT_OF_RANGE {
+        StoreError::overflow()
     } else {
         StoreError::Database(detail)
     }

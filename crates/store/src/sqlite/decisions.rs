@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use crate::error::StoreError;
-use crate::policy::{DecisionFilter, DecisionLogEntry};
+use crate::policy::{DecisionFilter, DecisionLogEntry, LoggedDecision};
 use crate::traits::DecisionLogStore;
 
 impl DecisionLogStore for SqliteStore {
@@ -13,8 +13,8 @@ impl DecisionLogStore for SqliteStore {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO decision_log (at_ms, user_id, plan_id, entitlement_key, status, policy_sha256,
-                     input_json, output_json, shadow_sha256, shadow_verdict, shadow_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     input_json, output_json, shadow_sha256, shadow_verdict, shadow_json, period_start_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for e in entries {
                 stmt.execute(params![
@@ -28,7 +28,8 @@ impl DecisionLogStore for SqliteStore {
                     e.output_json,
                     e.shadow_sha256,
                     e.shadow_verdict,
-                    e.shadow_json
+                    e.shadow_json,
+                    e.period_start_ms
                 ])?;
             }
             Ok(())
@@ -54,7 +55,7 @@ impl DecisionLogStore for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, at_ms, user_id, plan_id, entitlement_key, status, policy_sha256,
-                        input_json, output_json, shadow_sha256, shadow_verdict, shadow_json
+                        input_json, output_json, shadow_sha256, shadow_verdict, shadow_json, period_start_ms
                  FROM decision_log
                  WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR entitlement_key = ?2)
                    AND (?3 IS NULL OR status = ?3) AND (?4 = 0 OR shadow_verdict = 'diverged')
@@ -84,10 +85,65 @@ impl DecisionLogStore for SqliteStore {
                         shadow_sha256: row.get(9)?,
                         shadow_verdict: row.get(10)?,
                         shadow_json: row.get(11)?,
+                        period_start_ms: row.get(12)?,
                     })
                 },
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
+
+    /// Read in pages of [`PAGE`] by id, each in a read transaction of its
+    /// own, so a long replay never holds one snapshot (and the log's
+    /// write-ahead file) for its whole length.
+    fn each_decision(
+        &self,
+        plan_id: &str,
+        since_ms: i64,
+        f: &mut dyn FnMut(LoggedDecision<'_>),
+    ) -> Result<u64, StoreError> {
+        let mut after = i64::MIN;
+        let mut count = 0;
+        loop {
+            let read = self.read(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
+                     FROM decision_log WHERE plan_id = ?1 AND at_ms >= ?2 AND id > ?3
+                     ORDER BY id LIMIT ?4",
+                )?;
+                let mut rows = stmt.query(params![plan_id, since_ms, after, PAGE])?;
+                let mut read: i64 = 0;
+                while let Some(row) = rows.next()? {
+                    let id = row.get(0)?;
+                    f(LoggedDecision {
+                        id,
+                        at_ms: row.get(1)?,
+                        user_id: text(row, 2)?,
+                        entitlement_key: text(row, 3)?,
+                        status: text(row, 4)?,
+                        input_json: text(row, 5)?,
+                        output_json: text(row, 6)?,
+                        period_start_ms: row.get(7)?,
+                    });
+                    after = id;
+                    read += 1;
+                }
+                Ok(read)
+            })?;
+            count += u64::try_from(read).unwrap_or(0);
+            if read < PAGE {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+/// Logged decisions read at a time by a replay.
+const PAGE: i64 = 10_000;
+
+/// A text column, borrowed from the row.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
 }

@@ -3,8 +3,10 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use crate::error::StoreError;
-use crate::policy::{KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState};
+use crate::error::{Conflict, StoreError};
+use crate::policy::{
+    KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState, Release, ReleaseChange, Upload,
+};
 use crate::traits::PolicyStore;
 
 const EVENT_COLUMNS: &str = "id, at_ms, actor, action, sha256, detail";
@@ -20,6 +22,83 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<PolicyEvent> {
     })
 }
 
+/// Records an event, with the component (and its signature) when given,
+/// raising a release when given; then prunes old versions.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the columns of one event, in one place"
+)]
+fn record(
+    tx: &rusqlite::Connection,
+    actor: &str,
+    action: PolicyAction,
+    sha256: Option<&str>,
+    component: Option<(&[u8], Option<&str>, bool)>,
+    release: Option<&ReleaseChange>,
+    detail: &str,
+    now_ms: i64,
+) -> Result<PolicyEvent, StoreError> {
+    if let (Some(sha256), Some((component, signature, verified))) = (sha256, component) {
+        tx.prepare_cached(
+            "INSERT INTO policy_versions (sha256, component, size_bytes, added_at_ms, added_by, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (sha256) DO UPDATE SET signature = CASE WHEN ?7
+                 THEN coalesce(excluded.signature, signature)
+                 ELSE coalesce(signature, excluded.signature) END",
+        )?
+        .execute(params![sha256, component, i64::try_from(component.len()).unwrap_or(i64::MAX), now_ms, actor, signature, verified])?;
+    }
+    if let Some(change) = release {
+        let r = &change.release;
+        let changed = match &change.replaces {
+            None => tx
+                .prepare_cached(
+                    "INSERT INTO policy_releases (name, version, sha256, at_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(params![r.name, r.version, r.sha256, now_ms])?,
+            Some(old) => tx
+                .prepare_cached(
+                    "UPDATE policy_releases SET version = ?2, sha256 = ?3, at_ms = ?4
+                     WHERE name = ?1 AND version = ?5",
+                )?
+                .execute(params![r.name, r.version, r.sha256, now_ms, old])?,
+        };
+        if changed == 0 {
+            return Err(StoreError::Conflict(Conflict::Release(r.name.clone())));
+        }
+    }
+    let event = tx
+        .prepare_cached(&format!(
+            "INSERT INTO policy_events (at_ms, actor, action, sha256, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {EVENT_COLUMNS}"
+        ))?
+        .query_row(
+            params![now_ms, actor, action.as_str(), sha256, detail],
+            event_from_row,
+        )?;
+    // Keep the versions most recently named by an event, plus whatever is
+    // active or shadow now and the previous active one (what a rollback
+    // goes back to: never an older one whose successor was pruned).
+    tx.prepare_cached(
+        "DELETE FROM policy_versions
+         WHERE sha256 NOT IN (
+             SELECT sha256 FROM policy_events WHERE sha256 IS NOT NULL AND action != 'reject'
+             GROUP BY sha256 ORDER BY max(id) DESC LIMIT ?1)
+           AND sha256 IS NOT (SELECT sha256 FROM policy_events
+             WHERE action IN ('activate', 'rollback') ORDER BY id DESC LIMIT 1)
+           AND sha256 IS NOT (SELECT sha256 FROM policy_events
+             WHERE action IN ('shadow', 'clear_shadow') ORDER BY id DESC LIMIT 1)
+           AND sha256 IS NOT (SELECT sha256 FROM policy_events
+             WHERE action IN ('activate', 'rollback')
+               AND sha256 IS NOT (SELECT sha256 FROM policy_events
+                 WHERE action IN ('activate', 'rollback') ORDER BY id DESC LIMIT 1)
+             ORDER BY id DESC LIMIT 1)",
+    )?
+    .execute([i64::try_from(KEEP_VERSIONS).unwrap_or(i64::MAX)])?;
+    Ok(event)
+}
+
 impl PolicyStore for SqliteStore {
     /// Records a policy event; stores `component` (if given) under its
     /// sha256, and drops component versions beyond [`KEEP_VERSIONS`] that
@@ -33,37 +112,57 @@ impl PolicyStore for SqliteStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
+        let component = component.map(|c| (c, None, false));
+        self.write(|tx| record(tx, actor, action, sha256, component, None, detail, now_ms))
+    }
+
+    fn record_policy_upload(
+        &self,
+        actor: &str,
+        action: PolicyAction,
+        upload: &Upload<'_>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<PolicyEvent, StoreError> {
+        let component = Some((upload.component, upload.signature, upload.verified));
         self.write(|tx| {
-            if let (Some(sha256), Some(component)) = (sha256, component) {
-                tx.prepare_cached(
-                    "INSERT INTO policy_versions (sha256, component, size_bytes, added_at_ms, added_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sha256) DO NOTHING",
+            record(
+                tx,
+                actor,
+                action,
+                Some(upload.sha256),
+                component,
+                upload.release,
+                detail,
+                now_ms,
+            )
+        })
+    }
+
+    fn policy_signature(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT signature FROM policy_versions WHERE sha256 = ?1")?
+                .query_row([sha256], |row| row.get(0))
+                .optional()?
+                .flatten())
+        })
+    }
+
+    fn policy_release(&self, name: &str) -> Result<Option<Release>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT name, version, sha256 FROM policy_releases WHERE name = ?1",
                 )?
-                .execute(params![sha256, component, i64::try_from(component.len()).unwrap_or(i64::MAX), now_ms, actor])?;
-            }
-            let event = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO policy_events (at_ms, actor, action, sha256, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING {EVENT_COLUMNS}"
-                ))?
-                .query_row(
-                    params![now_ms, actor, action.as_str(), sha256, detail],
-                    event_from_row,
-                )?;
-            // Keep the versions most recently named by an event, plus
-            // whatever is active or shadow now.
-            tx.prepare_cached(
-                "DELETE FROM policy_versions
-                 WHERE sha256 NOT IN (
-                     SELECT sha256 FROM policy_events WHERE sha256 IS NOT NULL AND action != 'reject'
-                     GROUP BY sha256 ORDER BY max(id) DESC LIMIT ?1)
-                   AND sha256 IS NOT (SELECT sha256 FROM policy_events
-                     WHERE action IN ('activate', 'rollback') ORDER BY id DESC LIMIT 1)
-                   AND sha256 IS NOT (SELECT sha256 FROM policy_events
-                     WHERE action IN ('shadow', 'clear_shadow') ORDER BY id DESC LIMIT 1)",
-            )?
-            .execute([i64::try_from(KEEP_VERSIONS).unwrap_or(i64::MAX)])?;
-            Ok(event)
+                .query_row([name], |row| {
+                    Ok(Release {
+                        name: row.get(0)?,
+                        version: row.get(1)?,
+                        sha256: row.get(2)?,
+                    })
+                })
+                .optional()?)
         })
     }
 

@@ -16,6 +16,12 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/07-periods.sql")),
     M::up(include_str!("../../migrations/sqlite/08-thresholds.sql")),
     M::up(include_str!("../../migrations/sqlite/09-webhooks.sql")),
+    M::up(include_str!(
+        "../../migrations/sqlite/10-signed-policies.sql"
+    )),
+    M::up(include_str!(
+        "../../migrations/sqlite/11-decision-periods.sql"
+    )),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

@@ -52,7 +52,8 @@ fn opening_a_database_from_an_older_migration_set_upgrades_it() {
     }
     let store = SqliteStore::open(&path).unwrap();
     let (version, _) = schema(&store);
-    assert_eq!(version, 9);
+    assert_eq!(version, 11);
+    assert_eq!(count(&store, "policy_releases"), 0);
     assert_eq!(count(&store, "drafts"), 0);
     assert_eq!(count(&store, "leases"), 0);
     assert_eq!(count(&store, "period_usage"), 0);

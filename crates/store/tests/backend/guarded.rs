@@ -54,6 +54,25 @@ pub fn a_write_is_seen_by_nobody_else_until_it_commits<S: Backend>(store: &S) {
     ));
 }
 
+/// A counter that would pass `i64::MAX` is bad input (400 at the edge),
+/// not a database failure, and its transaction keeps nothing.
+pub fn a_counter_overflow_is_invalid_and_keeps_nothing<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    tx.add_usage("alice", "drafts.created", None, 1).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.begin_write().unwrap();
+    let overflow = tx
+        .add_usage("alice", "drafts.created", None, i64::MAX)
+        .unwrap_err();
+    assert!(
+        matches!(&overflow, StoreError::Invalid { field, .. } if field == "requested"),
+        "{overflow:?}"
+    );
+    drop(tx);
+    assert_eq!(usage(store), (1, 0));
+}
+
 pub fn a_rolled_back_write_leaves_nothing<S: Backend>(store: &S) {
     plan_and_user(store);
     let mut tx = store.begin_write().unwrap();

@@ -1,7 +1,10 @@
 //! The policy lifecycle's records: versions kept, state derived from events,
 //! the decision log's filters and retention.
 
-use quota_store::{DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction};
+use quota_store::{
+    Conflict, DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, PolicyAction, Release,
+    ReleaseChange, StoreError, Upload,
+};
 
 use crate::Backend;
 
@@ -52,6 +55,128 @@ pub fn the_active_and_shadow_versions_are_kept_however_old<S: Backend>(store: &S
     assert!(store.policy_state(0).unwrap().shadow.is_none());
 }
 
+/// However many other versions are named since (shadows, say), the
+/// previous active version stays stored and stays what a rollback goes
+/// back to: never an older one whose successor was pruned.
+pub fn the_previous_active_version_is_never_pruned<S: Backend>(store: &S) {
+    let record = |action, n: usize| {
+        store
+            .record_policy_event("admin", action, Some(&sha(n)), Some(&[n as u8]), "", 0)
+            .unwrap()
+    };
+    record(PolicyAction::Activate, 1);
+    record(PolicyAction::Activate, 2);
+    record(PolicyAction::Activate, 3);
+    for n in 10..10 + KEEP_VERSIONS + 2 {
+        record(PolicyAction::Shadow, n);
+    }
+    record(PolicyAction::Shadow, 1);
+    let state = store.policy_state(0).unwrap();
+    assert_eq!(state.previous, Some(sha(2)));
+    assert_eq!(store.policy_component(&sha(2)).unwrap(), Some(vec![2]));
+}
+
+/// An unverified signature never replaces a stored one; a verified one does.
+pub fn only_a_verified_signature_replaces_a_stored_one<S: Backend>(store: &S) {
+    let upload = |signature: &str, verified: bool| {
+        let sha256 = sha(7);
+        store
+            .record_policy_upload(
+                "admin",
+                PolicyAction::Shadow,
+                &Upload {
+                    sha256: &sha256,
+                    component: &[7],
+                    signature: Some(signature),
+                    verified,
+                    release: None,
+                },
+                "",
+                0,
+            )
+            .unwrap();
+        store.policy_signature(&sha256).unwrap().unwrap()
+    };
+    assert_eq!(upload("first", false), "first");
+    assert_eq!(upload("second", false), "first");
+    assert_eq!(upload("third", true), "third");
+}
+
+/// The compare-and-set that keeps versions rising across a fleet: a
+/// release recorded from a stale read fails with nothing kept, and the
+/// signature is stored with the component.
+pub fn a_release_rises_only_from_the_version_it_was_read_at<S: Backend>(store: &S) {
+    let change = |version: &str, n: usize, replaces: Option<&str>| ReleaseChange {
+        release: Release {
+            name: "drafts".into(),
+            version: version.into(),
+            sha256: sha(n),
+        },
+        replaces: replaces.map(str::to_owned),
+    };
+    let upload = |n: usize, change: &ReleaseChange| {
+        let sha256 = sha(n);
+        let signature = format!("sig-{n}");
+        store.record_policy_upload(
+            "admin",
+            PolicyAction::Activate,
+            &Upload {
+                sha256: &sha256,
+                component: &[n as u8],
+                signature: Some(&signature),
+                verified: true,
+                release: Some(change),
+            },
+            "",
+            0,
+        )
+    };
+    assert_eq!(store.policy_release("drafts").unwrap(), None);
+    upload(1, &change("1.0.0", 1, None)).unwrap();
+    // A second host read "no release" too: it loses.
+    let lost = upload(2, &change("1.5.0", 2, None)).unwrap_err();
+    assert!(
+        matches!(lost, StoreError::Conflict(Conflict::Release(_))),
+        "{lost}"
+    );
+    upload(3, &change("2.0.0", 3, Some("1.0.0"))).unwrap();
+    // Read at 1.0.0, recorded after 2.0.0: it loses.
+    let lost = upload(4, &change("3.0.0", 4, Some("1.0.0"))).unwrap_err();
+    assert!(
+        matches!(lost, StoreError::Conflict(Conflict::Release(_))),
+        "{lost}"
+    );
+    let release = store.policy_release("drafts").unwrap().unwrap();
+    assert_eq!(
+        (release.version.as_str(), release.sha256),
+        ("2.0.0", sha(3))
+    );
+    // The losers left nothing: no event, no component.
+    let state = store.policy_state(10).unwrap();
+    assert_eq!(state.history.len(), 2);
+    assert_eq!(store.policy_component(&sha(2)).unwrap(), None);
+    assert_eq!(store.policy_component(&sha(4)).unwrap(), None);
+    assert_eq!(
+        store.policy_signature(&sha(3)).unwrap().as_deref(),
+        Some("sig-3")
+    );
+    // An event without a signature keeps the stored one.
+    store
+        .record_policy_event(
+            "admin",
+            PolicyAction::Activate,
+            Some(&sha(3)),
+            Some(&[3]),
+            "",
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        store.policy_signature(&sha(3)).unwrap().as_deref(),
+        Some("sig-3")
+    );
+}
+
 fn entry(n: i64, user: &str, status: &str, verdict: Option<&str>) -> DecisionLogEntry {
     DecisionLogEntry {
         id: 0,
@@ -66,6 +191,7 @@ fn entry(n: i64, user: &str, status: &str, verdict: Option<&str>) -> DecisionLog
         shadow_sha256: verdict.map(|_| sha(2)),
         shadow_verdict: verdict.map(str::to_owned),
         shadow_json: None,
+        period_start_ms: None,
     }
 }
 
