@@ -159,6 +159,83 @@ fn upload(addr: &str, bytes: &[u8]) -> (u16, Value) {
     )
 }
 
+/// A host that trusts keys follows only what verifies there
+/// (docs/signing.md): an unsigned policy activated through a host without
+/// keys is refused (the keyed host keeps its last good policy and says
+/// why), a signed one is followed.
+#[test]
+fn a_host_with_trusted_keys_follows_only_signed_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = quota_throwaway_pg::shared().fresh_database();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let quota = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_quota"))
+            .args(args)
+            .env("QUOTA_ADMIN_TOKEN", ADMIN)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    quota(&["policy", "keygen", "--out", &path("release")]);
+    let a = host(&url, dir.path(), "a");
+    let b = start_on(
+        &url,
+        &dir.path().join("b"),
+        &["--trusted-keys", &path("release.pub")],
+    );
+    let reference = health(&b.addr)["policy_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, body) = upload(&a.addr, quota_tests::percent_grace().bytes());
+    assert_eq!(status, 200, "{body}");
+    let unsigned = body["activated"]["sha256"].as_str().unwrap().to_owned();
+    let refused = || health(&b.addr)["fleet"]["refused"]["sha256"] == unsigned.as_str();
+    assert!(
+        within(Duration::from_secs(2), refused).is_some(),
+        "B never refused: {}",
+        health(&b.addr)["fleet"]
+    );
+    let reason = health(&b.addr)["fleet"]["refused"]["reason"].clone();
+    assert!(reason.as_str().unwrap().contains("not signed"), "{reason}");
+    assert_eq!(health(&b.addr)["policy_sha256"], reference.as_str());
+
+    // The same policy as other bytes, signed: B follows it.
+    let mut bytes = quota_tests::percent_grace().bytes().to_vec();
+    bytes.extend_from_slice(&[0, 4, 3, b'f', b'l', b't']);
+    std::fs::write(path("signed.wasm"), &bytes).unwrap();
+    quota(&[
+        "policy",
+        "sign",
+        "--key",
+        &path("release.key"),
+        "--name",
+        "grace",
+        "--version",
+        "1.0.0",
+        &path("signed.wasm"),
+    ]);
+    quota(&[
+        "policy",
+        "activate",
+        "--server",
+        &format!("http://{}", a.addr),
+        &path("signed.wasm"),
+    ]);
+    let signed = quota_host::sha256_hex(&bytes);
+    converges(&b.addr, &signed, Duration::from_secs(2));
+    let (_, state) = http(&b.addr, "GET", "/admin/policy", ADMIN, None);
+    assert_eq!(
+        state["active"]["signed_by"]["kind"], "trusted_key",
+        "{state}"
+    );
+}
+
 /// `quota store copy --from file --to url`.
 fn store_copy(file: &Path, url: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_quota"))

@@ -75,23 +75,7 @@ async fn create_webhook(
 
 /// Event types by name: at least one, each known, none twice.
 fn event_kinds(names: &[String]) -> Result<Vec<EventKind>, ApiError> {
-    if names.is_empty() {
-        return Err(ApiError::invalid(
-            "`events` names at least one of threshold.reached, quota.blocked",
-        ));
-    }
-    let mut kinds = Vec::new();
-    for name in names {
-        let kind = EventKind::parse(name).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "`events`: `{name}` is not an event type; use threshold.reached or quota.blocked"
-            ))
-        })?;
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    Ok(kinds)
+    EventKind::parse_list(names).map_err(|e| ApiError::invalid(format!("`events`: {e}")))
 }
 
 /// List the webhook endpoints (without their secrets).

@@ -37,6 +37,34 @@ impl EventKind {
     pub fn parse(name: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
+
+    /// The kinds `names` name, each once, in their order: what a webhook
+    /// subscribes to.
+    pub fn parse_list(names: &[String]) -> Result<Vec<EventKind>, EventKindError> {
+        if names.is_empty() {
+            return Err(EventKindError::Empty);
+        }
+        let mut kinds = Vec::new();
+        for name in names {
+            let kind =
+                EventKind::parse(name).ok_or_else(|| EventKindError::Unknown(name.clone()))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// Why a list of event types is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventKindError {
+    /// No type named.
+    #[error("name at least one of threshold.reached, quota.blocked")]
+    Empty,
+    /// A name that is no event type.
+    #[error("`{0}` is not an event type; use threshold.reached or quota.blocked")]
+    Unknown(String),
 }
 
 /// What a consuming transaction did to one (user, key), for its

@@ -41,8 +41,8 @@ pub use any::{AnyStore, AnyTx, Location};
 pub use copy::CopyReport;
 pub use error::{Conflict, Forbidden, StoreError};
 pub use events::{
-    Attempt, Claim, Claimed, Crossing, Delivery, DeliveryState, Event, EventKind, MAX_PERCENT,
-    MAX_THRESHOLDS, Next, Webhook,
+    Attempt, Claim, Claimed, Crossing, Delivery, DeliveryState, Event, EventKind, EventKindError,
+    MAX_PERCENT, MAX_THRESHOLDS, Next, Webhook,
 };
 pub use model::{
     AuditEntry, Draft, GraceUsed, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 use quota_server::wire;
 use quota_store::EventKind;
@@ -79,15 +79,7 @@ pub fn webhook(db: &DbArgs, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
                 }
                 None => Secret::generate().context("no randomness for a secret")?,
             };
-            let mut kinds = Vec::new();
-            for name in &events {
-                let Some(kind) = EventKind::parse(name) else {
-                    bail!("`{name}` is not an event type; use threshold.reached or quota.blocked");
-                };
-                if !kinds.contains(&kind) {
-                    kinds.push(kind);
-                }
-            }
+            let kinds = EventKind::parse_list(&events)?;
             let id = format!("wh_{:016x}", fastrand::u64(..));
             let webhook =
                 store.create_webhook(&db.actor, &id, url.as_str(), &secret, &kinds, now_ms())?;
