@@ -40,8 +40,8 @@ pub enum Checked {
     /// The built-in reference policy, or no keys trusted and nothing signed.
     Unsigned,
     /// No keys trusted: a well-formed signature naming the component, kept
-    /// as it came.
-    Unverified,
+    /// as it came; what it claims.
+    Unverified(Manifest),
     /// A trusted key's valid signature.
     Verified(Manifest),
 }
@@ -84,7 +84,7 @@ impl Signatures {
         match (&self.trusted, signature) {
             (Some(_), _) if sha256 == self.builtin_sha256 => Ok(Checked::Unsigned),
             (None, None) => Ok(Checked::Unsigned),
-            (None, Some(line)) => read_manifest_for(line, sha256).map(|_| Checked::Unverified),
+            (None, Some(line)) => read_manifest_for(line, sha256).map(Checked::Unverified),
             (Some(_), None) => Err(VerifyError::Missing),
             (Some(keys), Some(line)) => keys.verify_sha256(line, sha256).map(Checked::Verified),
         }
@@ -95,18 +95,14 @@ impl Signatures {
         if sha256 == self.builtin_sha256 {
             return Signer::BuiltIn;
         }
-        let Some(line) = signature else {
+        if signature.is_none() {
             return Signer::Unsigned(None);
-        };
-        match &self.trusted {
-            None => match read_manifest_for(line, sha256) {
-                Ok(manifest) => Signer::Unverified(manifest),
-                Err(e) => Signer::Unsigned(Some(e.to_string())),
-            },
-            Some(keys) => match keys.verify_sha256(line, sha256) {
-                Ok(manifest) => Signer::Verified(manifest),
-                Err(e) => Signer::Unsigned(Some(e.to_string())),
-            },
+        }
+        match self.check(sha256, signature) {
+            Ok(Checked::Verified(manifest)) => Signer::Verified(manifest),
+            Ok(Checked::Unverified(manifest)) => Signer::Unverified(manifest),
+            Ok(Checked::Unsigned) => Signer::Unsigned(None),
+            Err(e) => Signer::Unsigned(Some(e.to_string())),
         }
     }
 }

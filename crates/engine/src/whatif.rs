@@ -15,9 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use quota_host::{Evaluator, PolicyModule};
-use quota_policy_core::json::{
-    DecisionJson, error_value, input_from_value, input_to_value, policy_error_value,
-};
+use quota_policy_core::json::{Evaluated, input_from_value, input_to_value};
 use quota_policy_core::{DecisionInput, Override, PlanInfo, Status};
 use quota_store::{DecisionLogStore, LoggedDecision, PlanChange, StoreError};
 use serde::Deserialize;
@@ -346,23 +344,16 @@ impl Replay<'_> {
         } else {
             0
         };
-        let decided = self.evaluator.decide(&input);
-        let (to, now_units, now_grace, hypothetical) = match &decided {
-            Ok(Ok(decision)) => {
-                let admitted = decision.status != Status::Block;
-                (
-                    decision.status.as_str(),
-                    if admitted { input.requested } else { 0 },
-                    if admitted {
-                        decision.grace_to_consume
-                    } else {
-                        0
-                    },
-                    Some(decision),
-                )
-            }
+        let evaluated = self.evaluator.evaluate(&input);
+        let (to, now_units, now_grace) = match &evaluated {
+            Evaluated::Decision(decision, _) if decision.status != Status::Block => (
+                decision.status.as_str(),
+                input.requested,
+                decision.grace_to_consume,
+            ),
+            Evaluated::Decision(decision, _) => (decision.status.as_str(), 0, 0),
             // Refused or failed: a host would not have applied it.
-            Ok(Err(_)) | Err(_) => ("error", 0, 0, None),
+            Evaluated::PolicyError(_) | Evaluated::Unavailable(_) => ("error", 0, 0),
         };
         let add = |total: &mut i64, n: i64| *total = total.saturating_add(n);
         let (units_then, units_now) = &mut self.report.units_admitted;
@@ -412,21 +403,12 @@ impl Replay<'_> {
             });
         transition.count += 1;
         if transition.examples.len() < self.options.examples {
-            let hypothetical = match (&decided, hypothetical) {
-                (_, Some(decision)) => match self.evaluator.usage_key(&input.entitlement_key) {
-                    Ok(key) => DecisionJson::new(decision, &key).to_value(),
-                    Err(e) => error_value("policy_unavailable", &e.to_string()),
-                },
-                (Ok(Err(e)), None) => policy_error_value(e),
-                (Err(e), None) => error_value("policy_unavailable", &e.to_string()),
-                (Ok(Ok(_)), None) => Value::Null,
-            };
             transition.examples.push(Example {
                 id: logged.id,
                 at_ms: logged.at_ms,
                 input: input_to_value(&input),
                 logged: serde_json::from_str(logged.output_json).unwrap_or(Value::Null),
-                hypothetical,
+                hypothetical: evaluated.to_value(),
             });
         }
     }

@@ -463,13 +463,14 @@ impl DecisionLogStore for AnyStore {
     fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError> {
         each!(self, s => s.decisions(filter))
     }
-    fn each_decision(
+    fn decision_page(
         &self,
         plan_id: &str,
         since_ms: i64,
+        after_id: i64,
         f: &mut dyn FnMut(LoggedDecision<'_>),
-    ) -> Result<u64, StoreError> {
-        each!(self, s => s.each_decision(plan_id, since_ms, f))
+    ) -> Result<usize, StoreError> {
+        each!(self, s => s.decision_page(plan_id, since_ms, after_id, f))
     }
 }
 

@@ -50,8 +50,8 @@ pub use model::{
 };
 pub use period::{Period, PeriodKind, PeriodSetting};
 pub use policy::{
-    DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, LoggedDecision, PolicyAction, PolicyEvent,
-    PolicyState, Release, ReleaseChange, Upload,
+    DECISION_PAGE, DecisionFilter, DecisionLogEntry, KEEP_VERSIONS, LoggedDecision, PolicyAction,
+    PolicyEvent, PolicyState, Release, ReleaseChange, Upload,
 };
 pub use postgres::{
     ATTEMPTS as PG_ATTEMPTS, POLICY_CHANNEL, PgOptions, PgStore, PgTx, PgUrl, TlsMode,

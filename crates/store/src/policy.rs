@@ -139,6 +139,10 @@ pub struct DecisionLogEntry {
     pub period_start_ms: Option<i64>,
 }
 
+/// Logged decisions a replay reads at a time: each page is read on its
+/// own, so a long replay holds neither a transaction nor the whole log.
+pub const DECISION_PAGE: usize = 10_000;
+
 /// A logged decision as a replay reads it, borrowed from the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoggedDecision<'a> {

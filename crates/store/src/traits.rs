@@ -15,8 +15,8 @@ use crate::model::{
     QuotaState, Segment, StoredResponse, User,
 };
 use crate::policy::{
-    DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent, PolicyState,
-    Release, Upload,
+    DECISION_PAGE, DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent,
+    PolicyState, Release, Upload,
 };
 
 /// A storage backend: hands out guarded write transactions.
@@ -328,14 +328,36 @@ pub trait DecisionLogStore {
     fn prune_decisions(&self, keep: usize, before_ms: i64) -> Result<usize, StoreError>;
     /// Logged decisions matching `filter`, newest first.
     fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<DecisionLogEntry>, StoreError>;
+    /// Calls `f` with at most [`DECISION_PAGE`] of the decisions logged
+    /// under `plan_id` at or after `since_ms` with an id above `after_id`,
+    /// oldest first; returns how many.
+    fn decision_page(
+        &self,
+        plan_id: &str,
+        since_ms: i64,
+        after_id: i64,
+        f: &mut dyn FnMut(LoggedDecision<'_>),
+    ) -> Result<usize, StoreError>;
     /// Calls `f` with each decision logged under `plan_id` at or after
-    /// `since_ms`, oldest first; returns how many.
+    /// `since_ms`, oldest first, page by page; returns how many.
     fn each_decision(
         &self,
         plan_id: &str,
         since_ms: i64,
         f: &mut dyn FnMut(LoggedDecision<'_>),
-    ) -> Result<u64, StoreError>;
+    ) -> Result<u64, StoreError> {
+        let (mut after_id, mut count) = (i64::MIN, 0u64);
+        loop {
+            let read = self.decision_page(plan_id, since_ms, after_id, &mut |decision| {
+                after_id = decision.id;
+                f(decision);
+            })?;
+            count += u64::try_from(read).unwrap_or(u64::MAX);
+            if read < DECISION_PAGE {
+                return Ok(count);
+            }
+        }
+    }
 }
 
 /// Responses of idempotent requests, kept for retries.

@@ -3,7 +3,7 @@
 
 use super::PgStore;
 use crate::error::StoreError;
-use crate::policy::{DecisionFilter, DecisionLogEntry, LoggedDecision};
+use crate::policy::{DECISION_PAGE, DecisionFilter, DecisionLogEntry, LoggedDecision};
 use crate::traits::DecisionLogStore;
 
 impl DecisionLogStore for PgStore {
@@ -87,45 +87,34 @@ impl DecisionLogStore for PgStore {
         })
     }
 
-    /// Read in pages of [`PAGE`] by id, so a long replay holds neither a
-    /// transaction nor the whole log.
-    fn each_decision(
+    fn decision_page(
         &self,
         plan_id: &str,
         since_ms: i64,
+        after_id: i64,
         f: &mut dyn FnMut(LoggedDecision<'_>),
-    ) -> Result<u64, StoreError> {
-        let mut after = i64::MIN;
-        let mut count = 0;
-        loop {
-            let rows = self.read(|conn| {
-                conn.query(
-                    "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
-                     FROM decision_log WHERE plan_id = $1 AND at_ms >= $2 AND id > $3
-                     ORDER BY id LIMIT $4",
-                    &[&plan_id, &since_ms, &after, &PAGE],
-                )
-            })?;
-            for row in &rows {
-                f(LoggedDecision {
-                    id: row.get(0),
-                    at_ms: row.get(1),
-                    user_id: row.get(2),
-                    entitlement_key: row.get(3),
-                    status: row.get(4),
-                    input_json: row.get(5),
-                    output_json: row.get(6),
-                    period_start_ms: row.get(7),
-                });
-                after = row.get(0);
-                count += 1;
-            }
-            if rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
-                return Ok(count);
-            }
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(DECISION_PAGE).unwrap_or(i64::MAX);
+        let rows = self.read(|conn| {
+            conn.query(
+                "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
+                 FROM decision_log WHERE plan_id = $1 AND at_ms >= $2 AND id > $3
+                 ORDER BY id LIMIT $4",
+                &[&plan_id, &since_ms, &after_id, &limit],
+            )
+        })?;
+        for row in &rows {
+            f(LoggedDecision {
+                id: row.get(0),
+                at_ms: row.get(1),
+                user_id: row.get(2),
+                entitlement_key: row.get(3),
+                status: row.get(4),
+                input_json: row.get(5),
+                output_json: row.get(6),
+                period_start_ms: row.get(7),
+            });
         }
+        Ok(rows.len())
     }
 }
-
-/// Logged decisions read at a time by a replay.
-const PAGE: i64 = 10_000;

@@ -5,9 +5,7 @@ use postgres::Row;
 
 use super::{Conn, POLICY_CHANNEL, PgStore};
 use crate::error::{Conflict, StoreError};
-use crate::policy::{
-    KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState, Release, ReleaseChange, Upload,
-};
+use crate::policy::{KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState, Release, Upload};
 use crate::traits::PolicyStore;
 
 fn event_from_row(row: &Row) -> PolicyEvent {
@@ -33,20 +31,15 @@ fn latest(conn: &mut Conn, actions: &[&str]) -> Result<Option<PolicyEvent>, Stor
         .map(event_from_row))
 }
 
-/// Records an event, with the component (and its signature) when given,
-/// raising a release when given; then prunes old versions and tells the
+/// Records an event, with the uploaded component (its signature, its
+/// release) when given; then prunes old versions and tells the
 /// fleet.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the columns of one event, in one place"
-)]
 fn record(
     tx: &mut Conn,
     actor: &str,
     action: PolicyAction,
     sha256: Option<&str>,
-    component: Option<(&[u8], Option<&str>, bool)>,
-    release: Option<&ReleaseChange>,
+    upload: Option<&Upload<'_>>,
     detail: &str,
     now_ms: i64,
 ) -> Result<PolicyEvent, StoreError> {
@@ -54,7 +47,14 @@ fn record(
     // One change at a time across the fleet: events are numbered
     // in the order they take effect.
     tx.execute("SELECT pg_advisory_xact_lock(7146054)", &[])?;
-    if let (Some(sha256), Some((component, signature, verified))) = (sha256, component) {
+    if let Some(&Upload {
+        sha256,
+        component,
+        signature,
+        verified,
+        ..
+    }) = upload
+    {
         let size = i64::try_from(component.len()).unwrap_or(i64::MAX);
         tx.execute(
             "INSERT INTO policy_versions (sha256, component, size_bytes, added_at_ms, added_by, signature)
@@ -65,7 +65,7 @@ fn record(
             &[&sha256, &component, &size, &now_ms, &actor, &signature, &verified],
         )?;
     }
-    if let Some(change) = release {
+    if let Some(change) = upload.and_then(|u| u.release) {
         let r = &change.release;
         let changed = match &change.replaces {
             None => tx.execute(
@@ -126,8 +126,17 @@ impl PolicyStore for PgStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
-        let component = component.map(|c| (c, None, false));
-        self.write(|tx| record(tx, actor, action, sha256, component, None, detail, now_ms))
+        let upload = match (sha256, component) {
+            (Some(sha256), Some(component)) => Some(Upload {
+                sha256,
+                component,
+                signature: None,
+                verified: false,
+                release: None,
+            }),
+            _ => None,
+        };
+        self.write(|tx| record(tx, actor, action, sha256, upload.as_ref(), detail, now_ms))
     }
 
     fn record_policy_upload(
@@ -138,15 +147,13 @@ impl PolicyStore for PgStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
-        let component = Some((upload.component, upload.signature, upload.verified));
         self.write(|tx| {
             record(
                 tx,
                 actor,
                 action,
                 Some(upload.sha256),
-                component,
-                upload.release,
+                Some(upload),
                 detail,
                 now_ms,
             )

@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::SqliteStore;
 use crate::error::StoreError;
-use crate::policy::{DecisionFilter, DecisionLogEntry, LoggedDecision};
+use crate::policy::{DECISION_PAGE, DecisionFilter, DecisionLogEntry, LoggedDecision};
 use crate::traits::DecisionLogStore;
 
 impl DecisionLogStore for SqliteStore {
@@ -93,53 +93,41 @@ impl DecisionLogStore for SqliteStore {
         })
     }
 
-    /// Read in pages of [`PAGE`] by id, each in a read transaction of its
-    /// own, so a long replay never holds one snapshot (and the log's
-    /// write-ahead file) for its whole length.
-    fn each_decision(
+    /// Each page in a read transaction of its own, so a long replay never
+    /// holds one snapshot (and the log's write-ahead file) for its length.
+    fn decision_page(
         &self,
         plan_id: &str,
         since_ms: i64,
+        after_id: i64,
         f: &mut dyn FnMut(LoggedDecision<'_>),
-    ) -> Result<u64, StoreError> {
-        let mut after = i64::MIN;
-        let mut count = 0;
-        loop {
-            let read = self.read(|conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
-                     FROM decision_log WHERE plan_id = ?1 AND at_ms >= ?2 AND id > ?3
-                     ORDER BY id LIMIT ?4",
-                )?;
-                let mut rows = stmt.query(params![plan_id, since_ms, after, PAGE])?;
-                let mut read: i64 = 0;
-                while let Some(row) = rows.next()? {
-                    let id = row.get(0)?;
-                    f(LoggedDecision {
-                        id,
-                        at_ms: row.get(1)?,
-                        user_id: text(row, 2)?,
-                        entitlement_key: text(row, 3)?,
-                        status: text(row, 4)?,
-                        input_json: text(row, 5)?,
-                        output_json: text(row, 6)?,
-                        period_start_ms: row.get(7)?,
-                    });
-                    after = id;
-                    read += 1;
-                }
-                Ok(read)
-            })?;
-            count += u64::try_from(read).unwrap_or(0);
-            if read < PAGE {
-                return Ok(count);
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(DECISION_PAGE).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, at_ms, user_id, entitlement_key, status, input_json, output_json, period_start_ms
+                 FROM decision_log WHERE plan_id = ?1 AND at_ms >= ?2 AND id > ?3
+                 ORDER BY id LIMIT ?4",
+            )?;
+            let mut rows = stmt.query(params![plan_id, since_ms, after_id, limit])?;
+            let mut read = 0;
+            while let Some(row) = rows.next()? {
+                f(LoggedDecision {
+                    id: row.get(0)?,
+                    at_ms: row.get(1)?,
+                    user_id: text(row, 2)?,
+                    entitlement_key: text(row, 3)?,
+                    status: text(row, 4)?,
+                    input_json: text(row, 5)?,
+                    output_json: text(row, 6)?,
+                    period_start_ms: row.get(7)?,
+                });
+                read += 1;
             }
-        }
+            Ok(read)
+        })
     }
 }
-
-/// Logged decisions read at a time by a replay.
-const PAGE: i64 = 10_000;
 
 /// A text column, borrowed from the row.
 fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {

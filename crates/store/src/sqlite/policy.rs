@@ -4,9 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::error::{Conflict, StoreError};
-use crate::policy::{
-    KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState, Release, ReleaseChange, Upload,
-};
+use crate::policy::{KEEP_VERSIONS, PolicyAction, PolicyEvent, PolicyState, Release, Upload};
 use crate::traits::PolicyStore;
 
 const EVENT_COLUMNS: &str = "id, at_ms, actor, action, sha256, detail";
@@ -22,23 +20,25 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<PolicyEvent> {
     })
 }
 
-/// Records an event, with the component (and its signature) when given,
-/// raising a release when given; then prunes old versions.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the columns of one event, in one place"
-)]
+/// Records an event, with the uploaded component (its signature, its
+/// release) when given; then prunes old versions.
 fn record(
     tx: &rusqlite::Connection,
     actor: &str,
     action: PolicyAction,
     sha256: Option<&str>,
-    component: Option<(&[u8], Option<&str>, bool)>,
-    release: Option<&ReleaseChange>,
+    upload: Option<&Upload<'_>>,
     detail: &str,
     now_ms: i64,
 ) -> Result<PolicyEvent, StoreError> {
-    if let (Some(sha256), Some((component, signature, verified))) = (sha256, component) {
+    if let Some(&Upload {
+        sha256,
+        component,
+        signature,
+        verified,
+        ..
+    }) = upload
+    {
         tx.prepare_cached(
             "INSERT INTO policy_versions (sha256, component, size_bytes, added_at_ms, added_by, signature)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -48,7 +48,7 @@ fn record(
         )?
         .execute(params![sha256, component, i64::try_from(component.len()).unwrap_or(i64::MAX), now_ms, actor, signature, verified])?;
     }
-    if let Some(change) = release {
+    if let Some(change) = upload.and_then(|u| u.release) {
         let r = &change.release;
         let changed = match &change.replaces {
             None => tx
@@ -112,8 +112,17 @@ impl PolicyStore for SqliteStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
-        let component = component.map(|c| (c, None, false));
-        self.write(|tx| record(tx, actor, action, sha256, component, None, detail, now_ms))
+        let upload = match (sha256, component) {
+            (Some(sha256), Some(component)) => Some(Upload {
+                sha256,
+                component,
+                signature: None,
+                verified: false,
+                release: None,
+            }),
+            _ => None,
+        };
+        self.write(|tx| record(tx, actor, action, sha256, upload.as_ref(), detail, now_ms))
     }
 
     fn record_policy_upload(
@@ -124,15 +133,13 @@ impl PolicyStore for SqliteStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
-        let component = Some((upload.component, upload.signature, upload.verified));
         self.write(|tx| {
             record(
                 tx,
                 actor,
                 action,
                 Some(upload.sha256),
-                component,
-                upload.release,
+                Some(upload),
                 detail,
                 now_ms,
             )

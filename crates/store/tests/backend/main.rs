@@ -71,6 +71,7 @@ macro_rules! backend_suite {
                 policy::the_previous_active_version_is_never_pruned,
                 policy::only_a_verified_signature_replaces_a_stored_one,
                 policy::the_decision_log_filters_and_prunes,
+                policy::a_replay_reads_every_decision_of_its_plan_across_pages,
                 web::an_idempotent_response_is_stored_once,
                 web::a_token_names_its_user,
             );

@@ -195,6 +195,36 @@ fn entry(n: i64, user: &str, status: &str, verdict: Option<&str>) -> DecisionLog
     }
 }
 
+/// A replay reads one plan's decisions since a time, oldest first, across
+/// pages, with none twice and none left out.
+pub fn a_replay_reads_every_decision_of_its_plan_across_pages<S: Backend>(store: &S) {
+    let total = quota_store::DECISION_PAGE as i64 * 6 / 5;
+    let entries: Vec<_> = (0..total)
+        .map(|n| DecisionLogEntry {
+            plan_id: if n % 7 == 0 { "pro" } else { "free" }.into(),
+            period_start_ms: Some(n / 100),
+            ..entry(n, "alice", "allow", None)
+        })
+        .collect();
+    store.append_decisions(&entries).unwrap();
+    let mut seen = Vec::new();
+    let count = store
+        .each_decision("free", 2, &mut |d| {
+            seen.push((d.at_ms, d.period_start_ms));
+        })
+        .unwrap();
+    let expected: Vec<_> = (2..total)
+        .filter(|n| n % 7 != 0)
+        .map(|n| (n, Some(n / 100)))
+        .collect();
+    assert!(
+        expected.len() > quota_store::DECISION_PAGE,
+        "more than a page"
+    );
+    assert_eq!(count, expected.len() as u64);
+    assert_eq!(seen, expected);
+}
+
 pub fn the_decision_log_filters_and_prunes<S: Backend>(store: &S) {
     let entries: Vec<_> = (0..20)
         .map(|n| {
