@@ -6,7 +6,7 @@ CARGO ?= cargo
 GUEST_TARGET := wasm32-unknown-unknown
 QUOTA := target/release/quota
 
-.PHONY: all toolchain pg-tools build bin policy edge edge-test lint test conformance bench bench-http bench-swap fuzz-api run clean
+.PHONY: all toolchain pg-tools browser-tools build bin policy edge edge-test lint test conformance bench bench-http bench-swap fuzz-api run clean
 
 all: build
 
@@ -22,6 +22,12 @@ build: toolchain
 pg-tools:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# Headless Chromium and its WebDriver, for the dashboard's browser test
+# (crates/cli/tests/dashboard.rs); installed from Debian's packages when missing.
+browser-tools:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 # The `quota` binary alone (what `make run` needs: no benchmark peers). It
 # resolves the same features as `make test` (crates/workspace-hack, checked
@@ -70,9 +76,10 @@ PERCENT_GRACE_CASES := examples/percent-grace/cases.json
 
 # `cargo test` builds target/release/quota itself (the CLI's tests run it), with
 # the same features as the tests, so wasmtime is compiled once for both. The
-# tests that need PostgreSQL start a throwaway cluster of their own.
-test: lint pg-tools
-	$(CARGO) test --release --locked --workspace
+# tests that need PostgreSQL start a throwaway cluster of their own; the
+# browser test starts chromedriver, and must not skip here.
+test: lint pg-tools browser-tools
+	QUOTA_BROWSER_TESTS=require $(CARGO) test --release --locked --workspace
 	scripts/check-bin-reuse.sh
 	$(MAKE) edge-test
 	$(CARGO) bench --locked --workspace --no-run

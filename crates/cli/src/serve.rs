@@ -185,6 +185,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 println!("admin token: in {}", file.display());
             }
         }
+        println!("dashboard: http://{addr}/ui (sign in with the admin token)");
         println!("try: curl -s http://{addr}/healthz");
         if let TokenSource::File(file) | TokenSource::NewFile(file) = service.token_source() {
             println!(

@@ -14,7 +14,8 @@ pub enum StoreCommand {
     /// grace, drafts and the rest of the domain, audit log, idempotent
     /// replies, policy versions and events) into an empty PostgreSQL
     /// database, in one transaction. The decision log stays behind: it is
-    /// per host. Stop the service on the SQLite file first.
+    /// per host; so do the dashboard's sessions and per-minute decision
+    /// counts. Stop the service on the SQLite file first.
     Copy {
         /// The SQLite database file.
         #[arg(long, value_name = "FILE")]

@@ -22,7 +22,7 @@ pub struct Engine<S: QuotaStore> {
     store: S,
     active: RwLock<Arc<Loaded>>,
     shadow: RwLock<Option<Arc<Loaded>>>,
-    sink: Option<Arc<dyn DecisionSink>>,
+    sinks: Vec<Arc<dyn DecisionSink>>,
     metrics: Arc<Metrics>,
     clock: Clock,
     fail_mode: FailMode,
@@ -74,7 +74,7 @@ impl<S: QuotaStore> Engine<S> {
             store,
             active: RwLock::new(Loaded::new(policy)),
             shadow: RwLock::new(None),
-            sink: None,
+            sinks: Vec::new(),
             metrics: Arc::new(Metrics::default()),
             clock: Clock::system(),
             fail_mode: FailMode::Closed,
@@ -99,9 +99,10 @@ impl<S: QuotaStore> Engine<S> {
         self
     }
 
-    /// Sends every enforce decision to `sink` (e.g. a decision log).
+    /// Sends every enforce decision to `sink` too (e.g. a decision log,
+    /// the per-minute counts), after the sinks given before.
     pub fn with_decision_sink(mut self, sink: Arc<dyn DecisionSink>) -> Self {
-        self.sink = Some(sink);
+        self.sinks.push(sink);
         self
     }
 
@@ -244,14 +245,18 @@ impl<S: QuotaStore> Engine<S> {
             shadow
         });
         if mode == Mode::Enforce
-            && let Some(sink) = &self.sink
+            && let Some((last, others)) = self.sinks.split_last()
         {
-            sink.record(DecisionRecord {
+            let record = DecisionRecord {
                 at_ms: input.now_ms,
                 input,
                 outcome,
                 shadow,
-            });
+            };
+            for sink in others {
+                sink.record(record.clone());
+            }
+            last.record(record);
         }
     }
 

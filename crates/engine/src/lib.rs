@@ -42,6 +42,7 @@ mod request;
 pub mod selftest;
 mod shadow;
 pub mod signatures;
+pub mod stats;
 mod throttle;
 pub mod whatif;
 

@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -104,6 +105,10 @@ impl Closed {
     }
 }
 
+/// The address a request's connection came from (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub(crate) SocketAddr);
+
 /// Serves the whole service ([`crate::app`]) on `listener` until `shutdown`
 /// resolves; then stops accepting, lets requests in flight finish and
 /// returns once every connection is closed.
@@ -119,10 +124,10 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, most likely: the timeouts
                     // free some; do not spin meanwhile.
@@ -138,7 +143,7 @@ pub async fn serve(
             continue;
         }
         let tracked = open.add();
-        let connection = serve_connection(stream, &app, &tracked, limits, &graceful);
+        let connection = serve_connection((stream, peer), &app, &tracked, limits, &graceful);
         let (open, state) = (open.clone(), state.clone());
         tokio::spawn(async move {
             state.http().opened();
@@ -165,7 +170,7 @@ pub async fn serve(
 /// One connection through hyper (HTTP/1.1), each request's body
 /// bounded in time and counted in flight while its handler runs.
 fn serve_connection(
-    stream: TcpStream,
+    (stream, peer): (TcpStream, SocketAddr),
     app: &Router,
     tracked: &Arc<Tracked>,
     limits: ConnectionLimits,
@@ -179,13 +184,14 @@ fn serve_connection(
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = InFlight::begin(&tracked);
         let deadline = Instant::now() + limits.body_read_timeout;
-        let request = request.map(|body| {
+        let mut request = request.map(|body| {
             axum::body::Body::new(ReadBy {
                 body,
                 deadline,
                 sleep: None,
             })
         });
+        request.extensions_mut().insert(PeerAddr(peer));
         let app = app.clone();
         async move {
             let response = app.oneshot(request).await;

@@ -88,7 +88,7 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
 }
 
 /// Compares two digests in constant time.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

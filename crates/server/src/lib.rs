@@ -23,6 +23,7 @@ mod ops;
 mod policy;
 pub mod service;
 pub mod state_dir;
+mod ui;
 mod user;
 mod webhooks;
 mod whatif;
@@ -38,6 +39,7 @@ use ops::BearerAuth;
 use quota_engine::Engine;
 use quota_engine::lifecycle::Lifecycle;
 use quota_engine::log::DecisionLog;
+use quota_engine::stats::DecisionStats;
 use quota_host::Runtime;
 use quota_store::prelude::*;
 use tower::ServiceBuilder;
@@ -77,6 +79,10 @@ struct Inner {
     lease_max_ms: AtomicI64,
     /// Webhook URLs may be `http` and name loopback and private addresses.
     webhooks_allow_private: AtomicBool,
+    /// Decisions counted per minute, not yet in the store.
+    stats: std::sync::OnceLock<Arc<DecisionStats>>,
+    /// The dashboard's sign-in limits.
+    ui: ui::UiState,
 }
 
 /// The longest lease a host grants unless told otherwise, ms.
@@ -127,8 +133,27 @@ impl AppState {
                 decision_log,
                 lease_max_ms: AtomicI64::new(DEFAULT_LEASE_MAX_MS),
                 webhooks_allow_private: AtomicBool::new(false),
+                stats: std::sync::OnceLock::new(),
+                ui: ui::UiState::default(),
             }),
         }
+    }
+
+    /// Keeps the per-minute decision counts `stats` gathers (the engine
+    /// must have it as a decision sink); the dashboard's overview flushes
+    /// them before it reads.
+    pub fn with_decision_stats(self, stats: Arc<DecisionStats>) -> Self {
+        let _ = self.inner.stats.set(stats);
+        self
+    }
+
+    /// The per-minute decision counts not yet in the store, if kept.
+    pub fn decision_stats(&self) -> Option<&Arc<DecisionStats>> {
+        self.inner.stats.get()
+    }
+
+    pub(crate) fn ui(&self) -> &ui::UiState {
+        &self.inner.ui
     }
 
     /// Accepts webhook URLs that are `http` or name loopback and private
@@ -269,6 +294,7 @@ pub fn app(state: AppState) -> Router {
     ops::describe_errors(&mut api);
     let api = Arc::new(api);
     router
+        .merge(ui::routes())
         .route(
             "/openapi.json",
             axum::routing::get(move || {

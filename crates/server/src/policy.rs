@@ -50,8 +50,17 @@ impl From<ChangeError> for ApiError {
     }
 }
 
+/// 409: a rollback with no previous policy.
+pub(crate) fn no_previous() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "there is no previous policy to roll back to",
+    )
+}
+
 /// The lifecycle's state now.
-fn policy_state(
+pub(crate) fn policy_state(
     state: &AppState,
     engine: &Engine<crate::Store>,
 ) -> Result<wire::PolicyState, ApiError> {
@@ -185,13 +194,7 @@ async fn rollback(State(state): State<AppState>, _: Admin) -> JsonResponse<wire:
             let accepted = s
                 .lifecycle()
                 .rollback(engine, ADMIN_ACTOR)?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        "conflict",
-                        "there is no previous policy to roll back to",
-                    )
-                })?;
+                .ok_or_else(no_previous)?;
             Ok(axum::Json(wire::Activated {
                 activated: (&accepted).into(),
                 policy: policy_state(&s, engine)?,
@@ -293,18 +296,28 @@ async fn decisions(
     let s = state.clone();
     state
         .blocking(move |engine| {
-            let entries = match s.decision_log() {
-                Some(log) => {
-                    log.flush(std::time::Duration::from_secs(5));
-                    log.store().decisions(&filter)?
-                }
-                None => engine.store().decisions(&filter)?,
-            };
+            let entries = read_decisions(&s, engine, &filter)?;
             Ok(axum::Json(wire::DecisionLog {
                 entries: entries.iter().map(wire::DecisionLogEntry::from).collect(),
             }))
         })
         .await
+}
+
+/// The decision log's entries `filter` picks, after writing what the
+/// log holds.
+pub(crate) fn read_decisions(
+    state: &AppState,
+    engine: &Engine<crate::Store>,
+    filter: &DecisionFilter,
+) -> Result<Vec<quota_store::DecisionLogEntry>, ApiError> {
+    Ok(match state.decision_log() {
+        Some(log) => {
+            log.flush(std::time::Duration::from_secs(5));
+            log.store().decisions(filter)?
+        }
+        None => engine.store().decisions(filter)?,
+    })
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use quota_engine::lifecycle::{ChangeError, Lifecycle, RestoreError};
 use quota_engine::log::{DecisionLog, Retention};
 use quota_engine::signatures::Signatures;
+use quota_engine::stats::DecisionStats;
 use quota_engine::{Clock, Engine};
 use quota_host::{Limits, LoadError, Runtime};
 use quota_store::prelude::*;
@@ -33,6 +34,12 @@ const EXPIRE_LEASES_EVERY: Duration = Duration::from_secs(1);
 
 /// How often due webhook deliveries are looked for.
 const DELIVER_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the per-minute decision counts are added to the store.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// Per-minute decision counts older than this are deleted.
+const STATS_KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
 
 /// Time the decision log has at shutdown to write what it holds.
 const FLUSH_AT_STOP: Duration = Duration::from_secs(10);
@@ -245,8 +252,14 @@ impl Service {
         let log = DecisionLog::start(AnyStore::Sqlite(log_store), config.retention)
             .map_err(ServiceError::DecisionLog)?;
         let log = Arc::new(log);
+        let stats = Arc::new(DecisionStats::new());
+        // Dashboard sessions made under another admin token end here.
+        store
+            .delete_ui_sessions_except(&hex::encode(token.sha256()))
+            .map_err(database(&config.db))?;
         let engine = Engine::new(store, reference)
             .with_clock(clock)
+            .with_decision_sink(stats.clone())
             .with_decision_sink(log.clone());
         lifecycle.restore(&engine)?;
         if let Some(policy) = &config.policy
@@ -265,6 +278,7 @@ impl Service {
                 })?;
         }
         let state = AppState::with_lifecycle(engine, token, lifecycle, Some(log))
+            .with_decision_stats(stats)
             .with_lease_max_ms(config.lease_max_ms)
             .with_webhooks_allow_private(config.webhooks.allow_private);
         let deliverer = quota_webhooks::Deliverer::new(state.clone(), config.webhooks)
@@ -317,8 +331,16 @@ impl Service {
             .store()
             .is_shared()
             .then(|| crate::follow::Follower::start(self.state.clone()));
+        let stats = tokio::spawn(crate::ui::flush_stats_forever(
+            self.state.clone(),
+            STATS_EVERY,
+            STATS_KEEP,
+        ));
         let log = self.state.decision_log().cloned();
+        let state = self.state.clone();
         crate::connections::serve(listener, self.state, self.limits, shutdown).await;
+        stats.abort();
+        crate::ui::flush_stats(&state).await;
         expiry.abort();
         leases.abort();
         deliveries.abort();

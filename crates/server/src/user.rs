@@ -209,37 +209,43 @@ async fn entitlements(
     User(user): User,
 ) -> Result<axum::Json<wire::Entitlements>, ApiError> {
     state
-        .blocking(move |engine| {
-            let store = engine.store();
-            let me = store.user(&user)?;
-            let mut keys: Vec<String> = store
-                .plan(&me.plan_id)?
-                .limits
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
-            keys.extend(store.defaults()?.into_iter().map(|(k, _)| k));
-            keys.extend(
-                store
-                    .overrides(Some(&user))?
-                    .into_iter()
-                    .map(|o| o.entitlement_key),
-            );
-            keys.sort();
-            keys.dedup();
-            let mut list = Vec::with_capacity(keys.len());
-            for key in keys {
-                let checked =
-                    engine.check(&quota_engine::QuotaRequest::new(user.clone(), key, 1))?;
-                list.push(wire::Entitlement::from(&checked));
-            }
-            Ok(axum::Json(wire::Entitlements {
-                user_id: user,
-                plan_id: me.plan_id,
-                entitlements: list,
-            }))
-        })
+        .blocking(move |engine| Ok(axum::Json(entitlements_of(engine, user)?)))
         .await
+}
+
+/// A user's entitlements: each key their plan, the defaults or their
+/// overrides name, checked now (nothing changes).
+pub(crate) fn entitlements_of(
+    engine: &quota_engine::Engine<crate::Store>,
+    user: String,
+) -> Result<wire::Entitlements, ApiError> {
+    let store = engine.store();
+    let me = store.user(&user)?;
+    let mut keys: Vec<String> = store
+        .plan(&me.plan_id)?
+        .limits
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    keys.extend(store.defaults()?.into_iter().map(|(k, _)| k));
+    keys.extend(
+        store
+            .overrides(Some(&user))?
+            .into_iter()
+            .map(|o| o.entitlement_key),
+    );
+    keys.sort();
+    keys.dedup();
+    let mut list = Vec::with_capacity(keys.len());
+    for key in keys {
+        let checked = engine.check(&quota_engine::QuotaRequest::new(user.clone(), key, 1))?;
+        list.push(wire::Entitlement::from(&checked));
+    }
+    Ok(wire::Entitlements {
+        user_id: user,
+        plan_id: me.plan_id,
+        entitlements: list,
+    })
 }
 
 /// A soft check.

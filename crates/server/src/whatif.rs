@@ -36,13 +36,13 @@ impl From<WhatIfError> for ApiError {
 
 /// The body: a plan change (as `PUT /admin/plans/{plan_id}` takes it),
 /// plus `since` and `examples`.
-struct Request {
+pub(crate) struct Request {
     hypothesis: PlanHypothesis,
     since: Option<Duration>,
     examples: usize,
 }
 
-fn request(mut body: Map<String, Value>) -> Result<Request, ApiError> {
+pub(crate) fn request(mut body: Map<String, Value>) -> Result<Request, ApiError> {
     let since = match body.remove("since") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(humantime::parse_duration(&text).map_err(|e| {
@@ -101,32 +101,39 @@ async fn post_what_if(
     let request = request(body)?;
     let s = state.clone();
     state
-        .blocking(move |engine| {
-            engine.store().plan(&plan_id)?;
-            let options =
-                WhatIfOptions::new(plan_id, request.since, engine.now_ms(), request.examples);
-            let policy = engine.policy();
-            let started = Instant::now();
-            let report = match s.decision_log() {
-                Some(log) => {
-                    log.flush(Duration::from_secs(5));
-                    what_if(log.store(), &policy, &request.hypothesis, &options)?
-                }
-                None => what_if(engine.store(), &policy, &request.hypothesis, &options)?,
-            };
-            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let covers = wire::Coverage {
-                scope: if engine.store().is_shared() {
-                    "this_host"
-                } else {
-                    "service"
-                }
-                .to_owned(),
-                host: host_name(),
-            };
-            Ok(axum::Json(wire::WhatIf::new(report, covers, elapsed_ms)))
-        })
+        .blocking(move |engine| Ok(axum::Json(report(&s, engine, plan_id, request)?)))
         .await
+}
+
+/// The report of `request` for `plan_id`, from this host's decision log.
+pub(crate) fn report(
+    state: &AppState,
+    engine: &quota_engine::Engine<crate::Store>,
+    plan_id: String,
+    request: Request,
+) -> Result<wire::WhatIf, ApiError> {
+    engine.store().plan(&plan_id)?;
+    let options = WhatIfOptions::new(plan_id, request.since, engine.now_ms(), request.examples);
+    let policy = engine.policy();
+    let started = Instant::now();
+    let report = match state.decision_log() {
+        Some(log) => {
+            log.flush(Duration::from_secs(5));
+            what_if(log.store(), &policy, &request.hypothesis, &options)?
+        }
+        None => what_if(engine.store(), &policy, &request.hypothesis, &options)?,
+    };
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let covers = wire::Coverage {
+        scope: if engine.store().is_shared() {
+            "this_host"
+        } else {
+            "service"
+        }
+        .to_owned(),
+        host: host_name(),
+    };
+    Ok(wire::WhatIf::new(report, covers, elapsed_ms))
 }
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::error::StoreError;
 use crate::events::{Attempt, Claim, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
-    AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
-    QuotaState, Segment, StoredResponse, User,
+    AuditEntry, DecisionMinute, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan,
+    PlanChange, QuotaState, Segment, StoredResponse, UiSession, User,
 };
 use crate::policy::{
     DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent, PolicyState,
@@ -18,9 +18,9 @@ use crate::policy::{
 use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
 use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
-    AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
-    LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
-    WebhookStore,
+    AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+    IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx,
+    UserStore, WebhookStore,
 };
 
 /// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
@@ -414,6 +414,36 @@ impl WebhookStore for AnyStore {
 impl AuditStore for AnyStore {
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         each!(self, s => s.audit_log(limit))
+    }
+}
+
+impl DashboardStore for AnyStore {
+    fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError> {
+        each!(self, s => s.create_ui_session(session, now_ms))
+    }
+    fn ui_session(&self, id_sha256: &str, now_ms: i64) -> Result<Option<UiSession>, StoreError> {
+        each!(self, s => s.ui_session(id_sha256, now_ms))
+    }
+    fn delete_ui_session(&self, id_sha256: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_ui_session(id_sha256))
+    }
+    fn delete_ui_sessions_except(&self, admin_sha256: &str) -> Result<usize, StoreError> {
+        each!(self, s => s.delete_ui_sessions_except(admin_sha256))
+    }
+    fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError> {
+        each!(self, s => s.add_decision_minutes(counts))
+    }
+    fn decision_minutes(&self, since_ms: i64) -> Result<Vec<DecisionMinute>, StoreError> {
+        each!(self, s => s.decision_minutes(since_ms))
+    }
+    fn prune_decision_minutes(&self, before_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_decision_minutes(before_ms))
+    }
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
+        each!(self, s => s.search_users(prefix, limit))
+    }
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        each!(self, s => s.plan_user_counts())
     }
 }
 

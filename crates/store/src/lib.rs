@@ -25,6 +25,7 @@
 mod any;
 mod checks;
 mod copy;
+mod dashboard;
 mod error;
 mod events;
 mod leases;
@@ -45,8 +46,9 @@ pub use events::{
     MAX_PERCENT, MAX_THRESHOLDS, Next, Webhook,
 };
 pub use model::{
-    AuditEntry, Draft, GraceUsed, Invite, InviteStatus, LastSettle, Lease, LeaseEnd, NewLease,
-    Node, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse, User,
+    AuditEntry, DecisionMinute, Draft, GraceUsed, Invite, InviteStatus, LastSettle, Lease,
+    LeaseEnd, NewLease, Node, OverrideRow, Plan, PlanChange, QuotaState, Segment, StoredResponse,
+    UiSession, User,
 };
 pub use period::{Period, PeriodKind, PeriodSetting};
 pub use policy::{
@@ -63,14 +65,14 @@ pub use sqlite::{
 /// Every storage trait, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::traits::{
-        AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
-        LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
-        WebhookStore,
+        AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+        IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore,
+        QuotaTx, UserStore, WebhookStore,
     };
 }
 
 pub use traits::{
-    AuditStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore, IdempotencyTx,
-    LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx, UserStore,
-    WebhookStore,
+    AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+    IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx,
+    UserStore, WebhookStore,
 };

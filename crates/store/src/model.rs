@@ -365,3 +365,33 @@ impl Lease {
         }
     }
 }
+
+/// A dashboard session. The cookie holds a random id; only its sha256 is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSession {
+    /// The sha256 (hex) of the cookie's random id.
+    pub id_sha256: String,
+    /// The token the session's forms must send back.
+    pub csrf_token: String,
+    /// The sha256 (hex) of the admin token the session was made with.
+    pub admin_sha256: String,
+    /// When it was made (Unix ms).
+    pub created_ms: i64,
+    /// When it ends (Unix ms): expired from then on.
+    pub expires_ms: i64,
+}
+
+/// Decisions of one minute (Unix ms, a multiple of 60_000), plan, entitlement and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionMinute {
+    /// The minute's start (Unix ms, a multiple of 60_000).
+    pub minute_ms: i64,
+    /// The plan decided under.
+    pub plan_id: String,
+    /// The entitlement.
+    pub entitlement_key: String,
+    /// The decision's status.
+    pub status: String,
+    /// How many decisions.
+    pub count: i64,
+}

@@ -11,8 +11,8 @@
 use crate::error::StoreError;
 use crate::events::{Attempt, Claim, Claimed, Crossing, Delivery, Event, EventKind, Next, Webhook};
 use crate::model::{
-    AuditEntry, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan, PlanChange,
-    QuotaState, Segment, StoredResponse, User,
+    AuditEntry, DecisionMinute, Draft, GraceUsed, Invite, Lease, NewLease, Node, OverrideRow, Plan,
+    PlanChange, QuotaState, Segment, StoredResponse, UiSession, User,
 };
 use crate::policy::{
     DECISION_PAGE, DecisionFilter, DecisionLogEntry, LoggedDecision, PolicyAction, PolicyEvent,
@@ -282,6 +282,41 @@ pub trait WebhookStore {
 pub trait AuditStore {
     /// The audit log, newest first, at most `limit` entries.
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// What the admin dashboard keeps: its sessions, decisions counted per
+/// minute, and the lookups its pages need.
+pub trait DashboardStore {
+    /// Stores a new session; deletes sessions expired by `now_ms` in the
+    /// same transaction.
+    fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError>;
+    /// The session with this id hash, unless missing or expired
+    /// (`expires_ms <= now_ms`).
+    fn ui_session(&self, id_sha256: &str, now_ms: i64) -> Result<Option<UiSession>, StoreError>;
+    /// Deletes a session; whether there was one.
+    fn delete_ui_session(&self, id_sha256: &str) -> Result<bool, StoreError>;
+    /// Deletes every session made under another admin token; how many.
+    fn delete_ui_sessions_except(&self, admin_sha256: &str) -> Result<usize, StoreError>;
+    /// Adds these counts to the stored ones (a row per minute, plan, key
+    /// and status; `count = count + excluded.count` upsert), all in one
+    /// transaction.
+    fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError>;
+    /// Every row with `minute_ms >= since_ms`, ordered by `minute_ms`,
+    /// `plan_id`, `entitlement_key`, `status`.
+    fn decision_minutes(&self, since_ms: i64) -> Result<Vec<DecisionMinute>, StoreError>;
+    /// Deletes rows with `minute_ms < before_ms`; how many.
+    fn prune_decision_minutes(&self, before_ms: i64) -> Result<usize, StoreError>;
+    /// Users whose id starts with `prefix` (case-sensitive), ordered by
+    /// id (in code point order), at most `limit`; an empty prefix lists
+    /// the first `limit`. Read as a range of an index in code point order
+    /// (`id >= prefix` and below the least string after every string that
+    /// starts with it): SQLite's primary key; on PostgreSQL an index of
+    /// `id COLLATE "C"`, so the database's own collation does not matter.
+    /// `%`, `_` and `\` in the prefix are plain characters.
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError>;
+    /// How many users each plan has, for every plan (0 included), ordered
+    /// by plan id.
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// Policy component versions and the events of the policy lifecycle.

@@ -1,5 +1,6 @@
 //! The service's tests, in one binary with a module per area:
 //! - `api`: the routes as a function (`app(state)` driven with `oneshot`);
+//! - `dashboard`: the pages at `/ui`, their sessions and forms;
 //! - `leases`: metered consumes, node credentials and leases;
 //! - `policy`: the policy lifecycle over HTTP;
 //! - `service`: the composed service (`Service::open`) served on loopback;
@@ -18,6 +19,7 @@
 )]
 
 mod api;
+mod dashboard;
 mod leases;
 mod policy;
 mod service;

@@ -25,6 +25,7 @@
 
 mod audit;
 mod config;
+mod dashboard;
 mod decisions;
 mod domain;
 mod idempotency;

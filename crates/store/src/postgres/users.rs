@@ -1,6 +1,7 @@
 //! Users, their plan, their API tokens and their usage, on PostgreSQL;
 //! each change audited.
 
+use postgres::Row;
 use serde_json::json;
 
 use super::audit::audit;
@@ -18,16 +19,21 @@ use crate::traits::UserStore;
 pub(crate) fn user(conn: &mut Conn, user_id: &str, lock: bool) -> Result<Option<User>, StoreError> {
     let row = if lock {
         conn.query_opt(
-            "SELECT plan_id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+            "SELECT id, plan_id FROM users WHERE id = $1 FOR NO KEY UPDATE",
             &[&user_id],
         )?
     } else {
-        conn.query_opt("SELECT plan_id FROM users WHERE id = $1", &[&user_id])?
+        conn.query_opt("SELECT id, plan_id FROM users WHERE id = $1", &[&user_id])?
     };
-    Ok(row.map(|row| User {
-        id: user_id.to_owned(),
-        plan_id: row.get(0),
-    }))
+    Ok(row.as_ref().map(read_user))
+}
+
+/// A user from a row of `SELECT id, plan_id FROM users`.
+pub(crate) fn read_user(row: &Row) -> User {
+    User {
+        id: row.get(0),
+        plan_id: row.get(1),
+    }
 }
 
 impl PgStore {

@@ -2,6 +2,7 @@
 //! transaction (group-committed), and every trait of the store.
 
 mod audit;
+mod dashboard;
 mod decisions;
 mod domain;
 mod group;

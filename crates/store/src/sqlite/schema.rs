@@ -22,6 +22,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/11-decision-periods.sql"
     )),
+    M::up(include_str!("../../migrations/sqlite/12-dashboard.sql")),
 ];
 
 /// Every migration, in order. The database's `user_version` records how

@@ -52,7 +52,9 @@ fn opening_a_database_from_an_older_migration_set_upgrades_it() {
     }
     let store = SqliteStore::open(&path).unwrap();
     let (version, _) = schema(&store);
-    assert_eq!(version, 11);
+    assert_eq!(version, 12);
+    assert_eq!(count(&store, "ui_sessions"), 0);
+    assert_eq!(count(&store, "decision_minutes"), 0);
     assert_eq!(count(&store, "policy_releases"), 0);
     assert_eq!(count(&store, "drafts"), 0);
     assert_eq!(count(&store, "leases"), 0);
@@ -104,4 +106,29 @@ fn every_connection_has_wal_foreign_keys_and_a_busy_timeout() {
         assert_eq!((mode.as_str(), fk), ("wal", 1));
         assert!(timeout >= 1_000, "{timeout}");
     }
+}
+
+#[test]
+fn a_user_search_reads_a_range_of_the_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("quota.db")).unwrap();
+    let plan = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Vec<String> {
+        store
+            .read(|c| {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map(params, |r| r.get(3))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap()
+    };
+    let range = plan(super::dashboard::SEARCH_USERS_SQL, &[&"a%", &"a&", &10]);
+    assert_eq!(
+        range,
+        ["SEARCH users USING INDEX sqlite_autoindex_users_1 (id>? AND id<?)"]
+    );
+    let from = plan(super::dashboard::SEARCH_USERS_FROM_SQL, &[&"", &10]);
+    assert_eq!(
+        from,
+        ["SEARCH users USING INDEX sqlite_autoindex_users_1 (id>?)"]
+    );
 }

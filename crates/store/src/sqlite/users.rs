@@ -1,7 +1,7 @@
 //! Users, their plan, their API tokens and their usage, on SQLite; each
 //! change audited.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use super::SqliteStore;
@@ -15,15 +15,18 @@ use crate::model::{GraceUsed, User};
 use crate::snapshot;
 use crate::traits::UserStore;
 
+/// A user from a row of `SELECT id, plan_id FROM users`.
+pub(crate) fn read_user(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        plan_id: row.get(1)?,
+    })
+}
+
 pub(crate) fn user(conn: &Connection, user_id: &str) -> Result<Option<User>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT plan_id FROM users WHERE id = ?1")?
-        .query_row([user_id], |row| {
-            Ok(User {
-                id: user_id.to_owned(),
-                plan_id: row.get(0)?,
-            })
-        })
+        .prepare_cached("SELECT id, plan_id FROM users WHERE id = ?1")?
+        .query_row([user_id], read_user)
         .optional()?)
 }
 

@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod dashboard;
 mod guarded;
 mod policy;
 mod web;
@@ -23,6 +24,7 @@ pub trait Backend:
     + UserStore
     + OverrideStore
     + AuditStore
+    + DashboardStore
     + PolicyStore
     + DecisionLogStore
     + IdempotencyStore
@@ -35,6 +37,7 @@ impl<S> Backend for S where
         + UserStore
         + OverrideStore
         + AuditStore
+        + DashboardStore
         + PolicyStore
         + DecisionLogStore
         + IdempotencyStore
@@ -61,6 +64,12 @@ macro_rules! backend_suite {
                 $fresh;
                 admin::bad_admin_values_are_refused_and_write_nothing,
                 admin::plan_changes_touch_only_the_fields_given_and_are_audited,
+                dashboard::a_session_is_found_until_it_expires,
+                dashboard::creating_a_session_deletes_the_expired_ones,
+                dashboard::sessions_are_deleted_one_or_by_admin_token,
+                dashboard::decision_minutes_add_up_list_and_prune,
+                dashboard::a_user_search_matches_the_prefix_literally,
+                dashboard::every_plan_is_counted_with_its_users,
                 guarded::a_write_is_seen_by_nobody_else_until_it_commits,
                 guarded::a_rolled_back_write_leaves_nothing,
                 guarded::a_counter_overflow_is_invalid_and_keeps_nothing,
