@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use quota_store::{DashboardStore, DecisionMinute, StoreError};
+use quota_store::{DecisionCountStore, DecisionMinute, StoreError};
 
 use crate::record::{DecisionRecord, DecisionSink};
 
@@ -50,12 +50,12 @@ impl DecisionStats {
     /// Adds the counts gathered so far to `store`, in one transaction;
     /// how many rows it wrote. When the store refuses, the counts are
     /// kept for the next flush.
-    pub fn flush(&self, store: &impl DashboardStore) -> Result<usize, StoreError> {
+    pub fn flush(&self, store: &impl DecisionCountStore) -> Result<usize, StoreError> {
         let taken = std::mem::take(&mut *self.pending());
         if taken.is_empty() {
             return Ok(0);
         }
-        let rows: Vec<DecisionMinute> = taken
+        let mut rows: Vec<DecisionMinute> = taken
             .iter()
             .map(|(slot, count)| DecisionMinute {
                 minute_ms: slot.minute_ms,
@@ -65,6 +65,16 @@ impl DecisionStats {
                 count: *count,
             })
             .collect();
+        // In key order, so that hosts adding the same rows at once take
+        // their row locks in one order (no deadlock on PostgreSQL).
+        rows.sort_unstable_by(|a, b| {
+            (a.minute_ms, &a.plan_id, &a.entitlement_key, &a.status).cmp(&(
+                b.minute_ms,
+                &b.plan_id,
+                &b.entitlement_key,
+                &b.status,
+            ))
+        });
         match store.add_decision_minutes(&rows) {
             Ok(()) => Ok(rows.len()),
             Err(e) => {
@@ -106,7 +116,6 @@ mod tests {
     use std::cell::RefCell;
 
     use quota_policy_core::{Decision, DecisionInput, PlanInfo, Status, UsageKeyInfo};
-    use quota_store::{UiSession, User};
 
     use super::*;
     use crate::request::Outcome;
@@ -118,19 +127,7 @@ mod tests {
         rows: RefCell<Vec<DecisionMinute>>,
     }
 
-    impl DashboardStore for Counts {
-        fn create_ui_session(&self, _: &UiSession, _: i64) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn ui_session(&self, _: &str, _: i64) -> Result<Option<UiSession>, StoreError> {
-            Ok(None)
-        }
-        fn delete_ui_session(&self, _: &str) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        fn delete_ui_sessions_except(&self, _: &str) -> Result<usize, StoreError> {
-            Ok(0)
-        }
+    impl DecisionCountStore for Counts {
         fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError> {
             if *self.fail.borrow() > 0 {
                 *self.fail.borrow_mut() -= 1;
@@ -144,12 +141,6 @@ mod tests {
         }
         fn prune_decision_minutes(&self, _: i64) -> Result<usize, StoreError> {
             Ok(0)
-        }
-        fn search_users(&self, _: &str, _: usize) -> Result<Vec<User>, StoreError> {
-            Ok(Vec::new())
-        }
-        fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-            Ok(Vec::new())
         }
     }
 

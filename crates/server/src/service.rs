@@ -331,7 +331,7 @@ impl Service {
             .store()
             .is_shared()
             .then(|| crate::follow::Follower::start(self.state.clone()));
-        let stats = tokio::spawn(crate::ui::flush_stats_forever(
+        let stats = tokio::spawn(flush_stats_forever(
             self.state.clone(),
             STATS_EVERY,
             STATS_KEEP,
@@ -340,7 +340,7 @@ impl Service {
         let state = self.state.clone();
         crate::connections::serve(listener, self.state, self.limits, shutdown).await;
         stats.abort();
-        crate::ui::flush_stats(&state).await;
+        flush_stats(&state).await;
         expiry.abort();
         leases.abort();
         deliveries.abort();
@@ -350,6 +350,49 @@ impl Service {
                 .await
                 .unwrap_or(false),
             None => true,
+        }
+    }
+}
+
+/// Adds the per-minute decision counts gathered so far to the store.
+async fn flush_stats(state: &AppState) {
+    let Some(stats) = state.decision_stats().cloned() else {
+        return;
+    };
+    let flushed = state
+        .blocking(move |engine| Ok(stats.flush(engine.store())?))
+        .await;
+    if let Err(e) = flushed {
+        tracing::warn!(error = %e.body.error.message, "cannot store the per-minute decision counts; kept for the next try");
+    }
+}
+
+/// Flushes the per-minute counts every `every`, and deletes those older
+/// than `keep` once an hour.
+async fn flush_stats_forever(
+    state: AppState,
+    every: std::time::Duration,
+    keep: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let prune_every = (3600 / every.as_secs().max(1)).max(1);
+    let mut n: u64 = 0;
+    loop {
+        ticks.tick().await;
+        flush_stats(&state).await;
+        n += 1;
+        if n.is_multiple_of(prune_every) {
+            let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            let pruned = state
+                .blocking(move |engine| {
+                    let before = engine.now_ms().saturating_sub(keep_ms);
+                    Ok(engine.store().prune_decision_minutes(before)?)
+                })
+                .await;
+            if let Err(e) = pruned {
+                tracing::warn!(error = %e.body.error.message, "cannot prune the per-minute decision counts");
+            }
         }
     }
 }

@@ -18,9 +18,9 @@ use crate::policy::{
 use crate::postgres::{PgOptions, PgStore, PgTx, PgUrl, is_postgres_url};
 use crate::sqlite::{SqliteOptions, SqliteStore, SqliteTx};
 use crate::traits::{
-    AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+    AuditStore, DecisionCountStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
     IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx,
-    UserStore, WebhookStore,
+    SessionStore, UserStore, WebhookStore,
 };
 
 /// Where the state lives: a SQLite file or a PostgreSQL database. Shown,
@@ -288,6 +288,9 @@ impl PlanStore for AnyStore {
     fn defaults(&self) -> Result<Vec<(String, i64)>, StoreError> {
         each!(self, s => s.defaults())
     }
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        each!(self, s => s.plan_user_counts())
+    }
 }
 
 impl UserStore for AnyStore {
@@ -330,6 +333,9 @@ impl UserStore for AnyStore {
     }
     fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError> {
         each!(self, s => s.user_for_token(token_sha256))
+    }
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
+        each!(self, s => s.search_users(prefix, limit))
     }
 }
 
@@ -417,7 +423,7 @@ impl AuditStore for AnyStore {
     }
 }
 
-impl DashboardStore for AnyStore {
+impl SessionStore for AnyStore {
     fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError> {
         each!(self, s => s.create_ui_session(session, now_ms))
     }
@@ -430,6 +436,9 @@ impl DashboardStore for AnyStore {
     fn delete_ui_sessions_except(&self, admin_sha256: &str) -> Result<usize, StoreError> {
         each!(self, s => s.delete_ui_sessions_except(admin_sha256))
     }
+}
+
+impl DecisionCountStore for AnyStore {
     fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError> {
         each!(self, s => s.add_decision_minutes(counts))
     }
@@ -438,12 +447,6 @@ impl DashboardStore for AnyStore {
     }
     fn prune_decision_minutes(&self, before_ms: i64) -> Result<usize, StoreError> {
         each!(self, s => s.prune_decision_minutes(before_ms))
-    }
-    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
-        each!(self, s => s.search_users(prefix, limit))
-    }
-    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        each!(self, s => s.plan_user_counts())
     }
 }
 

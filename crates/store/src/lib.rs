@@ -65,14 +65,14 @@ pub use sqlite::{
 /// Every storage trait, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::traits::{
-        AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+        AuditStore, DecisionCountStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
         IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore,
-        QuotaTx, UserStore, WebhookStore,
+        QuotaTx, SessionStore, UserStore, WebhookStore,
     };
 }
 
 pub use traits::{
-    AuditStore, DashboardStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
+    AuditStore, DecisionCountStore, DecisionLogStore, DomainTx, EventStore, IdempotencyStore,
     IdempotencyTx, LeaseStore, LeaseTx, OverrideStore, PlanStore, PolicyStore, QuotaStore, QuotaTx,
-    UserStore, WebhookStore,
+    SessionStore, UserStore, WebhookStore,
 };

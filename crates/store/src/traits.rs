@@ -156,6 +156,9 @@ pub trait PlanStore {
     ) -> Result<(), StoreError>;
     /// The global defaults, by key.
     fn defaults(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// How many users each plan has, for every plan (0 included), ordered
+    /// by plan id.
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// Users, their plan, their API tokens (stored only as a sha256) and
@@ -196,6 +199,14 @@ pub trait UserStore {
     fn grace(&self, user_id: &str) -> Result<Vec<GraceUsed>, StoreError>;
     /// The user a token's sha256 (hex) belongs to.
     fn user_for_token(&self, token_sha256: &str) -> Result<Option<String>, StoreError>;
+    /// Users whose id starts with `prefix` (case-sensitive), ordered by
+    /// id (in code point order), at most `limit`; an empty prefix lists
+    /// the first `limit`. Read as a range of an index in code point order
+    /// (`id >= prefix` and below the least string after every string that
+    /// starts with it): SQLite's primary key; on PostgreSQL an index of
+    /// `id COLLATE "C"`, so the database's own collation does not matter.
+    /// `%`, `_` and `\` in the prefix are plain characters.
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError>;
 }
 
 /// Per-user overrides of a limit, optionally expiring.
@@ -284,9 +295,9 @@ pub trait AuditStore {
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
-/// What the admin dashboard keeps: its sessions, decisions counted per
-/// minute, and the lookups its pages need.
-pub trait DashboardStore {
+/// The admin dashboard's sessions (docs/dashboard.md). The cookie holds a
+/// random id; only its sha256 is stored.
+pub trait SessionStore {
     /// Stores a new session; deletes sessions expired by `now_ms` in the
     /// same transaction.
     fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError>;
@@ -297,6 +308,11 @@ pub trait DashboardStore {
     fn delete_ui_session(&self, id_sha256: &str) -> Result<bool, StoreError>;
     /// Deletes every session made under another admin token; how many.
     fn delete_ui_sessions_except(&self, admin_sha256: &str) -> Result<usize, StoreError>;
+}
+
+/// Enforce decisions counted per minute, plan, entitlement and status
+/// (`quota_engine::stats`, the dashboard's overview).
+pub trait DecisionCountStore {
     /// Adds these counts to the stored ones (a row per minute, plan, key
     /// and status; `count = count + excluded.count` upsert), all in one
     /// transaction.
@@ -306,17 +322,6 @@ pub trait DashboardStore {
     fn decision_minutes(&self, since_ms: i64) -> Result<Vec<DecisionMinute>, StoreError>;
     /// Deletes rows with `minute_ms < before_ms`; how many.
     fn prune_decision_minutes(&self, before_ms: i64) -> Result<usize, StoreError>;
-    /// Users whose id starts with `prefix` (case-sensitive), ordered by
-    /// id (in code point order), at most `limit`; an empty prefix lists
-    /// the first `limit`. Read as a range of an index in code point order
-    /// (`id >= prefix` and below the least string after every string that
-    /// starts with it): SQLite's primary key; on PostgreSQL an index of
-    /// `id COLLATE "C"`, so the database's own collation does not matter.
-    /// `%`, `_` and `\` in the prefix are plain characters.
-    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError>;
-    /// How many users each plan has, for every plan (0 included), ordered
-    /// by plan id.
-    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }
 
 /// Policy component versions and the events of the policy lifecycle.

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 use super::session::{Plain, Posted};
-use super::{Chrome, Session, UiError, done, render, when};
+use super::{Chrome, Session, UiError, done, render, segment, when};
 use crate::AppState;
 use crate::extract::{Path, Query};
 use quota_store::prelude::*;
@@ -211,5 +211,8 @@ pub(crate) async fn redeliver(
     state
         .blocking(move |engine| Ok(engine.store().redeliver(&id, engine.now_ms())?))
         .await?;
-    Ok(done(&format!("/ui/events/{event_id}"), "redeliver"))
+    Ok(done(
+        &format!("/ui/events/{}", segment(&event_id)),
+        "redeliver",
+    ))
 }

@@ -26,7 +26,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
-use quota_store::prelude::*;
 
 pub(crate) use session::{Session, UiState};
 
@@ -91,11 +90,29 @@ pub(crate) struct Done {
     done: Option<String>,
 }
 
+/// Who the audit log names for changes made here.
+pub(crate) const ACTOR: &str = "admin (dashboard)";
+
+/// What a path segment keeps as it is: letters, digits and `-._~`; the
+/// rest (`/`, `?`, `#`, `%`, spaces, non-ASCII) is percent-encoded. The
+/// templates use askama's `urlencode_strict`, which encodes the same.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An id as one segment of a path: an id may hold any character but a
+/// control character.
+pub(crate) fn segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+}
+
 /// A redirect after a change (303, so the browser GETs the page), with the
-/// notice to show there.
+/// notice to show there. `path` has no query; ids in it went through
+/// [`segment`].
 pub(crate) fn done(path: &str, what: &str) -> Response {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{path}{sep}done={what}")).into_response()
+    Redirect::to(&format!("{path}?done={what}")).into_response()
 }
 
 /// Why a page cannot be shown: rendered as a page of its own with the
@@ -232,49 +249,6 @@ pub(crate) fn routes() -> Router<AppState> {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-}
-
-/// Adds the per-minute decision counts gathered so far to the store.
-pub(crate) async fn flush_stats(state: &AppState) {
-    let Some(stats) = state.decision_stats().cloned() else {
-        return;
-    };
-    let flushed = state
-        .blocking(move |engine| Ok(stats.flush(engine.store())?))
-        .await;
-    if let Err(e) = flushed {
-        tracing::warn!(error = %e.body.error.message, "cannot store the per-minute decision counts; kept for the next try");
-    }
-}
-
-/// Flushes the per-minute counts every `every`, and deletes those older
-/// than `keep` once an hour.
-pub(crate) async fn flush_stats_forever(
-    state: AppState,
-    every: std::time::Duration,
-    keep: std::time::Duration,
-) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let prune_every = (3600 / every.as_secs().max(1)).max(1);
-    let mut n: u64 = 0;
-    loop {
-        ticks.tick().await;
-        flush_stats(&state).await;
-        n += 1;
-        if n.is_multiple_of(prune_every) {
-            let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-            let pruned = state
-                .blocking(move |engine| {
-                    let before = engine.now_ms().saturating_sub(keep_ms);
-                    Ok(engine.store().prune_decision_minutes(before)?)
-                })
-                .await;
-            if let Err(e) = pruned {
-                tracing::warn!(error = %e.body.error.message, "cannot prune the per-minute decision counts");
-            }
-        }
-    }
 }
 
 /// A time (Unix ms) as `2026-12-01 10:15:00 UTC`.

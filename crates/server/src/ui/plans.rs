@@ -9,22 +9,21 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use quota_store::{Plan, PlanChange};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
-use super::session::{Csrf, Posted};
-use super::{Chrome, Session, UiError, done, limit_text, render};
+use super::session::Posted;
+use super::{ACTOR, Chrome, Session, UiError, done, limit_text, render, segment};
 use crate::AppState;
 use crate::admin::PlanBody;
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
 use crate::wire;
 use quota_store::prelude::*;
-
-/// Who the audit log names for changes made here.
-pub(crate) const ACTOR: &str = "admin (dashboard)";
 
 /// The periods a key can have, as the select offers them.
 pub(crate) const PERIODS: [&str; 5] = ["none", "day", "week", "month", "anniversary"];
@@ -33,6 +32,9 @@ pub(crate) const PERIODS: [&str; 5] = ["none", "day", "week", "month", "annivers
 #[derive(Debug, Clone)]
 pub(crate) struct KeyRow {
     pub(crate) key: String,
+    /// Whether the plan sets a limit for the key (else only a period or
+    /// thresholds).
+    pub(crate) has_limit: bool,
     pub(crate) limit: i64,
     pub(crate) limit_text: String,
     pub(crate) period: String,
@@ -50,13 +52,19 @@ pub(crate) struct PlanRow {
     pub(crate) rollout_percent: i64,
     pub(crate) keys: Vec<KeyRow>,
     pub(crate) users: i64,
+    /// A digest of the plan as the form shows it: a save whose plan has
+    /// changed since (another admin, the API, another host) is refused
+    /// rather than written over it.
+    pub(crate) version: String,
 }
 
 impl PlanRow {
     fn new(plan: Plan, users: i64) -> Self {
+        let version = hex::encode(&Sha256::digest(format!("{plan:?}").as_bytes())[..12]);
         let mut keys: BTreeMap<String, KeyRow> = BTreeMap::new();
         let row = |key: &str| KeyRow {
             key: key.to_owned(),
+            has_limit: false,
             limit: 0,
             limit_text: "none (default)".to_owned(),
             period: "none".to_owned(),
@@ -65,6 +73,7 @@ impl PlanRow {
         };
         for (key, limit) in &plan.limits {
             let entry = keys.entry(key.clone()).or_insert_with(|| row(key));
+            entry.has_limit = true;
             entry.limit = *limit;
             entry.limit_text = limit_text(*limit);
         }
@@ -87,6 +96,7 @@ impl PlanRow {
             rollout_percent: plan.rollout_percent,
             keys: keys.into_values().collect(),
             users,
+            version,
         }
     }
 }
@@ -127,15 +137,7 @@ pub(crate) async fn list(
 #[derive(Debug, Deserialize)]
 pub(crate) struct NewPlan {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     plan_id: String,
-}
-
-impl Csrf for NewPlan {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 pub(crate) async fn create(
@@ -148,18 +150,25 @@ pub(crate) async fn create(
     state
         .blocking(move |engine| {
             let store = engine.store();
-            if store.plans()?.iter().any(|p| p.id == id) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "conflict",
-                    format!("the plan `{id}` exists already"),
-                ));
+            match store.plan(&id) {
+                Ok(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        format!("the plan `{id}` exists already"),
+                    ));
+                }
+                Err(quota_store::StoreError::UnknownPlan(_)) => {}
+                Err(e) => return Err(e.into()),
             }
             store.set_plan(ACTOR, &id, &PlanChange::default(), engine.now_ms())?;
             Ok(())
         })
         .await?;
-    Ok(done(&format!("/ui/plans/{plan_id}"), "plan_created"))
+    Ok(done(
+        &format!("/ui/plans/{}", segment(&plan_id)),
+        "plan_created",
+    ))
 }
 
 #[derive(Template)]
@@ -235,12 +244,6 @@ pub(crate) async fn page(
 #[serde(transparent)]
 pub(crate) struct Fields(BTreeMap<String, String>);
 
-impl Csrf for Fields {
-    fn csrf(&self) -> &str {
-        self.0.get("csrf").map_or("", String::as_str)
-    }
-}
-
 impl Fields {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim())
@@ -266,6 +269,7 @@ impl Fields {
                 .get(&format!("limit.{key}"))
                 .and_then(|l| l.parse().ok())
             {
+                row.has_limit = true;
                 row.limit = limit;
                 row.limit_text = limit_text(limit);
             }
@@ -276,6 +280,9 @@ impl Fields {
                 row.thresholds = list.replace(' ', "");
             }
             row.removed = self.get(&format!("remove.{key}")).is_some();
+        }
+        if let Some(version) = self.get("version") {
+            version.clone_into(&mut plan.version);
         }
         let text = |name: &str| self.get(name).unwrap_or("").to_owned();
         let new_key = NewKey {
@@ -302,14 +309,86 @@ fn thresholds(field: &str, text: &str) -> Result<Vec<i64>, ApiError> {
         .collect()
 }
 
+/// The per-key parts of a plan change, as the JSON body names them.
+#[derive(Default)]
+struct KeyChanges {
+    limits: Map<String, Value>,
+    remove_limits: Vec<Value>,
+    periods: Map<String, Value>,
+    thresholds: Map<String, Value>,
+}
+
+impl KeyChanges {
+    /// What the form's fields `names` (limit, period, thresholds) ask for
+    /// `key`, against `current` (`None`: a key new to the plan).
+    fn key(
+        &mut self,
+        fields: &Fields,
+        key: &str,
+        current: Option<&KeyRow>,
+        (limit, period, list): (&str, &str, &str),
+    ) -> Result<(), ApiError> {
+        let limit_text = fields.get(limit).unwrap_or("");
+        if !limit_text.is_empty() {
+            let value = whole(&format!("the limit of {key}"), limit_text)?;
+            if current.is_none_or(|c| !c.has_limit || c.limit != value) {
+                self.limits.insert(key.to_owned(), json!(value));
+            }
+        }
+        let period_text = fields.get(period).unwrap_or("");
+        if !period_text.is_empty() && current.is_none_or(|c| c.period != period_text) {
+            self.periods.insert(key.to_owned(), json!(period_text));
+        }
+        let list_text = fields.get(list).unwrap_or("").replace(' ', "");
+        let changed = match current {
+            Some(c) => c.thresholds != list_text,
+            None => !list_text.is_empty(),
+        };
+        if changed {
+            let list = thresholds(&format!("the thresholds of {key}"), &list_text)?;
+            self.thresholds.insert(key.to_owned(), json!(list));
+        }
+        Ok(())
+    }
+
+    /// `row` leaves the plan: its limit, period and thresholds.
+    fn remove(&mut self, row: &KeyRow) {
+        if row.has_limit {
+            self.remove_limits.push(json!(row.key));
+        }
+        if row.period != "none" {
+            self.periods.insert(row.key.clone(), json!("none"));
+        }
+        if !row.thresholds.is_empty() {
+            self.thresholds.insert(row.key.clone(), json!([]));
+        }
+    }
+
+    /// Into `body`, leaving out what is empty.
+    fn into_body(self, body: &mut Map<String, Value>) {
+        if !self.limits.is_empty() {
+            body.insert("limits".into(), Value::Object(self.limits));
+        }
+        if !self.remove_limits.is_empty() {
+            body.insert("remove_limits".into(), Value::Array(self.remove_limits));
+        }
+        if !self.periods.is_empty() {
+            body.insert("periods".into(), Value::Object(self.periods));
+        }
+        if !self.thresholds.is_empty() {
+            body.insert("thresholds".into(), Value::Object(self.thresholds));
+        }
+    }
+}
+
 /// The JSON body of `PUT /admin/plans/{id}` the form asks for: only what
 /// differs from `plan`.
 fn plan_body(fields: &Fields, plan: &PlanRow) -> Result<Map<String, Value>, ApiError> {
-    let field = |name: &str| fields.0.get(name).map(|v| v.trim()).unwrap_or("");
+    let field = |name: &str| fields.get(name).unwrap_or("");
     let mut body = Map::new();
-    match field("enforcement") {
-        "on" => body.insert("enforcement_enabled".into(), json!(true)),
-        "off" => body.insert("enforcement_enabled".into(), json!(false)),
+    let enforcement = match field("enforcement") {
+        "on" => Some(true),
+        "off" => Some(false),
         "" => None,
         other => {
             return Err(ApiError::invalid(format!(
@@ -317,85 +396,51 @@ fn plan_body(fields: &Fields, plan: &PlanRow) -> Result<Map<String, Value>, ApiE
             )));
         }
     };
-    if !field("grace").is_empty() {
-        body.insert("grace_count".into(), json!(whole("grace", field("grace"))?));
+    if let Some(on) = enforcement.filter(|on| *on != plan.enforcement_enabled) {
+        body.insert("enforcement_enabled".into(), json!(on));
     }
-    if !field("rollout").is_empty() {
-        body.insert(
-            "rollout_percent".into(),
-            json!(whole("rollout", field("rollout"))?),
-        );
-    }
-    let mut limits = Map::new();
-    let mut remove = Vec::new();
-    let mut periods = Map::new();
-    let mut lists = Map::new();
-    let mut key_fields = |key: &str, current: Option<&KeyRow>, prefix: (&str, &str, &str)| {
-        let (limit, period, list) = prefix;
-        let limit_text = field(limit);
-        if !limit_text.is_empty() {
-            let value = whole(&format!("the limit of {key}"), limit_text)?;
-            if current.is_none_or(|c| c.limit != value || c.limit_text.starts_with("none")) {
-                limits.insert(key.to_owned(), json!(value));
+    for (name, json_name, current) in [
+        ("grace", "grace_count", plan.grace_count),
+        ("rollout", "rollout_percent", plan.rollout_percent),
+    ] {
+        if !field(name).is_empty() {
+            let value = whole(name, field(name))?;
+            if value != current {
+                body.insert(json_name.into(), json!(value));
             }
         }
-        let period_text = field(period);
-        if !period_text.is_empty() && current.is_none_or(|c| c.period != period_text) {
-            periods.insert(key.to_owned(), json!(period_text));
-        }
-        let list_text = field(list).replace(' ', "");
-        let changed = match current {
-            Some(c) => c.thresholds != list_text,
-            None => !list_text.is_empty(),
-        };
-        if changed {
-            lists.insert(
-                key.to_owned(),
-                json!(thresholds(&format!("the thresholds of {key}"), &list_text)?),
-            );
-        }
-        Ok::<(), ApiError>(())
-    };
+    }
+    let mut changes = KeyChanges::default();
     for row in &plan.keys {
         let key = row.key.as_str();
         if !field(&format!("remove.{key}")).is_empty() {
-            remove.push(json!(key));
+            changes.remove(row);
             continue;
         }
-        key_fields(
-            key,
-            Some(row),
-            (
-                &format!("limit.{key}"),
-                &format!("period.{key}"),
-                &format!("thresholds.{key}"),
-            ),
-        )?;
+        let names = (
+            format!("limit.{key}"),
+            format!("period.{key}"),
+            format!("thresholds.{key}"),
+        );
+        changes.key(fields, key, Some(row), (&names.0, &names.1, &names.2))?;
     }
     let new_key = field("new_key");
-    if !new_key.is_empty() {
-        if field("new_limit").is_empty() {
+    match (new_key.is_empty(), field("new_limit").is_empty()) {
+        (true, true) => {}
+        (true, false) => return Err(ApiError::invalid("give the new limit a key")),
+        (false, true) => {
             return Err(ApiError::invalid(format!(
                 "give the new key `{new_key}` a limit"
             )));
         }
-        key_fields(new_key, None, ("new_limit", "new_period", "new_thresholds"))?;
+        (false, false) => changes.key(
+            fields,
+            new_key,
+            None,
+            ("new_limit", "new_period", "new_thresholds"),
+        )?,
     }
-    for (name, value) in [
-        ("limits", Value::Object(limits)),
-        ("remove_limits", Value::Array(remove)),
-        ("periods", Value::Object(periods)),
-        ("thresholds", Value::Object(lists)),
-    ] {
-        let empty = match &value {
-            Value::Object(m) => m.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            _ => false,
-        };
-        if !empty {
-            body.insert(name.into(), value);
-        }
-    }
+    changes.into_body(&mut body);
     Ok(body)
 }
 
@@ -405,6 +450,15 @@ pub(crate) async fn save(
     posted: Posted<Fields>,
 ) -> Result<Response, UiError> {
     let plan = plan_row(&state, plan_id.clone()).await?;
+    if posted.form.get("version") != Some(plan.version.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the plan changed since this form was shown (another admin, the API or another host): \
+             reload the page and make the change again; nothing was saved",
+        )
+        .into());
+    }
     let body = plan_body(&posted.form, &plan)?;
     let change = serde_json::from_value::<PlanBody>(Value::Object(body))
         .map_err(|e| ApiError::invalid(e.to_string()))?
@@ -418,7 +472,7 @@ pub(crate) async fn save(
             Ok(())
         })
         .await?;
-    Ok(done(&format!("/ui/plans/{plan_id}"), "plan"))
+    Ok(done(&format!("/ui/plans/{}", segment(&plan_id)), "plan"))
 }
 
 pub(crate) async fn what_if(

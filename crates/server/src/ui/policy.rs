@@ -10,9 +10,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use quota_store::DecisionFilter;
 
-use super::plans::ACTOR;
-use super::session::{Plain, Posted, check_csrf};
-use super::{Chrome, Session, UiError, done, render, when};
+use super::session::{Plain, Posted};
+use super::{ACTOR, Chrome, Session, UiError, done, render, when};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::Query;
@@ -188,7 +187,7 @@ pub(crate) async fn upload(
 ) -> Result<Response, UiError> {
     let multipart = multipart.map_err(|e| ApiError::invalid(e.body_text()))?;
     let upload = read_upload(multipart).await?;
-    check_csrf(&session, &upload.csrf)?;
+    session.check(&upload.csrf)?;
     if upload.component.is_empty() {
         return Err(ApiError::invalid("choose a component file (.wasm) to upload").into());
     }

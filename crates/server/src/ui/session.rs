@@ -88,7 +88,7 @@ impl Session {
     }
 
     /// Whether `token` is this session's anti-forgery token.
-    fn check(&self, token: &str) -> Result<(), UiError> {
+    pub(crate) fn check(&self, token: &str) -> Result<(), UiError> {
         if !token.is_empty() && same_digest(&token_sha256(token), &token_sha256(&self.csrf)) {
             Ok(())
         } else {
@@ -173,12 +173,6 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// A form with an anti-forgery token.
-pub(crate) trait Csrf {
-    /// The token the form carried (empty when none).
-    fn csrf(&self) -> &str;
-}
-
 /// A form posted by a signed-in admin, its anti-forgery token checked
 /// before anything else is done with it.
 #[derive(Debug)]
@@ -187,38 +181,37 @@ pub(crate) struct Posted<T> {
     pub(crate) form: T,
 }
 
-impl<T: DeserializeOwned + Csrf + Send> FromRequest<AppState> for Posted<T> {
+/// A form's own fields beside the anti-forgery token (`csrf`) every form
+/// carries; a form without one reads as an empty token.
+#[derive(Debug, Deserialize)]
+struct WithToken<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
     type Rejection = UiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, UiError> {
         let (mut parts, body) = request.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
         let request = Request::from_parts(parts, body);
-        let axum::Form(form) = axum::Form::<T>::from_request(request, state)
+        let axum::Form(posted) = axum::Form::<WithToken<T>>::from_request(request, state)
             .await
             .map_err(|e| ApiError::invalid(e.body_text()))?;
-        session.check(form.csrf())?;
-        Ok(Posted { session, form })
+        session.check(&posted.csrf)?;
+        Ok(Posted {
+            session,
+            form: posted.form,
+        })
     }
 }
 
 /// A form with nothing but its token.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Plain {
-    #[serde(default)]
-    csrf: String,
-}
-
-impl Csrf for Plain {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// Checks a token posted in a multipart form (the policy upload).
-pub(crate) fn check_csrf(session: &Session, token: &str) -> Result<(), UiError> {
-    session.check(token)
-}
+pub(crate) struct Plain {}
 
 #[derive(Template)]
 #[template(path = "ui/login.html")]

@@ -10,9 +10,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::plans::ACTOR;
-use super::session::{Csrf, Posted};
-use super::{Chrome, Session, UiError, done, limit_text, render, when};
+use super::session::Posted;
+use super::{ACTOR, Chrome, Session, UiError, done, limit_text, render, segment, when};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Path, Query};
@@ -46,7 +45,9 @@ pub(crate) struct Search {
 }
 
 /// `GET /ui/users?q=`: the page, or only its result rows when htmx asks
-/// as the search box is typed in.
+/// as the search box is typed in. htmx keeps no copies of pages in the
+/// browser (`historyCacheSize` 0 in `base.html`): pages hold ids and the
+/// anti-forgery token, and are sent `no-store`.
 pub(crate) async fn search(
     State(state): State<AppState>,
     session: Session,
@@ -60,7 +61,9 @@ pub(crate) async fn search(
         .await?;
     let more = users.len() > LISTED;
     users.truncate(LISTED);
-    if headers.contains_key("hx-request") {
+    // htmx asks for the rows as the box is typed in; going back in
+    // history it asks for the whole page.
+    if headers.contains_key("hx-request") && !headers.contains_key("hx-history-restore-request") {
         return render(&UserRows { q, users, more });
     }
     render(&UsersPage {
@@ -176,20 +179,12 @@ pub(crate) async fn page(
 #[derive(Debug, Deserialize)]
 pub(crate) struct SetOverride {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     entitlement_key: String,
     #[serde(default)]
     value: String,
     /// A duration (`7d`, `12h`); empty: never expires.
     #[serde(default)]
     expires_in: String,
-}
-
-impl Csrf for SetOverride {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 pub(crate) async fn set_override(
@@ -234,22 +229,17 @@ pub(crate) async fn set_override(
             Ok(())
         })
         .await?;
-    Ok(done(&format!("/ui/users/{user_id}"), "override"))
+    Ok(done(
+        &format!("/ui/users/{}", segment(&user_id)),
+        "override",
+    ))
 }
 
 /// The clear-override form.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ClearOverride {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     entitlement_key: String,
-}
-
-impl Csrf for ClearOverride {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 pub(crate) async fn clear_override(
@@ -268,24 +258,19 @@ pub(crate) async fn clear_override(
             Ok(())
         })
         .await?;
-    Ok(done(&format!("/ui/users/{user_id}"), "override_cleared"))
+    Ok(done(
+        &format!("/ui/users/{}", segment(&user_id)),
+        "override_cleared",
+    ))
 }
 
 /// The plan-change form: `confirm` must be ticked, as grace resets.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SetPlan {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     plan_id: String,
     #[serde(default)]
     confirm: String,
-}
-
-impl Csrf for SetPlan {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 pub(crate) async fn set_plan(
@@ -310,5 +295,8 @@ pub(crate) async fn set_plan(
             Ok(())
         })
         .await?;
-    Ok(done(&format!("/ui/users/{user_id}"), "user_plan"))
+    Ok(done(
+        &format!("/ui/users/{}", segment(&user_id)),
+        "user_plan",
+    ))
 }

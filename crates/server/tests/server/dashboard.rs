@@ -54,11 +54,11 @@ async fn send(
         request = request.header(*name, *value);
     }
     let body = form.map_or_else(Body::empty, |f| Body::from(f.to_owned()));
-    let response = app
-        .clone()
-        .oneshot(request.body(body).unwrap())
-        .await
-        .unwrap();
+    answer(app, request.body(body).unwrap()).await
+}
+
+async fn answer(app: &Router, request: Request<Body>) -> Answer {
+    let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -75,6 +75,40 @@ async fn get(app: &Router, uri: &str, cookie: Option<&str>) -> Answer {
 
 async fn post(app: &Router, uri: &str, cookie: Option<&str>, form: &str) -> Answer {
     send(app, Method::POST, uri, cookie, Some(form), &[]).await
+}
+
+/// The policy upload form, posted as a browser does (multipart).
+async fn upload(app: &Router, cookie: &str, csrf: &str, component: &[u8]) -> Answer {
+    let boundary = "quota-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [("csrf", csrf.as_bytes()), ("target", b"active".as_slice())] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(value);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"p.wasm\"\r\n\
+             Content-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(component);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/ui/policy")
+        .header(header::COOKIE, cookie)
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    answer(app, request).await
 }
 
 /// The first `name="csrf" value="…"` of a page.
@@ -212,8 +246,10 @@ async fn forms_without_the_anti_forgery_token_change_nothing(backend: Backend) {
         ("/ui/users/alice/plan", "plan_id=pro&confirm=on"),
         ("/ui/plans/free", "enforcement=off&grace=5"),
         ("/ui/plans", "plan_id=new"),
+        ("/ui/plans/free/what-if", "enforcement=off"),
         ("/ui/policy/rollback", ""),
         ("/ui/policy/shadow/clear", ""),
+        ("/ui/events/evt_1/redeliver", ""),
         ("/ui/logout", ""),
     ];
     for (uri, fields) in forms {
@@ -228,6 +264,14 @@ async fn forms_without_the_anti_forgery_token_change_nothing(backend: Backend) {
             assert!(answer.body.contains("anti-forgery"), "{}", answer.body);
         }
     }
+    // The upload (multipart) with a wrong token: refused before the
+    // component is looked at.
+    for token in ["", &wrong] {
+        let answer = upload(&app, &cookie, token, b"\0asm not a component").await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    }
+    let policy = admin(&app, Method::GET, "/admin/policy", Value::Null).await;
+    assert!(policy["last_load_error"].is_null(), "{policy}");
     assert_eq!(snapshot(&app).await, before);
     // The session still works (sign-out was refused too), and the same
     // form with the token is accepted.
@@ -523,4 +567,99 @@ async fn every_field_is_labelled_and_every_value_escaped() {
         user.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
         "{user}"
     );
+}
+
+#[tokio::test]
+async fn ids_with_url_characters_stay_one_path_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&Backend::Sqlite.fresh(dir.path()));
+    let app = service(&store, admin_token());
+    seed(&app).await;
+    let odd = "a/b?c#d %e";
+    let encoded = "a%2Fb%3Fc%23d%20%25e";
+    admin(
+        &app,
+        Method::POST,
+        "/admin/users",
+        json!({"id": odd, "plan_id": "free"}),
+    )
+    .await;
+    let (cookie, csrf) = sign_in(&app).await;
+    let list = get(&app, "/ui/users?q=a", Some(&cookie)).await;
+    assert!(
+        list.body.contains(&format!("href=\"/ui/users/{encoded}\"")),
+        "{}",
+        list.body
+    );
+    let page = get(&app, &format!("/ui/users/{encoded}"), Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("action=\"/ui/users/{encoded}/overrides\""))
+    );
+    let answer = post(
+        &app,
+        &format!("/ui/users/{encoded}/overrides"),
+        Some(&cookie),
+        &format!("csrf={csrf}&entitlement_key=drafts.max&value=4"),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(
+        answer.headers[header::LOCATION],
+        format!("/ui/users/{encoded}?done=override").as_str()
+    );
+    let overrides = admin(&app, Method::GET, "/admin/overrides", Value::Null).await;
+    assert_eq!(overrides["overrides"][0]["user_id"], odd, "{overrides}");
+    // alice, the user whose id is the part before `?`, is untouched.
+    assert_eq!(overrides["overrides"].as_array().unwrap().len(), 1);
+}
+
+/// The plan form's `version`.
+fn version_of(html: &str) -> String {
+    let marker = "name=\"version\" value=\"";
+    let start = html.find(marker).expect("a version field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_plan_changed_since_its_form_was_shown_is_not_written_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&Backend::Sqlite.fresh(dir.path()));
+    let app = service(&store, admin_token());
+    seed(&app).await;
+    let (cookie, _) = sign_in(&app).await;
+    let form = get(&app, "/ui/plans/free", Some(&cookie)).await;
+    let csrf = csrf_of(&form.body);
+    let version = version_of(&form.body);
+    // Someone else raises the limit meanwhile.
+    admin(
+        &app,
+        Method::PUT,
+        "/admin/plans/free",
+        json!({"limits": {"drafts.max": 20}}),
+    )
+    .await;
+    let stale = format!(
+        "csrf={csrf}&version={version}&enforcement=off&grace=1&rollout=100&limit.drafts.max=3&period.drafts.max=none&thresholds.drafts.max="
+    );
+    let answer = post(&app, "/ui/plans/free", Some(&cookie), &stale).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{}", answer.body);
+    let plan = admin(&app, Method::GET, "/admin/plans/free", Value::Null).await;
+    assert_eq!(plan["limits"]["drafts.max"], 20, "{plan}");
+    assert_eq!(plan["enforcement_enabled"], true);
+    // A fresh form saves, and sends only what changed: the limit stays 20.
+    let form = get(&app, "/ui/plans/free", Some(&cookie)).await;
+    let version = version_of(&form.body);
+    let fresh = format!(
+        "csrf={csrf}&version={version}&enforcement=off&grace=1&rollout=100&limit.drafts.max=20&period.drafts.max=none&thresholds.drafts.max="
+    );
+    let answer = post(&app, "/ui/plans/free", Some(&cookie), &fresh).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let plan = admin(&app, Method::GET, "/admin/plans/free", Value::Null).await;
+    assert_eq!(plan["enforcement_enabled"], false, "{plan}");
+    assert_eq!(plan["limits"]["drafts.max"], 20);
+    let audit = admin(&app, Method::GET, "/admin/audit?limit=1", Value::Null).await;
+    let after = &audit["entries"][0]["after"];
+    assert_eq!(after["enforcement_enabled"], false, "{audit}");
 }

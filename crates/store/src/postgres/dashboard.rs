@@ -2,27 +2,15 @@
 //! counted per minute, and the lookups its pages need.
 
 use super::PgStore;
-use super::users::read_user;
-use crate::dashboard::{PrefixRange, prefix_range};
 use crate::error::StoreError;
-use crate::model::{DecisionMinute, UiSession, User};
-use crate::traits::DashboardStore;
-
-/// Users with ids in [$1, $2) in code point order (`COLLATE "C"`, served
-/// by the index `users_by_id_code_points`, whatever the database's own
-/// collation), by id, at most $3.
-pub(super) const SEARCH_USERS_SQL: &str = r#"SELECT id, plan_id FROM users
-     WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2
-     ORDER BY id COLLATE "C" LIMIT $3"#;
-/// Users with ids from $1 on, in code point order, at most $2.
-pub(super) const SEARCH_USERS_FROM_SQL: &str = r#"SELECT id, plan_id FROM users
-     WHERE id COLLATE "C" >= $1 ORDER BY id COLLATE "C" LIMIT $2"#;
+use crate::model::{DecisionMinute, UiSession};
+use crate::traits::{DecisionCountStore, SessionStore};
 
 fn changed(rows: u64) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX)
 }
 
-impl DashboardStore for PgStore {
+impl SessionStore for PgStore {
     fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
@@ -79,7 +67,9 @@ impl DashboardStore for PgStore {
             )?))
         })
     }
+}
 
+impl DecisionCountStore for PgStore {
     fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError> {
         if counts.is_empty() {
             return Ok(());
@@ -132,32 +122,6 @@ impl DashboardStore for PgStore {
             )?))
         })
     }
-
-    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let PrefixRange::From { end } = prefix_range(prefix) else {
-            return Ok(Vec::new());
-        };
-        let rows = self.read(|conn| match &end {
-            Some(end) => conn.query(SEARCH_USERS_SQL, &[&prefix, end, &limit]),
-            None => conn.query(SEARCH_USERS_FROM_SQL, &[&prefix, &limit]),
-        })?;
-        Ok(rows.iter().map(read_user).collect())
-    }
-
-    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .query(
-                    "SELECT p.id, count(u.id) FROM plans p LEFT JOIN users u ON u.plan_id = p.id
-                     GROUP BY p.id ORDER BY p.id",
-                    &[],
-                )?
-                .iter()
-                .map(|row| (row.get(0), row.get(1)))
-                .collect())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -195,7 +159,11 @@ mod tests {
             plan.contains("Index Scan using users_by_id_code_points")
                 || plan.contains("Index Scan on users_by_id_code_points")
         };
-        let range = plan(&store, SEARCH_USERS_SQL, &[&"a%", &"a&", &10i64]);
+        let range = plan(
+            &store,
+            crate::postgres::users::SEARCH_USERS_SQL,
+            &[&"a%", &"a&", &10i64],
+        );
         assert!(
             on_index(&range)
                 && range.contains(
@@ -203,7 +171,11 @@ mod tests {
                 ),
             "{range}"
         );
-        let from = plan(&store, SEARCH_USERS_FROM_SQL, &[&"", &10i64]);
+        let from = plan(
+            &store,
+            crate::postgres::users::SEARCH_USERS_FROM_SQL,
+            &[&"", &10i64],
+        );
         assert!(on_index(&from), "{from}");
     }
 }

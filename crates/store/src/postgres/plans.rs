@@ -196,4 +196,18 @@ impl PlanStore for PgStore {
                 .collect())
         })
     }
+
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .query(
+                    "SELECT p.id, count(u.id) FROM plans p LEFT JOIN users u ON u.plan_id = p.id
+                     GROUP BY p.id ORDER BY p.id",
+                    &[],
+                )?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
+    }
 }

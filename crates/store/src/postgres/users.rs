@@ -9,6 +9,7 @@ use super::leases::revoke;
 use super::plans::plan;
 use super::{Conn, PgStore};
 use crate::checks::id;
+use crate::dashboard::{PrefixRange, prefix_range};
 use crate::error::StoreError;
 use crate::leases::Revoke;
 use crate::model::{GraceUsed, User};
@@ -76,6 +77,16 @@ impl PgStore {
         })
     }
 }
+
+/// Users with ids in [$1, $2) in code point order (`COLLATE "C"`, served
+/// by the index `users_by_id_code_points`, whatever the database's own
+/// collation), by id, at most $3.
+pub(super) const SEARCH_USERS_SQL: &str = r#"SELECT id, plan_id FROM users
+     WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2
+     ORDER BY id COLLATE "C" LIMIT $3"#;
+/// Users with ids from $1 on, in code point order, at most $2.
+pub(super) const SEARCH_USERS_FROM_SQL: &str = r#"SELECT id, plan_id FROM users
+     WHERE id COLLATE "C" >= $1 ORDER BY id COLLATE "C" LIMIT $2"#;
 
 impl UserStore for PgStore {
     fn create_user(
@@ -196,5 +207,17 @@ impl UserStore for PgStore {
                 )?
                 .map(|row| row.get(0)))
         })
+    }
+
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let PrefixRange::From { end } = prefix_range(prefix) else {
+            return Ok(Vec::new());
+        };
+        let rows = self.read(|conn| match &end {
+            Some(end) => conn.query(SEARCH_USERS_SQL, &[&prefix, end, &limit]),
+            None => conn.query(SEARCH_USERS_FROM_SQL, &[&prefix, &limit]),
+        })?;
+        Ok(rows.iter().map(read_user).collect())
     }
 }

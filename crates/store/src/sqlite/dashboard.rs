@@ -5,21 +5,11 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::users::read_user;
-use crate::dashboard::{PrefixRange, prefix_range};
 use crate::error::StoreError;
-use crate::model::{DecisionMinute, UiSession, User};
-use crate::traits::DashboardStore;
+use crate::model::{DecisionMinute, UiSession};
+use crate::traits::{DecisionCountStore, SessionStore};
 
-/// Users with ids in [?1, ?2), by id, at most ?3: a range of the primary
-/// key's index.
-pub(super) const SEARCH_USERS_SQL: &str =
-    "SELECT id, plan_id FROM users WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3";
-/// Users with ids from ?1 on, by id, at most ?2.
-pub(super) const SEARCH_USERS_FROM_SQL: &str =
-    "SELECT id, plan_id FROM users WHERE id >= ?1 ORDER BY id LIMIT ?2";
-
-impl DashboardStore for SqliteStore {
+impl SessionStore for SqliteStore {
     fn create_ui_session(&self, session: &UiSession, now_ms: i64) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.prepare_cached("DELETE FROM ui_sessions WHERE expires_ms <= ?1")?
@@ -75,7 +65,9 @@ impl DashboardStore for SqliteStore {
                 .execute([admin_sha256])?)
         })
     }
+}
 
+impl DecisionCountStore for SqliteStore {
     fn add_decision_minutes(&self, counts: &[DecisionMinute]) -> Result<(), StoreError> {
         if counts.is_empty() {
             return Ok(());
@@ -125,37 +117,6 @@ impl DashboardStore for SqliteStore {
             Ok(tx
                 .prepare_cached("DELETE FROM decision_minutes WHERE minute_ms < ?1")?
                 .execute([before_ms])?)
-        })
-    }
-
-    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let PrefixRange::From { end } = prefix_range(prefix) else {
-            return Ok(Vec::new());
-        };
-        self.read(|conn| {
-            Ok(match &end {
-                Some(end) => conn
-                    .prepare_cached(SEARCH_USERS_SQL)?
-                    .query_map(params![prefix, end, limit], read_user)?
-                    .collect::<Result<_, _>>()?,
-                None => conn
-                    .prepare_cached(SEARCH_USERS_FROM_SQL)?
-                    .query_map(params![prefix, limit], read_user)?
-                    .collect::<Result<_, _>>()?,
-            })
-        })
-    }
-
-    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(|conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT p.id, count(u.id) FROM plans p LEFT JOIN users u ON u.plan_id = p.id
-                     GROUP BY p.id ORDER BY p.id",
-                )?
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?)
         })
     }
 }

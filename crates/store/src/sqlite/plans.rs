@@ -177,4 +177,16 @@ impl PlanStore for SqliteStore {
                 .collect::<Result<_, _>>()?)
         })
     }
+
+    fn plan_user_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT p.id, count(u.id) FROM plans p LEFT JOIN users u ON u.plan_id = p.id
+                     GROUP BY p.id ORDER BY p.id",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()?)
+        })
+    }
 }

@@ -121,12 +121,12 @@ fn a_user_search_reads_a_range_of_the_primary_key() {
             })
             .unwrap()
     };
-    let range = plan(super::dashboard::SEARCH_USERS_SQL, &[&"a%", &"a&", &10]);
+    let range = plan(super::users::SEARCH_USERS_SQL, &[&"a%", &"a&", &10]);
     assert_eq!(
         range,
         ["SEARCH users USING INDEX sqlite_autoindex_users_1 (id>? AND id<?)"]
     );
-    let from = plan(super::dashboard::SEARCH_USERS_FROM_SQL, &[&"", &10]);
+    let from = plan(super::users::SEARCH_USERS_FROM_SQL, &[&"", &10]);
     assert_eq!(
         from,
         ["SEARCH users USING INDEX sqlite_autoindex_users_1 (id>?)"]

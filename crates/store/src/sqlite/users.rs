@@ -9,6 +9,7 @@ use super::audit::audit;
 use super::leases::revoke;
 use super::plans::plan;
 use crate::checks::id;
+use crate::dashboard::{PrefixRange, prefix_range};
 use crate::error::StoreError;
 use crate::leases::Revoke;
 use crate::model::{GraceUsed, User};
@@ -63,6 +64,14 @@ impl SqliteStore {
         })
     }
 }
+
+/// Users with ids in [?1, ?2), by id, at most ?3: a range of the primary
+/// key's index.
+pub(super) const SEARCH_USERS_SQL: &str =
+    "SELECT id, plan_id FROM users WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT ?3";
+/// Users with ids from ?1 on, by id, at most ?2.
+pub(super) const SEARCH_USERS_FROM_SQL: &str =
+    "SELECT id, plan_id FROM users WHERE id >= ?1 ORDER BY id LIMIT ?2";
 
 impl UserStore for SqliteStore {
     fn create_user(
@@ -178,5 +187,24 @@ impl UserStore for SqliteStore {
             .prepare_cached("SELECT user_id FROM user_tokens WHERE token_sha256 = ?1")?
             .query_row([token_sha256], |row| row.get(0))
             .optional()?)
+    }
+
+    fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<User>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let PrefixRange::From { end } = prefix_range(prefix) else {
+            return Ok(Vec::new());
+        };
+        self.read(|conn| {
+            Ok(match &end {
+                Some(end) => conn
+                    .prepare_cached(SEARCH_USERS_SQL)?
+                    .query_map(params![prefix, end, limit], read_user)?
+                    .collect::<Result<_, _>>()?,
+                None => conn
+                    .prepare_cached(SEARCH_USERS_FROM_SQL)?
+                    .query_map(params![prefix, limit], read_user)?
+                    .collect::<Result<_, _>>()?,
+            })
+        })
     }
 }

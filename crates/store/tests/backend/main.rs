@@ -24,7 +24,8 @@ pub trait Backend:
     + UserStore
     + OverrideStore
     + AuditStore
-    + DashboardStore
+    + SessionStore
+    + DecisionCountStore
     + PolicyStore
     + DecisionLogStore
     + IdempotencyStore
@@ -37,7 +38,8 @@ impl<S> Backend for S where
         + UserStore
         + OverrideStore
         + AuditStore
-        + DashboardStore
+        + SessionStore
+        + DecisionCountStore
         + PolicyStore
         + DecisionLogStore
         + IdempotencyStore
