@@ -25,7 +25,6 @@
 mod any;
 mod checks;
 mod copy;
-mod dashboard;
 mod error;
 mod events;
 mod leases;
@@ -33,6 +32,7 @@ mod model;
 pub mod period;
 mod policy;
 mod postgres;
+mod prefix;
 mod snapshot;
 mod sqlite;
 pub mod testing;

@@ -9,10 +9,10 @@ use super::leases::revoke;
 use super::plans::plan;
 use super::{Conn, PgStore};
 use crate::checks::id;
-use crate::dashboard::{PrefixRange, prefix_range};
 use crate::error::StoreError;
 use crate::leases::Revoke;
 use crate::model::{GraceUsed, User};
+use crate::prefix::{PrefixRange, prefix_range};
 use crate::snapshot;
 use crate::traits::UserStore;
 

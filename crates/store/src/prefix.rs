@@ -1,5 +1,5 @@
-//! What both backends share about the dashboard: the range of user ids a
-//! search prefix covers.
+//! The range of ids a search prefix covers (`UserStore::search_users`),
+//! shared by both backends.
 
 /// Which ids a search prefix covers, as a range of the users' primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]
