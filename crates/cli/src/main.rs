@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP service (user and admin API, /metrics, /healthz, /openapi.json).
+    /// Run the HTTP service (user and admin API, the admin dashboard at /ui, /metrics,
+    /// /healthz, /openapi.json).
     Serve(serve::ServeArgs),
     /// Policy tooling: write, build, compare, evaluate, test, inspect and replay
     /// policy components (no database needed), and change a running service's

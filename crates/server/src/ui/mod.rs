@@ -119,8 +119,12 @@ pub(crate) fn done(path: &str, what: &str) -> Response {
 /// right status.
 #[derive(Debug)]
 pub(crate) enum UiError {
-    /// No valid session: to the sign-in page.
-    SignIn,
+    /// No valid session: to the sign-in page (for a request htmx made,
+    /// the whole page goes there, not the part it would swap).
+    SignIn {
+        /// The request came from htmx.
+        htmx: bool,
+    },
     /// A form without the session's anti-forgery token.
     Forgery,
     /// Anything else, as the API would answer it.
@@ -156,7 +160,10 @@ struct ErrorPage {
 impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
-            UiError::SignIn => return Redirect::to(LOGIN).into_response(),
+            UiError::SignIn { htmx: false } => return Redirect::to(LOGIN).into_response(),
+            UiError::SignIn { htmx: true } => {
+                return ([("hx-redirect", LOGIN)], StatusCode::OK).into_response();
+            }
             UiError::Forgery => (
                 StatusCode::FORBIDDEN,
                 "forbidden".to_owned(),

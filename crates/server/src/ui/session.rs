@@ -167,9 +167,10 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = UiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, UiError> {
+        let htmx = parts.headers.contains_key("hx-request");
         session_of(&parts.headers, state)
             .await?
-            .ok_or(UiError::SignIn)
+            .ok_or(UiError::SignIn { htmx })
     }
 }
 

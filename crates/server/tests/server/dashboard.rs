@@ -213,6 +213,20 @@ async fn pages_and_forms_need_a_session(backend: Backend) {
             assert!(redirected_to_login(&answer), "{page}: {}", answer.status);
         }
     }
+    // The search box's request (htmx) sends the whole page to sign-in,
+    // rather than the sign-in page into the results.
+    let answer = send(
+        &app,
+        Method::GET,
+        "/ui/users?q=a",
+        None,
+        None,
+        &[("hx-request", "true")],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["hx-redirect"], "/ui/login");
+    assert!(answer.body.is_empty());
     let answer = post(
         &app,
         "/ui/users/alice/overrides",
