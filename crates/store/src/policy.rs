@@ -50,6 +50,19 @@ pub struct Upload<'a> {
     pub release: Option<&'a ReleaseChange>,
 }
 
+impl<'a> Upload<'a> {
+    /// A component with no signature: what a plain policy event stores.
+    pub fn unsigned(sha256: &'a str, component: &'a [u8]) -> Self {
+        Upload {
+            sha256,
+            component,
+            signature: None,
+            verified: false,
+            release: None,
+        }
+    }
+}
+
 /// The highest version of a signed policy name activated so far: an
 /// upload of that name must have a higher one.
 #[derive(Debug, Clone, PartialEq, Eq)]

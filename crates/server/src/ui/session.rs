@@ -89,11 +89,17 @@ impl Session {
 
     /// Whether `token` is this session's anti-forgery token.
     pub(crate) fn check(&self, token: &str) -> Result<(), UiError> {
-        if !token.is_empty() && same_digest(&token_sha256(token), &token_sha256(&self.csrf)) {
-            Ok(())
-        } else {
-            Err(UiError::Forgery)
-        }
+        same_token(token, &self.csrf)
+    }
+}
+
+/// Whether a posted anti-forgery token is the expected one: not empty,
+/// and compared in constant time.
+fn same_token(posted: &str, expected: &str) -> Result<(), UiError> {
+    if !posted.is_empty() && same_digest(&token_sha256(posted), &token_sha256(expected)) {
+        Ok(())
+    } else {
+        Err(UiError::Forgery)
     }
 }
 
@@ -287,9 +293,7 @@ pub(crate) async fn login(
     }
     let axum::Form(form) = form.map_err(|e| ApiError::invalid(e.body_text()))?;
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if form.csrf.is_empty() || !same_digest(&token_sha256(&form.csrf), &token_sha256(&expected)) {
-        return Err(UiError::Forgery);
-    }
+    same_token(&form.csrf, &expected)?;
     if !same_digest(&token_sha256(&form.token), &state.admin_token().sha256()) {
         return login_form(
             &headers,

@@ -112,16 +112,9 @@ impl PolicyStore for SqliteStore {
         detail: &str,
         now_ms: i64,
     ) -> Result<PolicyEvent, StoreError> {
-        let upload = match (sha256, component) {
-            (Some(sha256), Some(component)) => Some(Upload {
-                sha256,
-                component,
-                signature: None,
-                verified: false,
-                release: None,
-            }),
-            _ => None,
-        };
+        let upload = sha256
+            .zip(component)
+            .map(|(sha256, component)| Upload::unsigned(sha256, component));
         self.write(|tx| record(tx, actor, action, sha256, upload.as_ref(), detail, now_ms))
     }
 
