@@ -10,8 +10,13 @@
 #              by its own wrk with half the connections, at the same time
 #              (rates summed, the worse p50 and p99)
 #   pgbench (1 thread, CONNECTIONS clients, -M prepared), same database:
-#     pgbench-guarded   the transaction a guarded create runs
+#     pgbench-guarded   the transaction a guarded create runs, one
+#                       statement per round trip
 #                       (scripts/pgbench/guarded-create.sql)
+#     pgbench-pipelined the same statements in the three round trips quota
+#                       sends them in (the script with pgbench's
+#                       \startpipeline and \endpipeline around BEGIN to the
+#                       state read, and around the usage upsert and COMMIT)
 #     pgbench-update    a conditional UPDATE … RETURNING and the insert
 #     pgbench-one       the same as one statement, autocommit
 #
@@ -26,7 +31,11 @@
 # Bounded (each load DURATION seconds) and self-cleaning: everything started
 # is stopped and removed on exit.
 #
-#   scripts/bench-pg.sh [QUOTA_BINARY] [DURATION_SECONDS] [CONNECTIONS] [ROUNDS] [USERS]
+#   scripts/bench-pg.sh [QUOTA_BINARY] [DURATION_SECONDS] [CONNECTIONS] [ROUNDS] [USERS] [BEFORE_BINARY]
+#
+# With BEFORE_BINARY (another build of quota, e.g. of an earlier commit),
+# one more configuration, `pg-1-before`: a host of that build on the same
+# database, loaded as pg-1 is, to compare two builds side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quota="${1:-target/release/quota}"
@@ -34,6 +43,7 @@ duration="${2:-8}"
 connections="${3:-32}"
 rounds="${4:-3}"
 users="${5:-1000}"
+before="${6:-}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 
 . scripts/pg-lib.sh
@@ -52,6 +62,11 @@ serve "$quota" "$db_url"
 pg_a="$url"
 serve "$quota" "$db_url"
 pg_b="$url"
+if [ -n "$before" ]; then
+    cp "$before" "$work/quota-before"
+    serve "$work/quota-before" "$db_url"
+    pg_before="$url"
+fi
 echo "PostgreSQL $(pg_psql "$db" -Atc 'SHOW server_version') ($(pg_bin)): fsync $(pg_psql "$db" -Atc 'SHOW fsync'), synchronous_commit $(pg_psql "$db" -Atc 'SHOW synchronous_commit')"
 
 # Users "1".."USERS" (numeric ids, so pgbench can draw them), the same on both backends.
@@ -86,8 +101,14 @@ for line in open(sys.argv[1]):
         entries.append([m.group(1), m.group(2)])
     elif line.startswith("\t") and entries:
         entries[-1][1] += " " + line
-norm = lambda sql: re.sub(r"\s+", " ", re.sub(r"\$\d+|:\w+", "?", sql)).strip().rstrip(";").strip()
-start = next(i for i, (_, sql) in enumerate(entries) if sql.startswith("BEGIN ISOLATION LEVEL READ COMMITTED"))
+# The scripts pass NULLIF(:none, 0) where quota binds NULL (no period).
+norm = lambda sql: re.sub(r"\s+", " ", re.sub(r"NULLIF\(\?, 0\)", "?", re.sub(r"\$\d+|:\w+", "?", sql))).strip().rstrip(";").strip()
+# The create's transaction: a BEGIN whose session next runs the row lock
+# (background tasks of the host run transactions of their own).
+def next_of(i):
+    return next((sql for p, sql in entries[i + 1:] if p == entries[i][0]), "")
+start = next(i for i, (_, sql) in enumerate(entries)
+             if sql.startswith("BEGIN ISOLATION LEVEL READ COMMITTED") and next_of(i).lstrip().startswith("SELECT pp.period"))
 pid = entries[start][0]
 ran = []
 for p, sql in entries[start:]:
@@ -110,6 +131,15 @@ PY
 
 for f in sqlite.tokens sqlite.hot pg.tokens pg.hot; do lua "$work/$f"; done
 
+# The same transaction in quota's three round trips: BEGIN, the lock and the
+# state read in one; the draft insert; the usage upsert and COMMIT in one.
+awk '/^BEGIN /               { print "\\startpipeline" }
+     /^INSERT INTO drafts/   { print "\\endpipeline" }
+     /^INSERT INTO usage_/   { print "\\startpipeline" }
+                             { print }
+     /^COMMIT;/              { print "\\endpipeline" }' \
+    scripts/pgbench/guarded-create.sql >"$work/guarded-create-pipelined.sql"
+
 # load NAME WORKLOAD SECONDS OUT: one configuration under load; output in OUT*.
 load() {
     local name="$1" workload="$2" seconds="$3" out="$4"
@@ -122,6 +152,9 @@ load() {
     pg-1)
         wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/pg.$tokens.lua" "$pg_a/v1/drafts" >"$out.wrk"
         ;;
+    pg-1-before)
+        wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$work/pg.$tokens.lua" "$pg_before/v1/drafts" >"$out.wrk"
+        ;;
     pg-2)
         wrk -t1 -c"$((connections / 2))" -d"${seconds}s" --latency -s "$work/pg.$tokens.lua" "$pg_a/v1/drafts" >"$out.wrk" &
         local first=$!
@@ -129,12 +162,13 @@ load() {
         wait "$first"
         ;;
     pgbench-*)
-        local script=guarded-create
-        [ "$name" = pgbench-update ] && script=update-returning
-        [ "$name" = pgbench-one ] && script=update-one-statement
+        local script=scripts/pgbench/guarded-create.sql
+        [ "$name" = pgbench-pipelined ] && script="$work/guarded-create-pipelined.sql"
+        [ "$name" = pgbench-update ] && script=scripts/pgbench/update-returning.sql
+        [ "$name" = pgbench-one ] && script=scripts/pgbench/update-one-statement.sql
         mkdir -p "$out.log"
         pg_client pgbench -h "$pg_dir" -U "$pg_user" -n -M prepared -c "$connections" -j 1 -T "$seconds" \
-            -f "scripts/pgbench/$script.sql" -D lo=1 -D hi="$hi" -D ent=drafts.max -D ukey=drafts.created \
+            -f "$script" -D lo=1 -D hi="$hi" -D ent=drafts.max -D ukey=drafts.created \
             -D title=bench -D now="$(date +%s%3N)" -l --log-prefix="$out.log/tx" "$db" >"$out.pgbench" 2>&1
         ;;
     esac
@@ -173,7 +207,8 @@ print(f"{rate:.0f}\t{p50:.2f}\t{p99:.2f}\t{errors}")
 PY
 }
 
-configs=(sqlite pg-1 pg-2 pgbench-guarded pgbench-update pgbench-one)
+configs=(sqlite pg-1 pg-2 pgbench-guarded pgbench-pipelined pgbench-update pgbench-one)
+[ -n "$before" ] && configs=(sqlite pg-1-before pg-1 pg-2 pgbench-guarded pgbench-pipelined pgbench-update pgbench-one)
 workloads=(many hot)
 echo "warm-up: 2 s of each configuration, not counted"
 for name in "${configs[@]}"; do load "$name" many 2 "$work/out/warmup-$name"; done
@@ -219,10 +254,14 @@ for (name, workload), (rate, p50, p99, errors, each) in med.items():
 print("\nratios (medians)")
 for workload in ("many", "hot"):
     base = med.get(("pgbench-guarded", workload))
-    for name in ("pg-1", "pg-2"):
-        q = med.get((name, workload))
-        if base and q:
-            print(f"{workload}: {name} / pgbench-guarded: rate {q[0] / base[0]:.2f}x (goal >= 0.5), p99 {q[2] / base[2]:.2f}x (goal <= 2)")
+    for ceiling in ("pgbench-guarded", "pgbench-pipelined"):
+        for name in ("pg-1-before", "pg-1", "pg-2"):
+            q, c = med.get((name, workload)), med.get((ceiling, workload))
+            if c and q:
+                print(f"{workload}: {name} / {ceiling}: rate {q[0] / c[0]:.2f}x (goal >= 0.5), p99 {q[2] / c[2]:.2f}x (goal <= 2)")
+    one, earlier = med.get(("pg-1", workload)), med.get(("pg-1-before", workload))
+    if one and earlier:
+        print(f"{workload}: pg-1 / pg-1-before: rate {one[0] / earlier[0]:.2f}x, p99 {one[2] / earlier[2]:.2f}x")
     lite, one, two = (med.get((n, workload)) for n in ("sqlite", "pg-1", "pg-2"))
     if lite and one and two:
         print(f"{workload}: pg-1 / sqlite rate {one[0] / lite[0]:.2f}x; pg-2 / pg-1 rate {two[0] / one[0]:.2f}x")

@@ -95,8 +95,8 @@ impl<S: QuotaStore> Engine<S> {
     /// [`Guard`] it gets) and runs it again, up to [`ATTEMPTS`] times in
     /// all, when it failed having read a group commit that then failed
     /// (its answer was based on work that never became true), or when the
-    /// database was unavailable before the commit was sent (nothing was
-    /// kept). So `attempt` may run more than once, each time from a fresh
+    /// database was unavailable before or at the commit and kept nothing.
+    /// So `attempt` may run more than once, each time from a fresh
     /// transaction. When every attempt failed so, the last reason is the
     /// error.
     pub fn guarded<T, E: From<EnforceError>>(
@@ -397,17 +397,16 @@ impl<S: QuotaStore> Admitted<'_, S> {
             None => unreachable!("an admitted request keeps its decision until it ends"),
         };
         let period = outcome.period.map(|p| p.start_ms);
+        let usage_key = &outcome.usage_key.usage_key;
         let tx = self.tx();
-        let after = tx.add_usage(
-            &request.user_id,
-            &outcome.usage_key.usage_key,
-            period,
-            request.requested,
-        )?;
-        // Thresholds are crossed by settled usage: reservations left out.
         if outcome.has_thresholds {
+            let after = tx.add_usage(&request.user_id, usage_key, period, request.requested)?;
+            // Thresholds are crossed by settled usage: reservations left out.
             let before = after - request.requested;
             tx.record_thresholds(&crossing(&outcome, before, after, now_ms))?;
+        } else {
+            // Nothing here needs the new value: it may go with the commit.
+            tx.record_usage(&request.user_id, usage_key, period, request.requested)?;
         }
         if outcome.decision.grace_to_consume > 0 {
             tx.add_grace(
@@ -419,10 +418,16 @@ impl<S: QuotaStore> Admitted<'_, S> {
                 now_ms,
             )?;
         }
-        match self.tx.take() {
-            Some(tx) => tx.commit()?,
+        let committed = match self.tx.take() {
+            Some(tx) => tx.commit(),
             None => unreachable!("an admitted request holds its transaction until it ends"),
+        };
+        // Refused at the commit with nothing kept (what went with it met an
+        // unavailable database): a fresh transaction may succeed.
+        if let (Err(e @ StoreError::Unavailable(_)), Some(retry)) = (&committed, self.retry) {
+            retry.set(Some(e.clone()));
         }
+        committed?;
         Ok(outcome)
     }
 }

@@ -179,6 +179,16 @@ impl QuotaTx for AnyTx {
         each_tx!(self, t => t.add_usage(user_id, usage_key, period_start_ms, n))
     }
 
+    fn record_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<(), StoreError> {
+        each_tx!(self, t => t.record_usage(user_id, usage_key, period_start_ms, n))
+    }
+
     fn add_grace(
         &mut self,
         user_id: &str,

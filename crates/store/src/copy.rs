@@ -3,8 +3,8 @@
 //! the dashboard's sessions and decision counts, row for row, in one
 //! PostgreSQL transaction (all or nothing).
 
-use postgres::types::ToSql;
 use rusqlite::types::Value;
+use tokio_postgres::types::ToSql;
 
 use crate::error::StoreError;
 use crate::postgres::PgStore;
@@ -370,14 +370,12 @@ impl PgStore {
     /// plans, users or policy events yet. All of it or, on any error,
     /// nothing.
     pub fn copy_from_sqlite(&self, from: &SqliteStore) -> Result<CopyReport, StoreError> {
-        self.with_transaction(|client| {
-            let taken: i64 = client
-                .query_one(
-                    "SELECT (SELECT count(*) FROM plans) + (SELECT count(*) FROM users) + (SELECT count(*) FROM policy_events)",
-                    &[],
-                )
-                .map_err(crate::postgres::pg_error)?
-                .get(0);
+        self.with_transaction(|pg| {
+            let taken: i64 = pg.query_one(
+                "SELECT (SELECT count(*) FROM plans) + (SELECT count(*) FROM users) + (SELECT count(*) FROM policy_events)",
+                &[],
+            )?
+            .get(0);
             if taken > 0 {
                 return Err(StoreError::invalid(
                     "to",
@@ -388,13 +386,11 @@ impl PgStore {
             for (table, columns) in TABLES {
                 let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
                 let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
-                let insert = client
-                    .prepare(&format!(
-                        "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
-                        names.join(", "),
-                        placeholders.join(", ")
-                    ))
-                    .map_err(crate::postgres::pg_error)?;
+                let insert = pg.prepare_made(&format!(
+                    "INSERT INTO {table} ({}) OVERRIDING SYSTEM VALUE VALUES ({})",
+                    names.join(", "),
+                    placeholders.join(", ")
+                ))?;
                 let rows: Vec<Vec<Value>> = from.read(|conn| {
                     let mut stmt = conn.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))?;
                     let rows = stmt.query_map([], |row| {
@@ -410,19 +406,17 @@ impl PgStore {
                         .map(|(value, (column, kind))| param(value, *kind, table, column))
                         .collect::<Result<Vec<_>, _>>()?;
                     let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-                    copied += client.execute(&insert, &refs).map_err(crate::postgres::pg_error)?;
+                    copied += pg.execute_prepared(&insert, &refs)?;
                 }
                 report.push((*table, copied));
             }
             for table in NUMBERED {
-                client
-                    .execute(
-                        &format!(
-                            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
-                        ),
-                        &[],
-                    )
-                    .map_err(crate::postgres::pg_error)?;
+                pg.query_made(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+                    ),
+                    &[],
+                )?;
             }
             Ok(report)
         })

@@ -39,21 +39,16 @@ impl CountRows for SqliteStore {
 
 impl CountRows for PgStore {
     fn count_rows_where(&self, table: &str, column: &str, value: &str) -> Result<i64, StoreError> {
-        self.with_client(|client| {
-            Ok(client
-                .query_one(
-                    &format!("SELECT count(*) FROM \"{table}\" WHERE \"{column}\" = $1"),
-                    &[&value],
-                )?
-                .get(0))
+        self.with_client(|conn| {
+            let sql = format!("SELECT count(*) FROM \"{table}\" WHERE \"{column}\" = $1");
+            Ok(conn.query_made(&sql, &[&value])?[0].get(0))
         })
     }
 
     fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
-        self.with_client(|client| {
-            Ok(client
-                .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])?
-                .get(0))
+        self.with_client(|conn| {
+            let sql = format!("SELECT count(*) FROM \"{table}\"");
+            Ok(conn.query_made(&sql, &[])?[0].get(0))
         })
     }
 }
@@ -82,8 +77,8 @@ pub fn count_rows(store: &impl CountRows, table: &str) -> Result<i64, StoreError
 /// How many other sessions are connected to the store's PostgreSQL
 /// database (the connections of every host on it; this one not counted).
 pub fn other_sessions(store: &PgStore) -> Result<i64, StoreError> {
-    store.with_client(|client| {
-        Ok(client
+    store.with_client(|conn| {
+        Ok(conn
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
                  WHERE datname = current_database() AND pid <> pg_backend_pid()",

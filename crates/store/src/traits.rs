@@ -63,6 +63,22 @@ pub trait QuotaTx {
         n: i64,
     ) -> Result<i64, StoreError>;
 
+    /// As [`QuotaTx::add_usage`], for a caller that does not need the new
+    /// value: a backend may send it with the commit, in one round trip
+    /// (PostgreSQL). Then an error it meets (an overflow) comes from the
+    /// commit, or from the transaction's next statement, which it goes
+    /// ahead of.
+    fn record_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<(), StoreError> {
+        self.add_usage(user_id, usage_key, period_start_ms, n)
+            .map(|_| ())
+    }
+
     /// Adds `n` to the grace used for (user, plan, entitlement), in the
     /// period starting at `period_start_ms` when the key has one, at
     /// `now_ms` (the engine's clock); returns the new value.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use native_tls::{Certificate, TlsConnector};
-use postgres::config::{Host, SslMode};
 use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::config::{Host, SslMode};
 
 use crate::error::StoreError;
 
@@ -31,7 +31,7 @@ pub enum TlsMode {
 #[derive(Clone)]
 pub struct PgUrl {
     url: String,
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     tls: TlsMode,
     root_cert: Option<PathBuf>,
 }
@@ -126,7 +126,7 @@ impl FromStr for PgUrl {
         } else {
             format!("{head}?{}", rest.join("&"))
         };
-        let mut config = postgres::Config::from_str(&driver_url)
+        let mut config = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|e| invalid(format!("`{}`: {e}", redact(url))))?;
         config.ssl_mode(match tls {
             TlsMode::Disable => SslMode::Disable,
@@ -135,7 +135,7 @@ impl FromStr for PgUrl {
         });
         if config.get_user().is_none() {
             config.user(
-                &std::env::var("PGUSER")
+                std::env::var("PGUSER")
                     .or_else(|_| std::env::var("USER"))
                     .unwrap_or_else(|_| "postgres".to_owned()),
             );
@@ -156,7 +156,7 @@ impl FromStr for PgUrl {
 
 impl PgUrl {
     /// The driver's configuration, password included.
-    pub(crate) fn config(&self) -> &postgres::Config {
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
 
@@ -202,7 +202,7 @@ impl PgUrl {
 
 /// `PGPASSWORD`, else the matching line of the password file
 /// (`PGPASSFILE`, else `~/.pgpass`), as libpq looks them up.
-fn password_from_environment(config: &postgres::Config) -> Option<String> {
+fn password_from_environment(config: &tokio_postgres::Config) -> Option<String> {
     if let Ok(password) = std::env::var("PGPASSWORD") {
         return Some(password);
     }

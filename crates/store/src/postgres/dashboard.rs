@@ -131,12 +131,15 @@ mod tests {
 
     /// The plan of `sql` with sequential scans made a last resort: an
     /// index that can serve it is used.
-    fn plan(store: &PgStore, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> String {
+    fn plan(
+        store: &PgStore,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> String {
         store
-            .with_client(|client| {
-                let mut tx = client.transaction()?;
-                tx.batch_execute("SET LOCAL enable_seqscan = off")?;
-                let rows = tx.query(&format!("EXPLAIN {sql}"), params)?;
+            .write(|conn| {
+                conn.batch("SET LOCAL enable_seqscan = off")?;
+                let rows = conn.query_made(&format!("EXPLAIN {sql}"), params)?;
                 Ok(rows
                     .iter()
                     .map(|r| r.get::<_, String>(0))

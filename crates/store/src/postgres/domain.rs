@@ -1,7 +1,7 @@
 //! The domain tables (drafts, segments, invites, collaborators) on
 //! PostgreSQL, inside the engine's guarded transaction.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use super::PgTx;
 use crate::error::{Conflict, StoreError};

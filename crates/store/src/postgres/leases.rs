@@ -4,8 +4,8 @@
 //! Every change of a user's usage or grace holds the user's row lock, as
 //! the guarded transaction does.
 
-use postgres::Row;
 use serde_json::json;
+use tokio_postgres::Row;
 
 use super::audit::audit;
 use super::{Conn, LOCK_USER_SQL, PgStore, PgTx, add_grace, add_usage, record_thresholds};

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend: one database shared by every host of a fleet.
 //!
-//! A pool of connections (r2d2) with a cache of prepared statements per
-//! connection, the schema versioned by refinery's migrations, and the
-//! guarded write transaction at READ COMMITTED with the user's row locked.
+//! A pool of tokio-postgres connections (r2d2) with a cache of prepared
+//! statements per connection, the schema versioned by refinery's
+//! migrations, and the guarded write transaction at READ COMMITTED with the
+//! user's row locked, in three round trips ([`Conn`]: BEGIN with the lock
+//! and the read, the action's write, the usage with COMMIT).
 //!
 //! Why the guarded transaction cannot over-admit: [`QuotaTx::quota_state`]
 //! first locks the user's row (`SELECT … FOR NO KEY UPDATE`, a statement of
@@ -14,14 +16,19 @@
 //! rolls back. At READ COMMITTED each statement sees what was committed
 //! before it started, so the read that follows the lock sees the first
 //! host's usage. (One statement that locked and read together would read
-//! the usage from before its wait: that is why they are two.)
+//! the usage from before its wait: that is why they are two.) The two go
+//! out in one round trip; the server still runs the read only once the
+//! lock statement has finished, so pipelining them changes nothing of
+//! this.
 //!
 //! Failures before COMMIT is sent (a lost connection, a serialization
 //! failure or deadlock) leave nothing behind and are
 //! [`StoreError::Unavailable`]: the engine and the admin writes here try
-//! again, a bounded number of times. A connection lost while COMMIT is on
-//! its way leaves the outcome unknown: [`StoreError::OutcomeUnknown`],
-//! never retried here.
+//! again, a bounded number of times. A write sent with the COMMIT that the
+//! server refuses aborts the transaction, so the COMMIT keeps nothing: the
+//! write's own error is the answer (the engine tries again when it is
+//! `Unavailable`). A connection lost while COMMIT is on its way leaves the
+//! outcome unknown: [`StoreError::OutcomeUnknown`], never retried here.
 
 mod audit;
 mod config;
@@ -34,21 +41,24 @@ mod outbox;
 mod overrides;
 mod plans;
 mod policy;
+#[cfg(test)]
+mod tests;
 mod users;
 mod webhooks;
 
 pub use config::{PgUrl, TlsMode, is_postgres_url, redact};
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use postgres::error::SqlState;
-use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::ToSql;
-use postgres::{Client, Row, Statement};
 use postgres_native_tls::MakeTlsConnector;
 use quota_policy_core::{Override, PlanInfo};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Client, Row, Statement};
 
 use crate::error::StoreError;
 use crate::events::{self, Crossing};
@@ -67,6 +77,9 @@ pub const ATTEMPTS: u32 = 3;
 /// The channel policy events are announced on (`NOTIFY`), so the other
 /// hosts of a fleet load a new policy at once.
 pub const POLICY_CHANNEL: &str = "quota_policy";
+
+/// How long closing a connection waits for its goodbye to be sent.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,59 +100,193 @@ impl Default for PgOptions {
     }
 }
 
-/// A client that may be dropped anywhere. Closing a `postgres::Client`
-/// waits for the server on the driver's own runtime, and tokio refuses
-/// (panics) to run one runtime inside another: dropped from async code,
-/// the client is closed on a thread of its own.
-pub(crate) struct OwnedClient(Option<Client>);
+/// `error` with its causes: the driver's own text is only the kind ("db
+/// error", "error connecting to server"), the reason is in the causes.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
 
-impl OwnedClient {
-    fn new(client: Client) -> Self {
-        OwnedClient(Some(client))
+/// A failure to open a connection, causes included.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConnectFailed(String);
+
+impl From<tokio_postgres::Error> for ConnectFailed {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ConnectFailed(with_causes(&e))
     }
 }
 
-#[allow(clippy::expect_used, reason = "the client is taken only in drop")]
-impl std::ops::Deref for OwnedClient {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        self.0.as_ref().expect("taken only in drop")
-    }
+/// One session with the server: tokio-postgres's client, and a runtime of
+/// its own that drives the session's I/O on whichever thread waits for an
+/// answer (the connection is a task of that runtime, run only while a
+/// thread blocks on it). The store's traits are blocking, and their
+/// callers run them on blocking threads.
+struct Link {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    /// The session's task; it ends when the session does.
+    session: tokio::task::JoinHandle<()>,
 }
 
-#[allow(clippy::expect_used, reason = "the client is taken only in drop")]
-impl std::ops::DerefMut for OwnedClient {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().expect("taken only in drop")
+impl Link {
+    /// Opens a session; `notifications` receives what `LISTEN` brings.
+    fn open(
+        config: &tokio_postgres::Config,
+        tls: MakeTlsConnector,
+        notifications: Option<mpsc::UnboundedSender<()>>,
+    ) -> Result<Link, ConnectFailed> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ConnectFailed(format!("cannot start a connection's runtime: {e}")))?;
+        let (client, mut connection) = runtime.block_on(config.connect(tls))?;
+        let session = runtime.spawn(async move {
+            let mut messages = std::future::poll_fn(move |cx| connection.poll_message(cx));
+            loop {
+                match std::pin::Pin::new(&mut messages).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        if let Some(heard) = &notifications {
+                            let _ = heard.send(());
+                        }
+                    }
+                    Some(Ok(AsyncMessage::Notice(notice))) => {
+                        tracing::debug!(severity = notice.severity(), "{}", notice.message());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %with_causes(&e), "a database session ended");
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(Link {
+            runtime,
+            client,
+            session,
+        })
     }
-}
 
-impl Drop for OwnedClient {
-    fn drop(&mut self) {
-        if let Some(client) = self.0.take()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            std::thread::spawn(move || drop(client));
+    /// Waits for `work`, driving the session meanwhile.
+    fn block_on<T>(
+        &self,
+        work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        self.runtime.block_on(work).map_err(pg_error)
+    }
+
+    /// Ends the session with a goodbye to the server. A runtime cannot be
+    /// blocked on from async code; a thread cannot tell whether it is in
+    /// async code or only inside a runtime's context (as `spawn_blocking`
+    /// threads are), so from either the closing moves to a thread of its
+    /// own.
+    fn close(self) {
+        let Link {
+            runtime,
+            client,
+            session,
+        } = self;
+        drop(client);
+        let finish = move || {
+            let _ = runtime.block_on(async { tokio::time::timeout(CLOSE_WAIT, session).await });
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(finish);
+        } else {
+            finish();
         }
     }
 }
 
-/// A connection with its prepared statements.
+/// A connection with its prepared statements, and the BEGIN of a
+/// transaction not sent yet.
+///
+/// tokio-postgres pipelines: requests go out in the order they are first
+/// polled, without waiting for earlier answers, and the server runs them
+/// in that order. So a transaction's BEGIN travels with its first
+/// statement, and the guarded transaction sends its lock and its read
+/// together ([`Conn::query_opt_pair`]): one round trip where one at a time
+/// takes three.
 pub(crate) struct Conn {
-    client: OwnedClient,
+    link: Option<Link>,
     statements: HashMap<&'static str, Statement>,
+    /// The BEGIN owed: it goes out ahead of the next statement, in the
+    /// same round trip.
+    begin: Option<&'static str>,
     /// A transaction was begun and not yet ended: the pool must not
     /// hand this connection out again as it is.
     in_transaction: bool,
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            link.close();
+        }
+    }
+}
+
 impl Conn {
+    fn new(link: Link) -> Self {
+        Conn {
+            link: Some(link),
+            statements: HashMap::new(),
+            begin: None,
+            in_transaction: false,
+        }
+    }
+
+    fn link(&self) -> &Link {
+        match &self.link {
+            Some(link) => link,
+            None => unreachable!("a connection holds its session until dropped"),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.link().client.is_closed()
+    }
+
+    /// Runs `work` on the client; a BEGIN owed goes ahead of it in the
+    /// same round trip, and its failure is the answer.
+    fn send<'c, T, F>(&'c mut self, work: impl FnOnce(&'c Client) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let begin = self.begin.take();
+        // Borrowed for 'c, as the client `work` gets (not through
+        // `link()`, whose borrow would end here).
+        let link: &'c Link = match &self.link {
+            Some(link) => link,
+            None => unreachable!("a connection holds its session until dropped"),
+        };
+        link.block_on(async {
+            match begin {
+                None => work(&link.client).await,
+                Some(sql) => {
+                    let (begun, done) =
+                        tokio::join!(biased; link.client.batch_execute(sql), work(&link.client));
+                    begun.and(done)
+                }
+            }
+        })
+    }
+
     fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql).map_err(pg_error)?;
+        let link = self.link();
+        let statement = link.block_on(link.client.prepare(sql))?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -151,7 +298,7 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.client.query(&statement, params).map_err(pg_error)
+        self.send(|client| client.query(&statement, params))
     }
 
     /// Runs a statement; its one row or none.
@@ -161,7 +308,25 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql)?;
-        self.client.query_opt(&statement, params).map_err(pg_error)
+        self.send(|client| client.query_opt(&statement, params))
+    }
+
+    /// Runs two statements in one round trip, each giving one row or none.
+    /// The server starts the second when the first has finished, so at
+    /// READ COMMITTED the second sees what was committed while the first
+    /// waited for a lock. An error of the first is the answer.
+    pub(crate) fn query_opt_pair(
+        &mut self,
+        first: (&'static str, &[&(dyn ToSql + Sync)]),
+        second: (&'static str, &[&(dyn ToSql + Sync)]),
+    ) -> Result<(Option<Row>, Option<Row>), StoreError> {
+        let a = self.statement(first.0)?;
+        let b = self.statement(second.0)?;
+        self.send(|client| async move {
+            let (a, b) =
+                tokio::join!(biased; client.query_opt(&a, first.1), client.query_opt(&b, second.1));
+            Ok((a?, b?))
+        })
     }
 
     /// Runs a statement; its one row.
@@ -171,7 +336,7 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, StoreError> {
         let statement = self.statement(sql)?;
-        self.client.query_one(&statement, params).map_err(pg_error)
+        self.send(|client| client.query_one(&statement, params))
     }
 
     /// Runs a statement; the rows it changed.
@@ -181,20 +346,62 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let statement = self.statement(sql)?;
-        self.client.execute(&statement, params).map_err(pg_error)
+        self.send(|client| client.execute(&statement, params))
     }
 
-    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.client.batch_execute(sql).map_err(pg_error)
+    /// Prepares a statement made at run time (bulk work, tests), not
+    /// kept with the others.
+    pub(crate) fn prepare_made(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        self.send(|client| client.prepare(sql))
     }
 
-    fn begin(&mut self, sql: &str) -> Result<(), StoreError> {
+    /// Runs a statement made at run time; its rows.
+    pub(crate) fn query_made(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.send(|client| client.query(sql, params))
+    }
+
+    /// Runs a statement prepared by [`Conn::prepare_made`]; the rows it
+    /// changed.
+    pub(crate) fn execute_prepared(
+        &mut self,
+        statement: &Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.send(|client| client.execute(statement, params))
+    }
+
+    /// Runs statements without parameters.
+    pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.send(|client| client.batch_execute(sql))
+    }
+
+    /// Brings the schema up to date (refinery's migrations).
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let Some(link) = self.link.as_mut() else {
+            unreachable!("a connection holds its session until dropped")
+        };
+        let runner = embedded::migrations::runner();
+        link.runtime
+            .block_on(runner.run_async(&mut link.client))
+            .map(|_| ())
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// Begins a transaction: the BEGIN goes out with the first statement.
+    fn begin(&mut self, sql: &'static str) {
         self.in_transaction = true;
-        self.batch(sql)
+        self.begin = Some(sql);
     }
 
     fn rollback(&mut self) -> Result<(), StoreError> {
-        self.batch("ROLLBACK")?;
+        // A transaction that sent nothing has nothing to roll back.
+        if self.begin.take().is_none() {
+            self.batch("ROLLBACK")?;
+        }
         self.in_transaction = false;
         Ok(())
     }
@@ -202,54 +409,147 @@ impl Conn {
     /// Sends COMMIT. A connection lost on the way leaves the outcome
     /// unknown; an error from the server means nothing was kept.
     fn commit(&mut self) -> Result<(), StoreError> {
-        match self.client.batch_execute("COMMIT") {
-            Ok(()) => {
-                self.in_transaction = false;
-                Ok(())
-            }
-            Err(e) if e.as_db_error().is_none() => Err(StoreError::OutcomeUnknown(format!(
-                "the connection to the database was lost during COMMIT: {e}"
-            ))),
-            Err(e) => Err(pg_error(e)),
-        }
+        self.commit_after(&[])
     }
+
+    /// Sends `writes` and COMMIT in one round trip. A write the server
+    /// refuses aborts the transaction, and the COMMIT then keeps nothing:
+    /// that write's error is the answer. A connection lost once COMMIT is
+    /// on its way leaves the outcome unknown.
+    fn commit_after(
+        &mut self,
+        writes: &[(&'static str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<(), StoreError> {
+        if writes.is_empty() && self.begin.is_some() {
+            // Nothing was sent: nothing to commit.
+            self.begin = None;
+            self.in_transaction = false;
+            return Ok(());
+        }
+        let statements = writes
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let begin = self.begin.take();
+        let link = self.link();
+        let client = &link.client;
+        let mut requests: Vec<Request<'_>> = Vec::new();
+        if let Some(sql) = begin {
+            requests.push(Box::pin(client.batch_execute(sql)));
+        }
+        for (statement, (_, params)) in statements.iter().zip(writes) {
+            requests.push(Box::pin(async move {
+                client.execute(statement, params).await.map(|_| ())
+            }));
+        }
+        requests.push(Box::pin(client.batch_execute("COMMIT")));
+        let results = match link.runtime.block_on(together(requests)) {
+            Ok(results) => results,
+            // A request failed before it went out (the connection was
+            // closed): COMMIT was never sent, and the pool discards the
+            // connection with its transaction still open.
+            Err(unsent) => return Err(pg_error(unsent)),
+        };
+        // COMMIT was sent: the transaction has ended, unless its answer was
+        // lost.
+        let ended = results.last().is_some_and(Result::is_ok);
+        let Some(first) = results.into_iter().find_map(Result::err) else {
+            self.in_transaction = false;
+            return Ok(());
+        };
+        if first.as_db_error().is_none() {
+            return Err(StoreError::OutcomeUnknown(format!(
+                "the connection to the database was lost during COMMIT: {first}"
+            )));
+        }
+        // Refused by the server: a write aborted the transaction (the
+        // COMMIT then rolled it back), or the COMMIT itself failed. Nothing
+        // was kept.
+        if ended {
+            self.in_transaction = false;
+        }
+        Err(pg_error(first))
+    }
+}
+
+/// A request to the server, waited for with others ([`together`]).
+type Request<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + 'a>>;
+
+/// Waits for `requests` together: each is first polled in the order given,
+/// so they go out in that order, in one round trip. Their results, in
+/// order; or the error of one that failed before it went out (when first
+/// polled), in which case the requests after it were never sent.
+async fn together(
+    mut requests: Vec<Request<'_>>,
+) -> Result<Vec<Result<(), tokio_postgres::Error>>, tokio_postgres::Error> {
+    let mut results: Vec<Option<Result<(), tokio_postgres::Error>>> =
+        requests.iter().map(|_| None).collect();
+    let mut sent = 0;
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (i, (request, result)) in requests.iter_mut().zip(results.iter_mut()).enumerate() {
+            if result.is_some() {
+                continue;
+            }
+            let first_poll = i == sent;
+            match request.as_mut().poll(cx) {
+                std::task::Poll::Ready(Err(e)) if first_poll => {
+                    return std::task::Poll::Ready(Err(e));
+                }
+                std::task::Poll::Ready(done) => *result = Some(done),
+                std::task::Poll::Pending => waiting = true,
+            }
+            if first_poll {
+                sent += 1;
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Ok(()))
+        }
+    })
+    .await?;
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Opens connections for the pool.
 struct Manager {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     tls: MakeTlsConnector,
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = ConnectFailed;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
-        Ok(Conn {
-            client: OwnedClient::new(self.config.connect(self.tls.clone())?),
-            statements: HashMap::new(),
-            in_transaction: false,
-        })
+    fn connect(&self) -> Result<Conn, ConnectFailed> {
+        Ok(Conn::new(Link::open(&self.config, self.tls.clone(), None)?))
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), ConnectFailed> {
+        conn.batch("").map_err(|e| ConnectFailed(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.in_transaction || conn.client.is_closed()
+        conn.in_transaction || conn.is_closed()
     }
 }
 
 type Pooled = r2d2::PooledConnection<Manager>;
+
+/// The session that listens for policy events, and what it heard.
+struct Listener {
+    conn: Conn,
+    heard: mpsc::UnboundedReceiver<()>,
+}
 
 struct Inner {
     url: PgUrl,
     pool: r2d2::Pool<Manager>,
     last_connect_error: LastConnectError,
     /// The connection that listens for policy events, once asked to.
-    listener: Mutex<Option<OwnedClient>>,
+    listener: Mutex<Option<Listener>>,
 }
 
 /// A PostgreSQL database, shared by threads and by hosts. Cheap to clone.
@@ -264,20 +564,6 @@ impl std::fmt::Debug for PgStore {
             .field("url", &self.inner.url)
             .finish_non_exhaustive()
     }
-}
-
-/// A driver error, by what it means to the caller.
-/// `error` with its causes: the driver's own text is only the kind ("db
-/// error", "error connecting to server"), the reason is in the causes.
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 /// The pool's last failure to connect, causes included, so that a request
@@ -295,9 +581,9 @@ impl LastConnectError {
     }
 }
 
-impl r2d2::HandleError<postgres::Error> for LastConnectError {
-    fn handle_error(&self, error: postgres::Error) {
-        let text = with_causes(&error);
+impl r2d2::HandleError<ConnectFailed> for LastConnectError {
+    fn handle_error(&self, error: ConnectFailed) {
+        let text = error.0;
         let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if last.as_deref() != Some(text.as_str()) {
             tracing::warn!(error = %text, "cannot connect to the database");
@@ -306,7 +592,8 @@ impl r2d2::HandleError<postgres::Error> for LastConnectError {
     }
 }
 
-pub(crate) fn pg_error(e: postgres::Error) -> StoreError {
+/// A driver error, by what it means to the caller.
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     let message = with_causes(&e);
     let Some(code) = e.code() else {
         // No answer from the server: the connection failed.
@@ -373,11 +660,10 @@ impl PgStore {
 
     fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.connection()?;
-        let failed = |e: refinery::Error| StoreError::Migration(e.to_string());
         conn.batch("SELECT pg_advisory_lock(7146053)")?;
-        let report = embedded::migrations::runner().run(&mut *conn.client);
+        let report = conn.migrate();
         let unlocked = conn.batch("SELECT pg_advisory_unlock(7146053)");
-        report.map_err(failed)?;
+        report?;
         unlocked
     }
 
@@ -393,36 +679,35 @@ impl PgStore {
         })
     }
 
-    /// A connection from the pool with a transaction begun by `begin`.
-    /// Connections that died while idle (a restarted database) are found
-    /// here and dropped, so a caller gets a live one while there is any.
-    fn begin(&self, begin: &str) -> Result<Pooled, StoreError> {
-        let tries = self.inner.pool.max_size() + 1;
-        let mut last = None;
-        for _ in 0..tries {
-            let mut conn = self.connection()?;
-            match conn.begin(begin) {
-                Ok(()) => return Ok(conn),
-                // Dropped with its transaction marked open: the pool
-                // discards it.
-                Err(e @ StoreError::Unavailable(_)) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            StoreError::Unavailable(format!("no connection to {}", self.inner.url))
-        }))
+    /// A connection from the pool with a transaction begun by `begin`
+    /// (sent with its first statement).
+    fn begin(&self, begin: &'static str) -> Result<Pooled, StoreError> {
+        let mut conn = self.connection()?;
+        conn.begin(begin);
+        Ok(conn)
+    }
+
+    /// How many connections a transaction may find dead before it gives
+    /// up: one more than the pool holds. Connections that died while idle
+    /// (a restarted database) are found when a transaction uses them; it
+    /// then runs again on another, so a caller gets a live one while there
+    /// is any.
+    fn spare_connections(&self) -> u32 {
+        self.inner.pool.max_size() + 1
     }
 
     /// Runs `f` in a transaction begun by `begin` and commits, trying
     /// again (up to [`ATTEMPTS`] in all) when the database was
-    /// unavailable before COMMIT was sent.
+    /// unavailable before COMMIT was sent. When the connection was dead,
+    /// the whole of `f` runs again on another (nothing of it was kept),
+    /// without counting an attempt.
     fn transaction<T>(
         &self,
-        begin: &str,
+        begin: &'static str,
         mut f: impl FnMut(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut attempt = 1;
+        let mut spares = self.spare_connections();
         loop {
             let mut conn = self.begin(begin)?;
             match f(&mut conn) {
@@ -431,10 +716,18 @@ impl PgStore {
                     return Ok(value);
                 }
                 Err(e) => {
+                    // A failed rollback leaves the transaction marked
+                    // open: the pool then drops the connection.
                     let _ = conn.rollback();
-                    if matches!(e, StoreError::Unavailable(_)) && attempt < ATTEMPTS {
-                        attempt += 1;
-                        continue;
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        if conn.is_closed() && spares > 0 {
+                            spares -= 1;
+                            continue;
+                        }
+                        if attempt < ATTEMPTS {
+                            attempt += 1;
+                            continue;
+                        }
                     }
                     return Err(e);
                 }
@@ -462,10 +755,10 @@ impl PgStore {
     /// returns `Ok` (bulk work: the copy from SQLite).
     pub(crate) fn with_transaction<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.begin("BEGIN")?;
-        match f(&mut conn.client) {
+        match f(&mut conn) {
             Ok(value) => {
                 conn.commit()?;
                 Ok(value)
@@ -477,13 +770,13 @@ impl PgStore {
         }
     }
 
-    /// Runs `f` on a pooled connection (the tests' helpers).
+    /// Runs `f` on a pooled connection outside any transaction (the
+    /// tests' helpers).
     pub(crate) fn with_client<T>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
-        f(&mut conn.client).map_err(pg_error)
+        f(&mut *self.connection()?)
     }
 
     /// Waits up to `timeout` for a policy event announced on
@@ -497,7 +790,7 @@ impl PgStore {
             .listener
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if listener.as_ref().is_none_or(|client| client.is_closed()) {
+        if listener.as_ref().is_none_or(|l| l.conn.is_closed()) {
             *listener = self.listen().ok();
             if listener.is_none() {
                 drop(listener);
@@ -505,33 +798,34 @@ impl PgStore {
                 return true;
             }
         }
-        let Some(client) = listener.as_mut() else {
+        let Some(Listener { conn, heard }) = listener.as_mut() else {
             return true;
         };
-        let mut notifications = client.notifications();
-        let next = notifications
-            .timeout_iter(timeout)
-            .next()
-            .map(|n| n.is_some());
+        let next = conn
+            .link()
+            .runtime
+            .block_on(async { tokio::time::timeout(timeout, heard.recv()).await });
         // Take whatever else is already queued.
-        while let Ok(Some(_)) = notifications.iter().next() {}
-        drop(notifications);
-        let Ok(heard) = next else {
-            // Lost: polling covers the gap until it is back.
-            *listener = None;
-            return true;
-        };
-        heard
+        while heard.try_recv().is_ok() {}
+        match next {
+            Ok(Some(())) => true,
+            Err(_) => false,
+            Ok(None) => {
+                // Lost: polling covers the gap until it is back.
+                *listener = None;
+                true
+            }
+        }
     }
 
-    fn listen(&self) -> Result<OwnedClient, StoreError> {
-        let manager = Manager {
-            config: self.inner.url.config().clone(),
-            tls: self.inner.url.connector()?,
-        };
-        let mut conn = r2d2::ManageConnection::connect(&manager).map_err(pg_error)?;
+    fn listen(&self) -> Result<Listener, StoreError> {
+        let (tell, heard) = mpsc::unbounded_channel();
+        let url = &self.inner.url;
+        let link = Link::open(url.config(), url.connector()?, Some(tell))
+            .map_err(|e| StoreError::Unavailable(format!("cannot listen on {url}: {e}")))?;
+        let mut conn = Conn::new(link);
         conn.batch(&format!("LISTEN {POLICY_CHANNEL}"))?;
-        Ok(conn.client)
+        Ok(Listener { conn, heard })
     }
 }
 
@@ -539,8 +833,12 @@ impl PgStore {
 /// rows its decision reads (see the module's docs); a read transaction is
 /// one read-only snapshot. Dropped without commit, it rolls back.
 pub struct PgTx {
+    store: PgStore,
     conn: Option<Pooled>,
+    begin: &'static str,
     write: bool,
+    /// Usage recorded and not sent yet.
+    owed: Option<OwedUsage>,
     /// The database was unavailable during the transaction: nothing of it
     /// is kept, and a fresh transaction may succeed.
     unavailable: Option<StoreError>,
@@ -555,19 +853,76 @@ impl std::fmt::Debug for PgTx {
 }
 
 impl PgTx {
-    /// Runs `f` on the connection, noting an unavailable database.
+    fn open(store: &PgStore, begin: &'static str, write: bool) -> Result<PgTx, StoreError> {
+        Ok(PgTx {
+            store: store.clone(),
+            conn: Some(store.begin(begin)?),
+            begin,
+            write,
+            owed: None,
+            unavailable: None,
+        })
+    }
+
+    /// Runs `f` on the connection, after any usage owed.
     pub(crate) fn run<T>(
         &mut self,
-        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+        f: impl FnMut(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let Some(conn) = self.conn.as_mut() else {
-            unreachable!("a transaction holds its connection until it ends")
-        };
-        let result = f(conn);
-        if let Err(e @ StoreError::Unavailable(_)) = &result {
-            self.unavailable = Some(e.clone());
+        if let Some(owed) = self.owed.take() {
+            // Written first: what follows may read it.
+            self.attempt(|conn| owed.write(conn))?;
         }
-        result
+        self.attempt(f)
+    }
+
+    /// Runs `f` on the connection, noting an unavailable database. When
+    /// `f` finds the connection dead (it died idle in the pool: a
+    /// restarted database) and the transaction had sent nothing before,
+    /// `f` runs again on another connection: nothing was lost with the
+    /// dead one.
+    fn attempt<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut spares = self.store.spare_connections();
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.lost());
+            };
+            let sent_nothing = conn.begin.is_some();
+            let result = f(conn);
+            match &result {
+                Err(StoreError::Unavailable(_))
+                    if sent_nothing && conn.is_closed() && spares > 0 =>
+                {
+                    spares -= 1;
+                    // Dropped first, so that the pool has room for the new
+                    // one; with its transaction marked open, the pool
+                    // discards it.
+                    self.conn = None;
+                    match self.store.begin(self.begin) {
+                        Ok(conn) => self.conn = Some(conn),
+                        Err(e) => {
+                            self.unavailable = Some(e.clone());
+                            return Err(e);
+                        }
+                    }
+                    continue;
+                }
+                Err(e @ StoreError::Unavailable(_)) => self.unavailable = Some(e.clone()),
+                _ => {}
+            }
+            return result;
+        }
+    }
+
+    /// Why the transaction has no connection: it was lost and none took
+    /// its place.
+    fn lost(&self) -> StoreError {
+        self.unavailable.clone().unwrap_or_else(|| {
+            StoreError::Unavailable("the transaction lost its connection".to_owned())
+        })
     }
 
     fn end(&mut self) -> Option<Pooled> {
@@ -589,19 +944,15 @@ impl QuotaStore for PgStore {
     type Tx = PgTx;
 
     fn begin_write(&self) -> Result<PgTx, StoreError> {
-        Ok(PgTx {
-            conn: Some(self.begin("BEGIN ISOLATION LEVEL READ COMMITTED")?),
-            write: true,
-            unavailable: None,
-        })
+        PgTx::open(self, "BEGIN ISOLATION LEVEL READ COMMITTED", true)
     }
 
     fn begin_read(&self) -> Result<PgTx, StoreError> {
-        Ok(PgTx {
-            conn: Some(self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?),
-            write: false,
-            unavailable: None,
-        })
+        PgTx::open(
+            self,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            false,
+        )
     }
 }
 
@@ -658,6 +1009,20 @@ const QUOTA_STATE_SQL: &str = "
     LEFT JOIN overrides o ON o.user_id = u.id AND o.entitlement_key = $2
     WHERE u.id = $1";
 
+/// Adds $3 to the usage counter ($1, $2); the new value.
+const ADD_USAGE_SQL: &str =
+    "INSERT INTO usage_counters (user_id, usage_key, value) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id, usage_key) DO UPDATE SET value = usage_counters.value + excluded.value
+     RETURNING value";
+
+/// Adds $4 to the counter of ($1, $2) in the period starting at $3; the
+/// new value.
+const ADD_PERIOD_USAGE_SQL: &str =
+    "INSERT INTO period_usage (user_id, usage_key, period_start_ms, value) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (user_id, usage_key, period_start_ms)
+     DO UPDATE SET value = period_usage.value + excluded.value
+     RETURNING value";
+
 /// Adds `n` to a usage counter, and to its period's when the key has a
 /// period starting at `period_start_ms`; returns the value the decision
 /// reads (the period's, when there is one). The caller holds the user's
@@ -669,23 +1034,40 @@ pub(crate) fn add_usage(
     period_start_ms: Option<i64>,
     n: i64,
 ) -> Result<i64, StoreError> {
-    let lifetime = conn.query_one(
-        "INSERT INTO usage_counters (user_id, usage_key, value) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id, usage_key) DO UPDATE SET value = usage_counters.value + excluded.value
-         RETURNING value",
-        &[&user_id, &usage_key, &n],
-    )?;
+    let lifetime = conn.query_one(ADD_USAGE_SQL, &[&user_id, &usage_key, &n])?;
     let Some(start) = period_start_ms else {
         return Ok(lifetime.get(0));
     };
-    let row = conn.query_one(
-        "INSERT INTO period_usage (user_id, usage_key, period_start_ms, value) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_id, usage_key, period_start_ms)
-         DO UPDATE SET value = period_usage.value + excluded.value
-         RETURNING value",
-        &[&user_id, &usage_key, &start, &n],
-    )?;
+    let row = conn.query_one(ADD_PERIOD_USAGE_SQL, &[&user_id, &usage_key, &start, &n])?;
     Ok(row.get(0))
+}
+
+/// Usage a transaction has yet to write ([`QuotaTx::record_usage`]): it
+/// goes out with the COMMIT, or before the transaction's next statement.
+#[derive(Debug)]
+struct OwedUsage {
+    user_id: String,
+    usage_key: String,
+    period_start_ms: Option<i64>,
+    n: i64,
+}
+
+impl OwedUsage {
+    fn write(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let (user, key, start, n) = (&self.user_id, &self.usage_key, self.period_start_ms, self.n);
+        add_usage(conn, user, key, start, n).map(|_| ())
+    }
+
+    fn commit(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let (user, key, n) = (&self.user_id, &self.usage_key, self.n);
+        match &self.period_start_ms {
+            None => conn.commit_after(&[(ADD_USAGE_SQL, &[user, key, &n])]),
+            Some(start) => conn.commit_after(&[
+                (ADD_USAGE_SQL, &[user, key, &n]),
+                (ADD_PERIOD_USAGE_SQL, &[user, key, start, &n]),
+            ]),
+        }
+    }
 }
 
 /// Writes the events `crossing` gives to the outbox (one per threshold
@@ -770,7 +1152,17 @@ impl QuotaTx for PgTx {
         let write = self.write;
         let read = self.run(|conn| {
             let sql = if write { LOCK_PERIOD_SQL } else { PERIOD_SQL };
-            let Some(head) = conn.query_opt(sql, &[&user_id, &entitlement_key])? else {
+            // The lock and the read go out in one round trip, the read
+            // guessing that the key counts no period (most keys do not).
+            let no_period: Option<i64> = None;
+            let (head, guessed) = conn.query_opt_pair(
+                (sql, &[&user_id, &entitlement_key]),
+                (
+                    QUOTA_STATE_SQL,
+                    &[&user_id, &entitlement_key, &usage_key, &no_period],
+                ),
+            )?;
+            let Some(head) = head else {
                 return Ok(None);
             };
             let kind: Option<String> = head.get(0);
@@ -778,11 +1170,18 @@ impl QuotaTx for PgTx {
             // The period by the database's clock before any wait for the
             // lock; read again in the rare case a boundary passed meanwhile.
             let mut period: Option<Period> = at(head.get(3))?;
+            let mut guessed = period.is_none().then_some(guessed);
             loop {
-                let start = period.map(|p| p.start_ms);
-                let args: [&(dyn ToSql + Sync); 4] =
-                    [&user_id, &entitlement_key, &usage_key, &start];
-                let Some(row) = conn.query_opt(QUOTA_STATE_SQL, &args)? else {
+                let row = match guessed.take() {
+                    Some(row) => row,
+                    None => {
+                        let start = period.map(|p| p.start_ms);
+                        let args: [&(dyn ToSql + Sync); 4] =
+                            [&user_id, &entitlement_key, &usage_key, &start];
+                        conn.query_opt(QUOTA_STATE_SQL, &args)?
+                    }
+                };
+                let Some(row) = row else {
                     return Ok(None);
                 };
                 let now = at(row.get(10))?;
@@ -844,10 +1243,33 @@ impl QuotaTx for PgTx {
         self.run(|conn| record_thresholds(conn, crossing))
     }
 
+    fn record_usage(
+        &mut self,
+        user_id: &str,
+        usage_key: &str,
+        period_start_ms: Option<i64>,
+        n: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(earlier) = self.owed.take() {
+            self.attempt(|conn| earlier.write(conn))?;
+        }
+        self.owed = Some(OwedUsage {
+            user_id: user_id.to_owned(),
+            usage_key: usage_key.to_owned(),
+            period_start_ms,
+            n,
+        });
+        Ok(())
+    }
+
+    /// Commits; usage recorded and not sent yet goes in the same round
+    /// trip as the COMMIT.
     fn commit(mut self) -> Result<(), StoreError> {
-        match self.end() {
-            Some(mut conn) => conn.commit(),
-            None => Ok(()),
+        let owed = self.owed.take();
+        match (self.end(), owed) {
+            (Some(mut conn), None) => conn.commit(),
+            (Some(mut conn), Some(owed)) => owed.commit(&mut conn),
+            (None, _) => Err(self.lost()),
         }
     }
 

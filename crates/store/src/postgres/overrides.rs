@@ -1,6 +1,6 @@
 //! Per-user overrides of a limit, on PostgreSQL; each change audited.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use super::audit::audit;
 use super::leases::revoke;

@@ -1,7 +1,7 @@
 //! Policy component versions and lifecycle events, on PostgreSQL: shared
 //! by the fleet, and announced to it (`NOTIFY`) when they change.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use super::{Conn, POLICY_CHANNEL, PgStore};
 use crate::error::{Conflict, StoreError};

@@ -1,8 +1,8 @@
 //! Users, their plan, their API tokens and their usage, on PostgreSQL;
 //! each change audited.
 
-use postgres::Row;
 use serde_json::json;
+use tokio_postgres::Row;
 
 use super::audit::audit;
 use super::leases::revoke;

@@ -3,7 +3,7 @@
 //! statement that sets `locked_until_ms`: no row lock is held while a
 //! delivery is in flight, and no two hosts send it at once.
 
-use postgres::Row;
+use tokio_postgres::Row;
 
 use super::audit::audit;
 use super::{Conn, PgStore};

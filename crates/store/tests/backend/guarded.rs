@@ -73,6 +73,53 @@ pub fn a_counter_overflow_is_invalid_and_keeps_nothing<S: Backend>(store: &S) {
     assert_eq!(usage(store), (1, 0));
 }
 
+/// Usage recorded without its new value (it may go with the commit) is
+/// still seen by the transaction's next read, and kept by its commit.
+pub fn recorded_usage_is_read_back_and_committed<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    tx.quota_state("alice", "drafts.max", "drafts.created", 0)
+        .unwrap();
+    tx.record_usage("alice", "drafts.created", None, 2).unwrap();
+    let state = tx
+        .quota_state("alice", "drafts.max", "drafts.created", 0)
+        .unwrap();
+    assert_eq!(state.usage, 2, "the next read sees it");
+    tx.record_usage("alice", "drafts.created", None, 1).unwrap();
+    tx.record_usage("alice", "drafts.created", None, 1).unwrap();
+    assert_eq!(usage(store), (0, 0), "seen before its commit");
+    tx.commit().unwrap();
+    assert_eq!(usage(store), (4, 0));
+}
+
+/// Recorded usage that the database refuses, whether at once or with the
+/// commit, fails the transaction and keeps nothing of it: not the usage,
+/// not the draft written before it.
+pub fn recorded_usage_refused_at_the_commit_keeps_nothing<S: Backend>(store: &S) {
+    plan_and_user(store);
+    let mut tx = store.begin_write().unwrap();
+    tx.add_usage("alice", "drafts.created", None, 1).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.begin_write().unwrap();
+    tx.quota_state("alice", "drafts.max", "drafts.created", 0)
+        .unwrap();
+    let draft = tx.insert_draft("alice", "not kept", 0).unwrap();
+    let refused = match tx.record_usage("alice", "drafts.created", None, i64::MAX) {
+        Err(e) => e,
+        Ok(()) => tx.commit().unwrap_err(),
+    };
+    assert!(
+        matches!(&refused, StoreError::Invalid { field, .. } if field == "requested"),
+        "{refused:?}"
+    );
+    assert_eq!(usage(store), (1, 0));
+    let mut tx = store.begin_read().unwrap();
+    assert!(matches!(
+        tx.draft(draft.id),
+        Err(StoreError::UnknownDraft(_))
+    ));
+}
+
 pub fn a_rolled_back_write_leaves_nothing<S: Backend>(store: &S) {
     plan_and_user(store);
     let mut tx = store.begin_write().unwrap();

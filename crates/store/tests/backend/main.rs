@@ -75,6 +75,8 @@ macro_rules! backend_suite {
                 guarded::a_write_is_seen_by_nobody_else_until_it_commits,
                 guarded::a_rolled_back_write_leaves_nothing,
                 guarded::a_counter_overflow_is_invalid_and_keeps_nothing,
+                guarded::recorded_usage_is_read_back_and_committed,
+                guarded::recorded_usage_refused_at_the_commit_keeps_nothing,
                 guarded::a_second_writer_waits_and_sees_the_first,
                 guarded::the_domain_keeps_its_rules,
                 policy::the_active_and_shadow_versions_are_kept_however_old,
