@@ -55,12 +55,9 @@ edge-test: edge
 	cd edge && npx tsc -p .
 	cd edge && node --test test/*.test.mjs
 
-# Clippy with the release profile: the build scripts and proc macros it
-# compiles (SQLite's C sources among them) are the very ones the release
-# test build uses, so `make test` compiles them once.
 lint: toolchain
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked -p quota-policy --target $(GUEST_TARGET) -- -D warnings
 	$(CARGO) clippy --locked -p quota-percent-grace-policy --target $(GUEST_TARGET) -- -D warnings
 	$(CARGO) clippy --locked -p quota-floor-policy --target $(GUEST_TARGET) -- -D warnings
