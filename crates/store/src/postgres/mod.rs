@@ -424,11 +424,17 @@ impl PgTx {
         &mut self,
         f: impl FnMut(&mut Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(owed) = self.owed.take() {
-            // Written first: what follows may read it.
-            self.attempt(|conn| owed.write(conn))?;
-        }
+        // Written first: what follows may read it.
+        self.write_owed()?;
         self.attempt(f)
+    }
+
+    /// Writes the usage recorded and not sent yet, if any.
+    fn write_owed(&mut self) -> Result<(), StoreError> {
+        match self.owed.take() {
+            Some(owed) => self.attempt(|conn| owed.write(conn)),
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` on the connection, noting an unavailable database. When
@@ -805,9 +811,7 @@ impl QuotaTx for PgTx {
         period_start_ms: Option<i64>,
         n: i64,
     ) -> Result<(), StoreError> {
-        if let Some(earlier) = self.owed.take() {
-            self.attempt(|conn| earlier.write(conn))?;
-        }
+        self.write_owed()?;
         self.owed = Some(OwedUsage {
             user_id: user_id.to_owned(),
             usage_key: usage_key.to_owned(),
